@@ -1,0 +1,131 @@
+//! The RAII guards: [`Permit`] borrows its semaphore, [`OwnedPermit`] keeps
+//! it alive through an `Arc`. Dropping a guard is the only way to return
+//! held permits, so nothing can release what it does not hold.
+
+use crate::Semaphore;
+use core::fmt;
+use std::sync::Arc;
+
+/// Permits acquired from a [`Semaphore`]; they return when this is dropped
+/// (also during a panic's unwinding).
+///
+/// A guard may hold any number of permits, including zero. `mem::forget`
+/// on it keeps its permits held forever without corrupting anything; use
+/// [`forget`](Self::forget) to take them out of existence instead.
+#[must_use = "the permits are released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
+pub struct Permit<'a> {
+    sem: &'a Semaphore,
+    permits: usize,
+}
+
+/// Like [`Permit`], but owning an `Arc<Semaphore>` so it is `'static` and
+/// can move into spawned threads and tasks.
+#[must_use = "the permits are released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
+pub struct OwnedPermit {
+    sem: Arc<Semaphore>,
+    permits: usize,
+}
+
+impl<'a> Permit<'a> {
+    pub(crate) const fn new(sem: &'a Semaphore, permits: usize) -> Self {
+        Permit { sem, permits }
+    }
+
+    /// The semaphore these permits belong to.
+    pub fn semaphore(&self) -> &'a Semaphore {
+        self.sem
+    }
+}
+
+impl OwnedPermit {
+    pub(crate) const fn new(sem: Arc<Semaphore>, permits: usize) -> Self {
+        OwnedPermit { sem, permits }
+    }
+
+    /// The semaphore these permits belong to.
+    pub fn semaphore(&self) -> &Arc<Semaphore> {
+        &self.sem
+    }
+}
+
+/// The guard methods both permit types share.
+macro_rules! permit_methods {
+    ($ty:ident $(<$lt:lifetime>)?, $clone_sem:expr) => {
+        impl $(<$lt>)? $ty $(<$lt>)? {
+            /// Number of permits this guard holds.
+            pub fn num_permits(&self) -> usize {
+                self.permits
+            }
+
+            /// Moves `n` of this guard's permits into a new guard, or
+            /// returns `None` (changing nothing) if it holds fewer than `n`.
+            pub fn split(&mut self, n: usize) -> Option<Self> {
+                let rest = self.permits.checked_sub(n)?;
+                self.permits = rest;
+                #[allow(clippy::redundant_closure_call)]
+                Some(Self {
+                    sem: ($clone_sem)(&self.sem),
+                    permits: n,
+                })
+            }
+
+            /// Moves all of `other`'s permits into this guard.
+            ///
+            /// # Panics
+            ///
+            /// If `other` belongs to a different semaphore (reported at the
+            /// caller's location). `other` is then dropped and its permits
+            /// return to its own semaphore; this guard is unchanged.
+            #[track_caller]
+            pub fn merge(&mut self, mut other: Self) {
+                assert!(
+                    core::ptr::eq(&*self.sem, &*other.sem),
+                    "cannot merge permits of different semaphores"
+                );
+                let sum = self
+                    .permits
+                    .checked_add(other.permits)
+                    .expect("merged permit count overflows usize");
+                self.permits = sum;
+                other.permits = 0;
+            }
+
+            /// Takes these permits out of existence instead of returning
+            /// them: the semaphore's capacity is unchanged, so a later
+            /// [`Semaphore::add_permits`] may bring them back.
+            pub fn forget(mut self) {
+                let n = core::mem::take(&mut self.permits);
+                if n != 0 {
+                    self.sem.forget(n);
+                }
+            }
+        }
+
+        impl $(<$lt>)? Drop for $ty $(<$lt>)? {
+            fn drop(&mut self) {
+                self.sem.release(self.permits);
+            }
+        }
+
+        impl $(<$lt>)? fmt::Debug for $ty $(<$lt>)? {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("permits", &self.permits)
+                    .field("semaphore", &core::ptr::from_ref::<Semaphore>(&self.sem))
+                    .finish()
+            }
+        }
+    };
+}
+
+permit_methods!(Permit<'a>, |s: &&'a Semaphore| *s);
+permit_methods!(OwnedPermit, Arc::clone);
+
+impl Semaphore {
+    /// Takes `n` held permits out of existence.
+    pub(crate) fn forget(&self, n: usize) {
+        self.locked(|_, inner, _| inner.existing -= n);
+    }
+}

@@ -1,0 +1,530 @@
+//! The documented [`Semaphore`] type: a thin public layer over the engine
+//! in `semaphore/engine.rs`, the futures in `semaphore/acquire.rs` and the
+//! wait-for-idle in `semaphore/idle.rs`.
+
+mod acquire;
+mod engine;
+mod idle;
+
+pub use acquire::{Acquire, AcquireOwned};
+pub use idle::WaitIdle;
+
+use crate::error::{AcquireError, AddPermitsError};
+use crate::permit::{OwnedPermit, Permit};
+use crate::state::{self, MAX_PERMITS};
+use crate::sync::{lock, try_lock, AtomicUsize, Mutex, Ordering};
+use core::fmt;
+use engine::Inner;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A counting semaphore for threads and async tasks, safe by construction.
+///
+/// It has a **capacity** (the most permits that may ever exist), permits
+/// **available** now, and permits **held** by [`Permit`] guards. At every
+/// instant `available + held <= capacity`, whatever callers do: held
+/// permits return only when their guard drops, extra permits come into
+/// existence only through the checked [`add_permits`](Self::add_permits),
+/// and cancelled futures, timed-out waits and caught panics give back
+/// exactly what they had.
+///
+/// * **Threads and tasks on one type**: `sem.acquire().await` in async code,
+///   [`acquire_blocking`](Self::acquire_blocking) and the `_timeout` /
+///   `_deadline` variants on threads. Both kinds wait in one FIFO queue.
+/// * **Fair**: waiters are served first come, first served; a large request
+///   at the head collects permits as they are released and nobody overtakes
+///   it, and [`try_acquire`](Self::try_acquire) never barges past the queue.
+/// * **Weighted**: `acquire_many(n)`; `n = 0` succeeds at once; `n` above
+///   the capacity fails at once with [`AcquireError::TooLarge`].
+/// * **Closable**, **resizable** at runtime, and you can
+///   [wait until idle](Self::wait_idle).
+///
+/// # Memory ordering
+///
+/// Releasing permits (dropping a guard) *happens-before* the acquire that
+/// receives them, as with unlocking and locking a mutex: whatever a holder
+/// wrote before dropping its permit is visible to the next holder.
+/// [`close`](Self::close) happens-before the `Closed` errors it causes, and
+/// the last release happens-before a completed [`wait_idle`](Self::wait_idle).
+///
+/// # Examples
+///
+/// ```
+/// use permits::Semaphore;
+///
+/// static DOWNLOADS: Semaphore = Semaphore::new(2);
+///
+/// let a = DOWNLOADS.try_acquire().unwrap();
+/// let b = DOWNLOADS.acquire_blocking().unwrap();
+/// assert_eq!(DOWNLOADS.available_permits(), 0);
+/// assert!(DOWNLOADS.try_acquire().is_err());
+/// drop(a);
+/// assert_eq!(DOWNLOADS.available_permits(), 1);
+/// # drop(b);
+/// ```
+pub struct Semaphore {
+    /// Available permits and flags; see `state.rs`.
+    state: AtomicUsize,
+    /// Written only under the lock; read lock-free for `capacity()` and to
+    /// reject impossible requests.
+    capacity: AtomicUsize,
+    inner: Mutex<Inner>,
+}
+
+/// Declares a constructor that is `const` except under loom (whose
+/// primitives cannot be built in a constant).
+macro_rules! maybe_const {
+    ($(#[$attr:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) -> Self $body:block) => {
+        $(#[$attr])*
+        #[cfg(not(permits_loom))]
+        pub const fn $name($($arg: $ty),*) -> Self $body
+        $(#[$attr])*
+        #[cfg(permits_loom)]
+        pub fn $name($($arg: $ty),*) -> Self $body
+    };
+}
+
+impl Semaphore {
+    /// The largest capacity a semaphore can have.
+    pub const MAX_PERMITS: usize = MAX_PERMITS;
+
+    maybe_const! {
+        /// A semaphore with capacity `permits`, all of them available.
+        ///
+        /// # Panics
+        ///
+        /// If `permits` exceeds [`MAX_PERMITS`](Self::MAX_PERMITS) (at
+        /// compile time in a `const` or `static`).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let sem = permits::Semaphore::new(3);
+        /// assert_eq!((sem.capacity(), sem.available_permits()), (3, 3));
+        /// ```
+        #[track_caller]
+        pub fn new(permits: usize) -> Self {
+            Self::with_available(permits, permits)
+        }
+    }
+
+    maybe_const! {
+        /// A semaphore with capacity `capacity` of which only `available`
+        /// permits exist at first; [`add_permits`](Self::add_permits) brings
+        /// in more, up to the capacity. `available = 0` suits signalling.
+        ///
+        /// # Panics
+        ///
+        /// If `capacity` exceeds [`MAX_PERMITS`](Self::MAX_PERMITS) or
+        /// `available` exceeds `capacity`.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let sem = permits::Semaphore::with_available(0, 4);
+        /// assert!(sem.try_acquire().is_err());
+        /// sem.add_permits(4).unwrap();
+        /// assert!(sem.add_permits(1).is_err(), "never more than the capacity");
+        /// ```
+        #[track_caller]
+        pub fn with_available(available: usize, capacity: usize) -> Self {
+            assert!(
+                capacity <= MAX_PERMITS,
+                "semaphore capacity exceeds Semaphore::MAX_PERMITS"
+            );
+            assert!(
+                available <= capacity,
+                "more permits available than the semaphore's capacity"
+            );
+            Semaphore {
+                state: AtomicUsize::new(state::initial(available)),
+                capacity: AtomicUsize::new(capacity),
+                inner: Mutex::new(Inner::new(available)),
+            }
+        }
+    }
+
+    /// Takes one permit if one is available and nobody is queued.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::NoPermits`] if none is free (or others are queued:
+    /// it never barges past them), [`AcquireError::Closed`] if closed,
+    /// [`AcquireError::TooLarge`] if the capacity is 0. It never fails
+    /// spuriously.
+    pub fn try_acquire(&self) -> Result<Permit<'_>, AcquireError> {
+        self.try_acquire_many(1)
+    }
+
+    /// Takes `n` permits at once if they are available and nobody is
+    /// queued; `n = 0` always succeeds on an open semaphore.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire); `TooLarge` if `n` exceeds
+    /// the capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use permits::{AcquireError, Semaphore};
+    /// let sem = Semaphore::new(4);
+    /// let three = sem.try_acquire_many(3).unwrap();
+    /// assert_eq!(sem.try_acquire_many(2).unwrap_err(), AcquireError::NoPermits);
+    /// assert!(matches!(sem.try_acquire_many(5), Err(AcquireError::TooLarge { .. })));
+    /// drop(three);
+    /// ```
+    pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
+        self.try_take(n).map(|()| Permit::new(self, n))
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for an `Arc<Semaphore>`.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire).
+    pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedPermit, AcquireError> {
+        self.try_acquire_many_owned(1)
+    }
+
+    /// [`try_acquire_many`](Self::try_acquire_many) for an `Arc<Semaphore>`.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire_many`](Self::try_acquire_many).
+    pub fn try_acquire_many_owned(self: Arc<Self>, n: usize) -> Result<OwnedPermit, AcquireError> {
+        self.try_take(n).map(|()| OwnedPermit::new(self, n))
+    }
+
+    /// Waits for one permit: `.await` it, or block on it with
+    /// [`Acquire::wait`] and its timed variants.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: see [`Acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// let sem = permits::Semaphore::new(1);
+    /// let permit = sem.acquire().await.unwrap();
+    /// assert_eq!(sem.available_permits(), 0);
+    /// drop(permit);
+    /// # });
+    /// ```
+    pub fn acquire(&self) -> Acquire<'_> {
+        Acquire::new(self, 1)
+    }
+
+    /// Waits for `n` permits, collected in FIFO order: while queued at the
+    /// head it gathers permits as they are released, and no later request
+    /// overtakes it. `n = 0` completes at once.
+    ///
+    /// The future resolves to an error ([`AcquireError::Closed`] or
+    /// [`AcquireError::TooLarge`]) instead of a permit; `TooLarge` comes at
+    /// once and never blocks other waiters.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: see [`Acquire`].
+    pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
+        Acquire::new(self, n)
+    }
+
+    /// [`acquire`](Self::acquire) for an `Arc<Semaphore>`, producing an
+    /// [`OwnedPermit`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: see [`AcquireOwned`].
+    pub fn acquire_owned(self: Arc<Self>) -> AcquireOwned {
+        AcquireOwned::new(self, 1)
+    }
+
+    /// [`acquire_many`](Self::acquire_many) for an `Arc<Semaphore>`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: see [`AcquireOwned`].
+    pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
+        AcquireOwned::new(self, n)
+    }
+
+    /// Blocks the thread until one permit is acquired.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::Closed`] if the semaphore is or gets closed first;
+    /// `TooLarge` if the capacity is 0.
+    ///
+    /// # Blocking
+    ///
+    /// Spins for about a microsecond, then parks the thread.
+    pub fn acquire_blocking(&self) -> Result<Permit<'_>, AcquireError> {
+        self.acquire().wait()
+    }
+
+    /// Blocks the thread until `n` permits are acquired.
+    ///
+    /// # Errors
+    ///
+    /// As [`Acquire::wait`].
+    ///
+    /// # Blocking
+    ///
+    /// Spins for about a microsecond, then parks the thread.
+    pub fn acquire_many_blocking(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
+        self.acquire_many(n).wait()
+    }
+
+    /// Blocks for one permit for at most `timeout` (a deadline computed
+    /// once; durations too large to represent wait forever).
+    ///
+    /// # Errors
+    ///
+    /// As [`Acquire::wait_timeout`], including [`AcquireError::TimedOut`].
+    ///
+    /// # Blocking
+    ///
+    /// Parks the thread for at most about `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use permits::{AcquireError, Semaphore};
+    /// use std::time::Duration;
+    /// let sem = Semaphore::new(1);
+    /// let held = sem.acquire_blocking().unwrap();
+    /// let late = sem.acquire_timeout(Duration::from_millis(1));
+    /// assert_eq!(late.unwrap_err(), AcquireError::TimedOut);
+    /// # drop(held);
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
+        self.acquire().wait_timeout(timeout)
+    }
+
+    /// Blocks for `n` permits for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Acquire::wait_timeout`].
+    ///
+    /// # Blocking
+    ///
+    /// Parks the thread for at most about `timeout`.
+    pub fn acquire_many_timeout(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Permit<'_>, AcquireError> {
+        self.acquire_many(n).wait_timeout(timeout)
+    }
+
+    /// Blocks for one permit until at most `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Acquire::wait_deadline`].
+    ///
+    /// # Blocking
+    ///
+    /// Parks the thread until at most `deadline`.
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<Permit<'_>, AcquireError> {
+        self.acquire().wait_deadline(deadline)
+    }
+
+    /// Blocks for `n` permits until at most `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Acquire::wait_deadline`].
+    ///
+    /// # Blocking
+    ///
+    /// Parks the thread until at most `deadline`.
+    pub fn acquire_many_deadline(
+        &self,
+        n: usize,
+        deadline: Instant,
+    ) -> Result<Permit<'_>, AcquireError> {
+        self.acquire_many(n).wait_deadline(deadline)
+    }
+
+    /// Brings `n` new permits into existence (the seed's free-standing
+    /// "release"): they go to queued waiters first, in order, then become
+    /// available. Use it to raise concurrency at runtime or to signal.
+    ///
+    /// Allowed on a closed semaphore (it stays closed).
+    ///
+    /// # Errors
+    ///
+    /// [`AddPermitsError`] if the permits in existence (available, held,
+    /// or collected by waiters) would exceed the capacity; nothing changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sem = permits::Semaphore::with_available(1, 2);
+    /// let worker = sem.try_acquire().unwrap(); // all that exists is in use
+    /// sem.add_permits(1).unwrap(); // raise concurrency to the max
+    /// let err = sem.add_permits(1).unwrap_err(); // held ones still count
+    /// assert_eq!((err.requested(), err.room()), (1, 0));
+    /// # drop(worker);
+    /// ```
+    pub fn add_permits(&self, n: usize) -> Result<(), AddPermitsError> {
+        self.locked(|sem, inner, wakes| {
+            let capacity = sem.capacity.load(Ordering::Relaxed);
+            let room = capacity.saturating_sub(inner.existing);
+            if n > room {
+                return Err(AddPermitsError { requested: n, room });
+            }
+            inner.existing += n;
+            sem.give(inner, n, wakes);
+            Ok(())
+        })
+    }
+
+    /// Closes the semaphore: every queued acquirer wakes with
+    /// [`AcquireError::Closed`], and every later acquire fails with it.
+    /// Held permits still return normally (so [`wait_idle`](Self::wait_idle)
+    /// still works, e.g. for a graceful shutdown). Nothing reopens it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use permits::{AcquireError, Semaphore};
+    /// let sem = Semaphore::new(1);
+    /// let held = sem.try_acquire().unwrap();
+    /// sem.close();
+    /// assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
+    /// drop(held);
+    /// assert_eq!(sem.available_permits(), 1);
+    /// assert!(sem.is_closed());
+    /// ```
+    pub fn close(&self) {
+        self.locked(|sem, inner, wakes| sem.close_locked(inner, wakes));
+    }
+
+    /// Sets the capacity while permits may be held.
+    ///
+    /// Growing by `k` brings `k` new permits into existence (to waiters
+    /// first). Shrinking takes permits out of existence until no more than
+    /// the new capacity exist: available ones go first; if more are held
+    /// than the new capacity, the rest is a **debt** that returning permits
+    /// pay off before anyone else gets one. Queued requests larger than the
+    /// new capacity fail with [`AcquireError::TooLarge`].
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` exceeds [`MAX_PERMITS`](Self::MAX_PERMITS) (at the
+    /// caller's location; nothing changes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sem = permits::Semaphore::new(4);
+    /// let held = sem.try_acquire_many(3).unwrap();
+    /// sem.resize(2); // one held permit too many: a debt of 1
+    /// assert_eq!(sem.available_permits(), 0);
+    /// drop(held); // pays the debt; 2 remain
+    /// assert_eq!((sem.capacity(), sem.available_permits()), (2, 2));
+    /// ```
+    #[track_caller]
+    pub fn resize(&self, capacity: usize) {
+        assert!(
+            capacity <= MAX_PERMITS,
+            "semaphore capacity exceeds Semaphore::MAX_PERMITS"
+        );
+        self.locked(|sem, inner, wakes| sem.resize_locked(inner, capacity, wakes));
+    }
+
+    /// Completes when no permit is held; see [`WaitIdle`]. It takes no
+    /// permit and does not hold up acquirers.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use permits::Semaphore;
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(Semaphore::new(2));
+    /// let job = Arc::clone(&sem).try_acquire_owned().unwrap();
+    /// let worker = std::thread::spawn(move || drop(job));
+    /// sem.wait_idle().wait(); // returns once the job's permit is back
+    /// assert!(sem.is_idle());
+    /// # worker.join().unwrap();
+    /// ```
+    pub fn wait_idle(&self) -> WaitIdle<'_> {
+        WaitIdle::new(self)
+    }
+
+    /// Permits available right now (a snapshot).
+    pub fn available_permits(&self) -> usize {
+        state::available(self.state.load(Ordering::Acquire))
+    }
+
+    /// Permits held by guards right now (including granted waiters that
+    /// have not yet been polled and guards leaked with `mem::forget`).
+    ///
+    /// # Blocking
+    ///
+    /// Takes the internal lock briefly.
+    pub fn held_permits(&self) -> usize {
+        let inner = lock(&self.inner);
+        inner.held(self.state.load(Ordering::Acquire))
+    }
+
+    /// The capacity: the most permits that may exist.
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Number of acquirers queued right now.
+    ///
+    /// # Blocking
+    ///
+    /// Takes the internal lock briefly.
+    pub fn waiters(&self) -> usize {
+        lock(&self.inner).waiters.len(crate::waiters::Which::Queue)
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & state::CLOSED != 0
+    }
+
+    /// Whether no permit is held right now.
+    ///
+    /// # Blocking
+    ///
+    /// Takes the internal lock briefly.
+    pub fn is_idle(&self) -> bool {
+        self.held_permits() == 0
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    /// Never blocks: lock-protected fields show as `None` while the lock is
+    /// taken.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = try_lock(&self.inner);
+        // Read after locking, so `held` is computed from a consistent view.
+        let s = self.state.load(Ordering::Acquire);
+        f.debug_struct("Semaphore")
+            .field("capacity", &self.capacity())
+            .field("available", &state::available(s))
+            .field("held", &inner.as_ref().map(|i| i.held(s)))
+            .field(
+                "waiters",
+                &inner
+                    .as_ref()
+                    .map(|i| i.waiters.len(crate::waiters::Which::Queue)),
+            )
+            .field("closed", &(s & state::CLOSED != 0))
+            .finish()
+    }
+}

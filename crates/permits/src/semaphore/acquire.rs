@@ -1,0 +1,341 @@
+//! The acquire futures, [`Acquire`] and [`AcquireOwned`], and the blocking
+//! loop every blocking wait of the crate runs on: a future polled with a
+//! waker that unparks the calling thread. One code path, one queue, one
+//! set of loom models for threads and tasks alike.
+
+use super::engine::Enqueued;
+use super::Semaphore;
+use crate::error::AcquireError;
+use crate::permit::{OwnedPermit, Permit};
+use crate::sync::thread;
+use crate::wake::thread_waker;
+use crate::waiters::{Key, Status, DONE, NIL};
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Something a thread can block on: a pollable wait that can also give up.
+pub(crate) trait Wait {
+    type Output;
+    /// Polls once, registering `waker`.
+    fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output>;
+    /// The deadline passed: withdraw, keeping anything already granted.
+    fn expire(&mut self) -> Self::Output;
+}
+
+/// Blocks the calling thread on `wait` until it completes or `deadline`
+/// passes. The deadline is computed once by the caller; lost races and
+/// spurious unparks only re-poll, they never extend it.
+pub(crate) fn block<W: Wait>(wait: &mut W, deadline: Option<Instant>) -> W::Output {
+    let waker = thread_waker();
+    loop {
+        if let Poll::Ready(out) = wait.poll_wait(&waker) {
+            return out;
+        }
+        match deadline {
+            None => thread::park(),
+            // loom has no clock: a timed wait there expires right after it
+            // queued, which models a timeout racing every grant.
+            #[cfg(permits_loom)]
+            Some(_) => return wait.expire(),
+            #[cfg(not(permits_loom))]
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return wait.expire();
+                }
+                thread::park_timeout(deadline - now);
+            }
+        }
+    }
+}
+
+/// The deadline `timeout` from now; `None` (wait forever) if it does not fit.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Spins briefly for `n` permits before a blocking acquire sleeps: a
+/// permit released within about a microsecond is taken without paying
+/// for a park and an unpark. Stops as soon as anyone is queued (spinning
+/// cannot overtake a queued waiter: they absorb every release).
+fn spin_take(sem: &Semaphore, n: usize) -> Option<Result<(), AcquireError>> {
+    if cfg!(any(permits_loom, miri)) {
+        return None;
+    }
+    let mut spins = 1u32;
+    while spins <= 64 {
+        for _ in 0..spins {
+            core::hint::spin_loop();
+        }
+        if sem.state_is_queued() {
+            return None;
+        }
+        match sem.try_take(n) {
+            Err(AcquireError::NoPermits) => spins *= 2,
+            done => return Some(done),
+        }
+    }
+    None
+}
+
+/// The state machine shared by the borrowed and the owned future.
+#[derive(Debug)]
+struct Waiting {
+    n: usize,
+    /// `NIL` before the first poll, a slot while queued, `DONE` after.
+    key: Key,
+}
+
+impl Waiting {
+    const fn new(n: usize) -> Self {
+        Waiting { n, key: NIL }
+    }
+
+    fn poll(&mut self, sem: &Semaphore, waker: &Waker) -> Poll<Result<(), AcquireError>> {
+        let result = match self.key {
+            DONE => panic!("acquire future polled after it completed"),
+            NIL => match sem.try_take(self.n) {
+                Err(AcquireError::NoPermits) => match sem.enqueue(self.n, waker) {
+                    Ok(Enqueued::Acquired) => Ok(()),
+                    Ok(Enqueued::Queued(key)) => {
+                        self.key = key;
+                        return Poll::Pending;
+                    }
+                    Err(e) => Err(e),
+                },
+                other => other,
+            },
+            key => match sem.poll_slot(key, waker) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready((status, needed)) => outcome(sem, status, needed),
+            },
+        };
+        self.key = DONE;
+        Poll::Ready(result)
+    }
+
+    /// Blocks: fast path, a short spin, then the queue.
+    fn block(
+        &mut self,
+        sem: &Semaphore,
+        deadline: Option<Instant>,
+    ) -> Result<(), AcquireError> {
+        if self.key == NIL {
+            match sem.try_take(self.n) {
+                Err(AcquireError::NoPermits) => {}
+                done => {
+                    self.key = DONE;
+                    return done;
+                }
+            }
+            if let Some(done) = spin_take(sem, self.n) {
+                self.key = DONE;
+                return done;
+            }
+        }
+        block(&mut Blocking { sem, waiting: self }, deadline)
+    }
+
+    fn expire(&mut self, sem: &Semaphore) -> Result<(), AcquireError> {
+        let key = core::mem::replace(&mut self.key, DONE);
+        match sem.withdraw(key) {
+            Status::Queued => Err(AcquireError::TimedOut),
+            status => outcome(sem, status, self.n),
+        }
+    }
+
+    /// Drop: withdraw from the queue, passing on anything assigned; if the
+    /// permits were granted but never collected, release them.
+    fn cancel(&mut self, sem: &Semaphore) {
+        if self.key != NIL && self.key != DONE {
+            let key = core::mem::replace(&mut self.key, DONE);
+            if sem.withdraw(key) == Status::Granted {
+                sem.release(self.n);
+            }
+        }
+    }
+}
+
+/// Maps a finished slot's status to the acquire's result.
+fn outcome(sem: &Semaphore, status: Status, needed: usize) -> Result<(), AcquireError> {
+    match status {
+        Status::Granted => Ok(()),
+        Status::TooLarge => Err(AcquireError::TooLarge {
+            requested: needed,
+            capacity: sem.capacity(),
+        }),
+        _ => Err(AcquireError::Closed),
+    }
+}
+
+struct Blocking<'a> {
+    sem: &'a Semaphore,
+    waiting: &'a mut Waiting,
+}
+
+impl Wait for Blocking<'_> {
+    type Output = Result<(), AcquireError>;
+    fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output> {
+        self.waiting.poll(self.sem, waker)
+    }
+    fn expire(&mut self) -> Self::Output {
+        self.waiting.expire(self.sem)
+    }
+}
+
+/// Future of [`Semaphore::acquire`] and [`Semaphore::acquire_many`]: waits
+/// in the semaphore's FIFO queue for its permits.
+///
+/// It joins the queue on its first poll. Besides `.await`, it can be
+/// waited on by a thread: [`wait`](Self::wait),
+/// [`wait_timeout`](Self::wait_timeout), [`wait_deadline`](Self::wait_deadline).
+///
+/// # Cancel safety
+///
+/// Dropping it at any point is safe and loses nothing: if it was queued it
+/// leaves the queue (the others keep their order), permits already assigned
+/// to it go on to the next waiter, and permits granted to it but not yet
+/// collected by a poll are released. After dropping, it holds no permit.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Acquire<'a> {
+    sem: &'a Semaphore,
+    waiting: Waiting,
+}
+
+/// Future of [`Semaphore::acquire_owned`] and
+/// [`Semaphore::acquire_many_owned`]: like [`Acquire`], for an
+/// `Arc<Semaphore>`, producing an [`OwnedPermit`].
+///
+/// # Cancel safety
+///
+/// As for [`Acquire`]: dropping it at any point loses no permit and keeps
+/// the queue order.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct AcquireOwned {
+    sem: Arc<Semaphore>,
+    waiting: Waiting,
+}
+
+impl<'a> Acquire<'a> {
+    pub(crate) const fn new(sem: &'a Semaphore, n: usize) -> Self {
+        Acquire {
+            sem,
+            waiting: Waiting::new(n),
+        }
+    }
+}
+
+impl AcquireOwned {
+    pub(crate) const fn new(sem: Arc<Semaphore>, n: usize) -> Self {
+        AcquireOwned {
+            sem,
+            waiting: Waiting::new(n),
+        }
+    }
+}
+
+/// The blocking methods and the `Future` impl of one acquire future type.
+macro_rules! acquire_future {
+    ($ty:ident $(<$lt:lifetime>)?, $permit:ty, $make:expr) => {
+        impl $(<$lt>)? $ty $(<$lt>)? {
+            /// Blocks the calling thread until the permits are acquired.
+            ///
+            /// # Errors
+            ///
+            /// [`AcquireError::Closed`] if the semaphore is (or gets)
+            /// closed first; [`AcquireError::TooLarge`] if the request
+            /// exceeds the capacity (at once, or when a resize shrinks it).
+            ///
+            /// # Blocking
+            ///
+            /// Parks the thread; do not call it from async code.
+            pub fn wait(mut self) -> Result<$permit, AcquireError> {
+                let result = self.waiting.block(&self.sem, None);
+                self.finish(result)
+            }
+
+            /// Like [`wait`](Self::wait), giving up after `timeout`.
+            ///
+            /// The timeout becomes a deadline once, on the monotonic clock;
+            /// a duration too large to add to `Instant::now()` waits
+            /// forever.
+            ///
+            /// # Errors
+            ///
+            /// As [`wait`](Self::wait), plus [`AcquireError::TimedOut`].
+            ///
+            /// # Blocking
+            ///
+            /// Parks the thread for at most about `timeout`.
+            pub fn wait_timeout(self, timeout: Duration) -> Result<$permit, AcquireError> {
+                self.wait_until(deadline_after(timeout))
+            }
+
+            /// Like [`wait`](Self::wait), giving up at `deadline`.
+            ///
+            /// # Errors
+            ///
+            /// As [`wait`](Self::wait), plus [`AcquireError::TimedOut`].
+            /// A deadline already past still succeeds if the permits are
+            /// available at once.
+            ///
+            /// # Blocking
+            ///
+            /// Parks the thread until at most `deadline`.
+            pub fn wait_deadline(self, deadline: Instant) -> Result<$permit, AcquireError> {
+                self.wait_until(Some(deadline))
+            }
+
+            fn wait_until(mut self, deadline: Option<Instant>) -> Result<$permit, AcquireError> {
+                let result = self.waiting.block(&self.sem, deadline);
+                self.finish(result)
+            }
+
+            fn finish(&mut self, result: Result<(), AcquireError>) -> Result<$permit, AcquireError> {
+                #[allow(clippy::redundant_closure_call)]
+                result.map(|()| ($make)(&*self))
+            }
+        }
+
+        impl $(<$lt>)? Future for $ty $(<$lt>)? {
+            type Output = Result<$permit, AcquireError>;
+
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+                let this = &mut *self;
+                match this.waiting.poll(&this.sem, cx.waker()) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(result) => Poll::Ready(this.finish(result)),
+                }
+            }
+        }
+
+        impl $(<$lt>)? Drop for $ty $(<$lt>)? {
+            fn drop(&mut self) {
+                self.waiting.cancel(&self.sem);
+            }
+        }
+    };
+}
+
+acquire_future!(Acquire<'a>, Permit<'a>, |f: &Acquire<'a>| Permit::new(
+    f.sem,
+    f.waiting.n
+));
+acquire_future!(AcquireOwned, OwnedPermit, |f: &AcquireOwned| OwnedPermit::new(
+    Arc::clone(&f.sem),
+    f.waiting.n
+));
+
+impl Semaphore {
+    /// Whether the `SLOW` flag is set with nothing available (someone is
+    /// queued or a debt is being paid): spinning would not help.
+    pub(crate) fn state_is_queued(&self) -> bool {
+        let s = self.state.load(crate::sync::Ordering::Relaxed);
+        s & crate::state::SLOW != 0 && crate::state::available(s) == 0
+    }
+}

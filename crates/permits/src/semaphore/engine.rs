@@ -1,0 +1,359 @@
+//! The engine behind [`Semaphore`]: every operation that needs the lock.
+//!
+//! Bookkeeping kept under the lock (`Inner`):
+//!
+//! * `existing`: permits in existence = available + assigned + held.
+//!   Changes only here: `add_permits` (+), `Permit::forget` (-), resize
+//!   (+ on grow; - from available and by paying debt on shrink).
+//! * `assigned`: permits handed to queued waiters that still need more.
+//! * debt = `existing - capacity` when positive (after a shrink below what
+//!   was held): released permits pay it off before anyone gets them, and
+//!   `available` stays 0 until it is paid.
+//!
+//! So `held = existing - assigned - available` at every instant, and no
+//! acquire can make `available + assigned + held` exceed the capacity.
+//!
+//! Each locked operation checks everything that can fail before it mutates
+//! anything, runs no user code (wakers are cloned before locking, woken and
+//! dropped after unlocking), and ends with [`Semaphore::settle`], which
+//! wakes idle waiters and keeps the `SLOW` flag exact.
+
+use super::Semaphore;
+use crate::error::AcquireError;
+use crate::state::{self, Take, CLOSED, SLOW};
+use crate::sync::{lock, Ordering};
+use crate::wake::WakeList;
+use crate::waiters::{Key, Status, Waiters, Which};
+use core::task::{Poll, Waker};
+
+/// State kept under the lock.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) waiters: Waiters,
+    pub(crate) existing: usize,
+    pub(crate) assigned: usize,
+}
+
+impl Inner {
+    pub(crate) const fn new(existing: usize) -> Self {
+        Inner {
+            waiters: Waiters::new(),
+            existing,
+            assigned: 0,
+        }
+    }
+
+    /// Permits held, given the state word `s` read under the lock.
+    pub(crate) fn held(&self, s: usize) -> usize {
+        self.existing - self.assigned - state::available(s)
+    }
+}
+
+/// Result of trying to join the queue.
+pub(crate) enum Enqueued {
+    /// The permits were available after all; nothing was queued.
+    Acquired,
+    /// Queued in this slot.
+    Queued(Key),
+}
+
+impl Semaphore {
+    /// Returns `n` held permits: lock-free unless someone needs them.
+    #[inline]
+    pub(crate) fn release(&self, n: usize) {
+        if n != 0 && !state::try_give(&self.state, n) {
+            self.release_slow(n);
+        }
+    }
+
+    #[cold]
+    fn release_slow(&self, n: usize) {
+        self.locked(|sem, inner, wakes| sem.give(inner, n, wakes));
+    }
+
+    /// Runs `f` under the lock, then settles the state and wakes whoever
+    /// `f` and the settling collected, after unlocking.
+    pub(crate) fn locked<R>(
+        &self,
+        f: impl FnOnce(&Self, &mut Inner, &mut WakeList) -> R,
+    ) -> R {
+        let mut wakes = WakeList::new();
+        let result = {
+            let mut inner = lock(&self.inner);
+            let result = f(self, &mut inner, &mut wakes);
+            self.settle(&mut inner, &mut wakes);
+            result
+        };
+        wakes.wake_all();
+        result
+    }
+
+    /// Hands `n` permits that are in no one's hands to where they belong:
+    /// first the debt, then the queue in order, then `available`.
+    pub(crate) fn give(&self, inner: &mut Inner, mut n: usize, wakes: &mut WakeList) {
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        let paid = inner.existing.saturating_sub(capacity).min(n);
+        inner.existing -= paid;
+        n -= paid;
+        while n > 0 {
+            let Some(head) = inner.waiters.front(Which::Queue) else {
+                break;
+            };
+            let slot = inner.waiters.slot_mut(head);
+            let take = (slot.needed - slot.assigned).min(n);
+            slot.assigned += take;
+            n -= take;
+            inner.assigned += take;
+            if slot.assigned == slot.needed {
+                inner.assigned -= slot.needed;
+                wakes.push(inner.waiters.unlink(Which::Queue, head, Status::Granted));
+            }
+        }
+        if n > 0 {
+            // The queue is empty, so these may become available. AcqRel:
+            // pairs with the Acquire of `state::try_take` that takes them.
+            self.state
+                .fetch_add(state::with_available(0, n), Ordering::AcqRel);
+        }
+    }
+
+    /// Ends every locked operation: completes idle waiters if nothing is
+    /// held, and sets `SLOW` exactly when releases must take the lock.
+    fn settle(&self, inner: &mut Inner, wakes: &mut WakeList) {
+        // Acquire: pairs with the lock-free acquire/release CASes; only
+        // acquires can run now if `SLOW` is set, and they only raise `held`.
+        let s = self.state.load(Ordering::Acquire);
+        if inner.waiters.len(Which::Idle) > 0 && inner.held(s) == 0 {
+            while let Some(key) = inner.waiters.front(Which::Idle) {
+                wakes.push(inner.waiters.unlink(Which::Idle, key, Status::IdleDone));
+            }
+        }
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        let slow = inner.waiters.len(Which::Queue) > 0
+            || inner.waiters.len(Which::Idle) > 0
+            || inner.existing > capacity;
+        if slow && s & SLOW == 0 {
+            self.state.fetch_or(SLOW, Ordering::AcqRel);
+        } else if !slow && s & SLOW != 0 {
+            self.state.fetch_and(!SLOW, Ordering::AcqRel);
+        }
+    }
+
+    /// Takes `n >= 1` permits, or joins the back of the queue with whatever
+    /// is available assigned to it. Checks closed and capacity first.
+    pub(crate) fn enqueue(&self, n: usize, waker: &Waker) -> Result<Enqueued, AcquireError> {
+        // Cloning a waker may run user code: do it before locking.
+        let waker = waker.clone();
+        self.locked(|sem, inner, _| {
+            let capacity = sem.capacity.load(Ordering::Relaxed);
+            let mut s = sem.state.load(Ordering::Acquire);
+            let assigned = loop {
+                if s & CLOSED != 0 {
+                    return Err(AcquireError::Closed);
+                }
+                if n > capacity {
+                    return Err(AcquireError::TooLarge {
+                        requested: n,
+                        capacity,
+                    });
+                }
+                let avail = state::available(s);
+                // While others are queued, `avail` is 0 (they absorb every
+                // release), so a partial grant only happens at the head.
+                let (next, assigned) = if avail >= n {
+                    (state::with_available(s, avail - n), None)
+                } else {
+                    (state::with_available(s, 0) | SLOW, Some(avail))
+                };
+                // AcqRel: the snapshot `s` must still hold when we queue, so
+                // a concurrent lock-free release either lands before (we
+                // retry and see it) or sees `SLOW` and comes through the lock.
+                match sem
+                    .state
+                    .compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => break assigned,
+                    Err(actual) => s = actual,
+                }
+            };
+            let Some(assigned) = assigned else {
+                return Ok(Enqueued::Acquired);
+            };
+            inner.assigned += assigned;
+            Ok(Enqueued::Queued(inner.waiters.push_back(
+                Which::Queue,
+                Status::Queued,
+                n,
+                assigned,
+                waker,
+            )))
+        })
+    }
+
+    /// Joins the idle list, unless nothing is held right now.
+    pub(crate) fn enqueue_idle(&self, waker: &Waker) -> Option<Key> {
+        let waker = waker.clone();
+        self.locked(|sem, inner, _| {
+            let mut s = sem.state.load(Ordering::Acquire);
+            loop {
+                if inner.held(s) == 0 {
+                    return None;
+                }
+                // Setting SLOW on the same snapshot we judged: from now on
+                // every release comes through the lock and re-checks idle.
+                match sem.state.compare_exchange(
+                    s,
+                    s | SLOW,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => s = actual,
+                }
+            }
+            Some(
+                inner
+                    .waiters
+                    .push_back(Which::Idle, Status::Idle, 0, 0, waker),
+            )
+        })
+    }
+
+    /// Polls a slot: `Pending` while it waits (re-registering `waker` if it
+    /// changed), otherwise frees the slot and returns its final status.
+    pub(crate) fn poll_slot(&self, key: Key, waker: &Waker) -> Poll<(Status, usize)> {
+        let mut new_waker = None;
+        loop {
+            let (outcome, old_waker) = self.locked(|_, inner, _| {
+                let slot = inner.waiters.slot_mut(key);
+                match slot.status {
+                    Status::Queued | Status::Idle => {
+                        if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                            (Some(Poll::Pending), None)
+                        } else if let Some(new) = new_waker.take() {
+                            // Swap; the old waker is dropped after unlocking.
+                            (Some(Poll::Pending), slot.waker.replace(new))
+                        } else {
+                            (None, None)
+                        }
+                    }
+                    status => {
+                        let needed = slot.needed;
+                        (Some(Poll::Ready((status, needed))), inner.waiters.free(key))
+                    }
+                }
+            });
+            drop(old_waker);
+            match outcome {
+                Some(poll) => return poll,
+                // A new waker is needed: clone it outside the lock, retry.
+                None => new_waker = Some(waker.clone()),
+            }
+        }
+    }
+
+    /// Withdraws a slot whose owner is leaving (cancelled or timed out),
+    /// passing on anything assigned to it, and frees it. Returns the
+    /// status it had: `Granted` means the owner now holds its permits.
+    pub(crate) fn withdraw(&self, key: Key) -> Status {
+        let (status, waker) = self.locked(|sem, inner, wakes| {
+            let status = inner.waiters.slot(key).status;
+            match status {
+                Status::Queued => {
+                    let assigned = inner.waiters.slot(key).assigned;
+                    inner.assigned -= assigned;
+                    drop(inner.waiters.unlink(Which::Queue, key, Status::Closed));
+                    sem.give(inner, assigned, wakes);
+                }
+                Status::Idle => {
+                    drop(inner.waiters.unlink(Which::Idle, key, Status::IdleDone));
+                }
+                _ => {}
+            }
+            (status, inner.waiters.free(key))
+        });
+        drop(waker);
+        status
+    }
+
+    /// Closes: fails every queued acquirer and returns what was assigned.
+    pub(crate) fn close_locked(&self, inner: &mut Inner, wakes: &mut WakeList) {
+        self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        let mut freed = 0;
+        while let Some(key) = inner.waiters.front(Which::Queue) {
+            freed += self.fail(inner, key, Status::Closed, wakes);
+        }
+        self.give(inner, freed, wakes);
+    }
+
+    /// Unlinks a queued acquirer with a failure status; returns what had
+    /// been assigned to it (the caller must `give` it back).
+    fn fail(&self, inner: &mut Inner, key: Key, status: Status, wakes: &mut WakeList) -> usize {
+        let slot = inner.waiters.slot_mut(key);
+        let assigned = core::mem::take(&mut slot.assigned);
+        inner.assigned -= assigned;
+        wakes.push(inner.waiters.unlink(Which::Queue, key, status));
+        assigned
+    }
+
+    /// Sets the capacity (already checked against `MAX_PERMITS`).
+    pub(crate) fn resize_locked(&self, inner: &mut Inner, new: usize, wakes: &mut WakeList) {
+        let old = self.capacity.load(Ordering::Relaxed);
+        self.capacity.store(new, Ordering::Relaxed);
+        if new >= old {
+            inner.existing += new - old;
+            self.give(inner, new - old, wakes);
+            return;
+        }
+        // Requests that can no longer ever be met fail now.
+        let mut freed = 0;
+        let mut cursor = inner.waiters.front(Which::Queue);
+        while let Some(key) = cursor {
+            cursor = inner.waiters.next(key);
+            if inner.waiters.slot(key).needed > new {
+                freed += self.fail(inner, key, Status::TooLarge, wakes);
+            }
+        }
+        // Take what must go out of existence from `available` first...
+        let excess = inner.existing.saturating_sub(new);
+        if excess > 0 {
+            if let Ok(prev) = self
+                .state
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                    let avail = state::available(s);
+                    Some(state::with_available(s, avail - avail.min(excess)))
+                })
+            {
+                inner.existing -= state::available(prev).min(excess);
+            }
+        }
+        // ...the rest is debt, which `give` pays before anything else.
+        self.give(inner, freed, wakes);
+    }
+
+    /// Lock-free acquire for the `try_*` methods and the fast paths.
+    pub(crate) fn try_take(&self, n: usize) -> Result<(), AcquireError> {
+        if n == 0 {
+            return if self.is_closed() {
+                Err(AcquireError::Closed)
+            } else {
+                Ok(())
+            };
+        }
+        match state::try_take(&self.state, n) {
+            Take::Taken => Ok(()),
+            Take::Closed => Err(AcquireError::Closed),
+            Take::Short => {
+                let capacity = self.capacity.load(Ordering::Relaxed);
+                if n > capacity {
+                    Err(AcquireError::TooLarge {
+                        requested: n,
+                        capacity,
+                    })
+                } else {
+                    Err(AcquireError::NoPermits)
+                }
+            }
+        }
+    }
+}

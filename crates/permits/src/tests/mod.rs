@@ -1,0 +1,1 @@
+//! Internal tests and loom models.

@@ -1,0 +1,230 @@
+//! The waiter queues: a slab of slots threaded by index into two
+//! doubly-linked FIFO lists, one for acquirers and one for wait-for-idle
+//! callers. Blocking threads and async tasks share the acquirer list, so
+//! they are served in one arrival order.
+//!
+//! All of it is plain safe code that lives behind the semaphore's lock. A
+//! slot belongs to the future (or blocking call) that inserted it until
+//! that owner calls [`Waiters::free`]: the releasing side only changes a
+//! slot's status and unlinks it, so a key can never dangle or be reused
+//! while its owner still holds it. The slab grows to the largest number of
+//! simultaneous waiters and then stays put, so waiting allocates nothing in
+//! the steady state; it is released when the last waiter leaves a large slab.
+
+use core::task::Waker;
+
+/// Index of a slot.
+pub(crate) type Key = usize;
+
+/// "No slot" in links and keys.
+pub(crate) const NIL: Key = usize::MAX;
+
+/// The key a finished waiter keeps: it owns no slot any more.
+pub(crate) const DONE: Key = NIL - 1;
+
+/// A slab larger than this is freed when it becomes empty.
+const KEEP_SLOTS: usize = 1024;
+
+/// Where a slot is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// On the free list.
+    Free,
+    /// Queued for permits (acquirer list).
+    Queued,
+    /// Its permits were handed over; unlinked.
+    Granted,
+    /// The semaphore was closed while it waited; unlinked, nothing assigned.
+    Closed,
+    /// The capacity shrank below its request; unlinked, nothing assigned.
+    TooLarge,
+    /// Waiting for the semaphore to become idle (idle list).
+    Idle,
+    /// The semaphore became idle; unlinked.
+    IdleDone,
+}
+
+/// Which list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Which {
+    /// Acquirers, first come first served.
+    Queue,
+    /// Wait-for-idle callers.
+    Idle,
+}
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    prev: Key,
+    next: Key,
+    /// Permits requested.
+    pub(crate) needed: usize,
+    /// Permits already handed to this waiter (`< needed` while queued).
+    pub(crate) assigned: usize,
+    pub(crate) status: Status,
+    pub(crate) waker: Option<Waker>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: Key,
+    tail: Key,
+    len: usize,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+}
+
+/// The slab and its two lists.
+#[derive(Debug)]
+pub(crate) struct Waiters {
+    slots: Vec<Slot>,
+    /// Head of the free list (threaded through `next`).
+    free: Key,
+    /// Slots not on the free list.
+    live: usize,
+    queue: List,
+    idle: List,
+}
+
+impl Waiters {
+    pub(crate) const fn new() -> Self {
+        Waiters {
+            slots: Vec::new(),
+            free: NIL,
+            live: 0,
+            queue: List::EMPTY,
+            idle: List::EMPTY,
+        }
+    }
+
+    fn list(&mut self, which: Which) -> &mut List {
+        match which {
+            Which::Queue => &mut self.queue,
+            Which::Idle => &mut self.idle,
+        }
+    }
+
+    /// Number of slots linked into `which`.
+    pub(crate) fn len(&self, which: Which) -> usize {
+        match which {
+            Which::Queue => self.queue.len,
+            Which::Idle => self.idle.len,
+        }
+    }
+
+    /// First slot of `which`, if any.
+    pub(crate) fn front(&self, which: Which) -> Option<Key> {
+        let head = match which {
+            Which::Queue => self.queue.head,
+            Which::Idle => self.idle.head,
+        };
+        (head != NIL).then_some(head)
+    }
+
+    /// The slot after `key` in its list, if any.
+    pub(crate) fn next(&self, key: Key) -> Option<Key> {
+        let next = self.slots[key].next;
+        (next != NIL).then_some(next)
+    }
+
+    pub(crate) fn slot(&self, key: Key) -> &Slot {
+        &self.slots[key]
+    }
+
+    pub(crate) fn slot_mut(&mut self, key: Key) -> &mut Slot {
+        &mut self.slots[key]
+    }
+
+    /// Takes a slot and links it at the back of `which`.
+    ///
+    /// Call only after every check that can fail: this may allocate (the
+    /// slab grows), and an allocation failure aborts rather than unwinds.
+    pub(crate) fn push_back(
+        &mut self,
+        which: Which,
+        status: Status,
+        needed: usize,
+        assigned: usize,
+        waker: Waker,
+    ) -> Key {
+        let slot = Slot {
+            prev: NIL,
+            next: NIL,
+            needed,
+            assigned,
+            status,
+            waker: Some(waker),
+        };
+        let key = if self.free == NIL {
+            self.slots.push(slot);
+            self.slots.len() - 1
+        } else {
+            let key = self.free;
+            self.free = self.slots[key].next;
+            self.slots[key] = slot;
+            key
+        };
+        self.live += 1;
+        let list = *self.list(which);
+        self.slots[key].prev = list.tail;
+        if list.tail == NIL {
+            self.list(which).head = key;
+        } else {
+            self.slots[list.tail].next = key;
+        }
+        let list = self.list(which);
+        list.tail = key;
+        list.len += 1;
+        key
+    }
+
+    /// Unlinks `key` from `which` and gives it `status`; the slot stays
+    /// owned by its waiter. Returns the waker to wake (outside the lock).
+    pub(crate) fn unlink(&mut self, which: Which, key: Key, status: Status) -> Option<Waker> {
+        let (prev, next) = (self.slots[key].prev, self.slots[key].next);
+        if prev == NIL {
+            self.list(which).head = next;
+        } else {
+            self.slots[prev].next = next;
+        }
+        if next == NIL {
+            self.list(which).tail = prev;
+        } else {
+            self.slots[next].prev = prev;
+        }
+        self.list(which).len -= 1;
+        let slot = &mut self.slots[key];
+        slot.prev = NIL;
+        slot.next = NIL;
+        slot.status = status;
+        slot.waker.take()
+    }
+
+    /// Returns an unlinked slot to the free list. Returns its waker so the
+    /// caller can drop it after unlocking.
+    pub(crate) fn free(&mut self, key: Key) -> Option<Waker> {
+        let slot = &mut self.slots[key];
+        debug_assert!(!matches!(
+            slot.status,
+            Status::Free | Status::Queued | Status::Idle
+        ));
+        slot.status = Status::Free;
+        slot.needed = 0;
+        slot.assigned = 0;
+        slot.next = self.free;
+        let waker = slot.waker.take();
+        self.free = key;
+        self.live -= 1;
+        if self.live == 0 && self.slots.len() > KEEP_SLOTS {
+            self.slots = Vec::new();
+            self.free = NIL;
+        }
+        waker
+    }
+}
