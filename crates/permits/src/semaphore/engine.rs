@@ -314,18 +314,24 @@ impl Semaphore {
                 freed += self.fail(inner, key, Status::TooLarge, wakes);
             }
         }
-        // Take what must go out of existence from `available` first...
+        // Take what must go out of existence from `available` first; if
+        // that is not enough, the rest is a debt, and `SLOW` must be set in
+        // the same atomic step, so that no lock-free release can slip a
+        // permit into `available` past the debt.
         let excess = inner.existing.saturating_sub(new);
         if excess > 0 {
-            if let Ok(prev) = self
+            let update = |s: usize| {
+                let avail = state::available(s);
+                let next = state::with_available(s, avail - avail.min(excess));
+                Some(if avail < excess { next | SLOW } else { next })
+            };
+            let prev = match self
                 .state
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                    let avail = state::available(s);
-                    Some(state::with_available(s, avail - avail.min(excess)))
-                })
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, update)
             {
-                inner.existing -= state::available(prev).min(excess);
-            }
+                Ok(prev) | Err(prev) => prev,
+            };
+            inner.existing -= state::available(prev).min(excess);
         }
         // ...the rest is debt, which `give` pays before anything else.
         self.give(inner, freed, wakes);

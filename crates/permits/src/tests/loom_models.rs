@@ -1,0 +1,251 @@
+//! Loom models of the engine: every interleaving of small scenarios at the
+//! boundary between cancellation, wake-up and grant, where the shipped bugs
+//! of other semaphores lived (see `shared/research/user-issues.md` (b)).
+//!
+//! Futures are polled by hand with a waker that records wake-ups, so each
+//! model controls exactly when a waiter joins the queue and when it leaves.
+
+use crate::{AcquireError, Semaphore};
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use loom::thread;
+use std::time::Duration;
+
+/// A waker that does nothing: these models re-poll explicitly.
+fn noop_cx() -> Context<'static> {
+    Context::from_waker(Waker::noop())
+}
+
+fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    Pin::new(fut).poll(&mut noop_cx())
+}
+
+/// Runs `f` under loom with a preemption bound that keeps models small.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        builder.preemption_bound = Some(4);
+    }
+    builder.check(f);
+}
+
+/// At rest, every permit is back: available == capacity, nothing queued.
+fn assert_at_rest(sem: &Semaphore, capacity: usize) {
+    assert_eq!(sem.available_permits(), capacity);
+    assert_eq!(sem.held_permits(), 0);
+    assert_eq!(sem.waiters(), 0);
+}
+
+/// tokio's "poll once then drop" test, which caught most of its bugs:
+/// queued waiters that are dropped while permits are released lose nothing.
+#[test]
+fn poll_once_then_drop_while_releasing() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let s2 = Arc::clone(&sem);
+        let t = thread::spawn(move || {
+            let mut fut = s2.acquire();
+            let _ = poll_once(&mut fut);
+            drop(fut);
+        });
+        drop(held);
+        t.join().unwrap();
+        assert_at_rest(&sem, 1);
+    });
+}
+
+/// Cancel racing a release, for a weighted waiter with a partial grant:
+/// scenario (c)2/(c)3. Whatever the order, all permits come back.
+#[test]
+fn cancel_racing_release_keeps_every_permit() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(3));
+        let held = Arc::clone(&sem).try_acquire_many_owned(2).unwrap();
+        let s2 = Arc::clone(&sem);
+        let t = thread::spawn(move || {
+            let mut fut = s2.acquire_many(3);
+            match poll_once(&mut fut) {
+                Poll::Ready(p) => drop(p.unwrap()),
+                Poll::Pending => drop(fut),
+            }
+        });
+        drop(held);
+        t.join().unwrap();
+        assert_at_rest(&sem, 3);
+    });
+}
+
+/// A woken-then-cancelled waiter passes its permit on: W1 is granted by a
+/// release and dropped before it is polled; W2 must still get the permit.
+#[test]
+fn woken_then_cancelled_waiter_passes_permit_on() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let mut w1 = sem.acquire();
+        assert!(poll_once(&mut w1).is_pending());
+        let s2 = Arc::clone(&sem);
+        let (tx, rx) = loom::sync::mpsc::channel();
+        let t = thread::spawn(move || {
+            // W2 queues behind W1, then blocks until it gets the permit.
+            let permit = s2.acquire_blocking().unwrap();
+            tx.send(()).unwrap();
+            drop(permit);
+        });
+        drop(held);
+        drop(w1);
+        rx.recv().unwrap();
+        t.join().unwrap();
+        assert_at_rest(&sem, 1);
+    });
+}
+
+/// A cancelled head waiter unblocks the ones behind it: size 2, one held,
+/// A = acquire(2) at the head with 1 assigned, B = acquire(1) behind it.
+/// Cancelling A must hand its assigned permit to B with no other release.
+#[test]
+fn cancelled_head_waiter_unblocks_the_ones_behind() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(2));
+        let held = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let s2 = Arc::clone(&sem);
+        let t = thread::spawn(move || {
+            let mut a = s2.acquire_many(2);
+            let _ = poll_once(&mut a);
+            drop(a);
+        });
+        // B either gets the permit A never took, or the one A gave back.
+        let b = sem.acquire_blocking().unwrap();
+        t.join().unwrap();
+        drop(b);
+        drop(held);
+        assert_at_rest(&sem, 2);
+    });
+}
+
+/// Close racing acquires: every acquirer either gets a permit or Closed,
+/// nobody hangs, and the permits all come back.
+#[test]
+fn close_racing_acquires() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let s2 = Arc::clone(&sem);
+        let t = thread::spawn(move || match s2.acquire_blocking() {
+            Ok(p) => drop(p),
+            Err(e) => assert_eq!(e, AcquireError::Closed),
+        });
+        sem.close();
+        drop(held);
+        t.join().unwrap();
+        assert!(sem.is_closed());
+        assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
+        assert_eq!(sem.available_permits(), 1);
+        assert_eq!(sem.waiters(), 0);
+    });
+}
+
+/// Resize racing an acquire and a release: capacity is never exceeded and
+/// at rest exactly the new capacity is available.
+#[test]
+fn resize_racing_acquires_and_releases() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(2));
+        let held = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let s2 = Arc::clone(&sem);
+        let t = thread::spawn(move || {
+            let p = s2.acquire_blocking().unwrap();
+            assert!(s2.held_permits() <= 2);
+            drop(p);
+        });
+        let s3 = Arc::clone(&sem);
+        let r = thread::spawn(move || s3.resize(1));
+        drop(held);
+        t.join().unwrap();
+        r.join().unwrap();
+        assert_eq!(sem.capacity(), 1);
+        assert_at_rest(&sem, 1);
+    });
+}
+
+/// A timeout racing a grant: the waiter either keeps the permit it was
+/// granted or times out having passed everything on; never both, never
+/// neither. (Under loom a timed wait expires right after queueing.)
+#[test]
+fn timeout_racing_a_grant() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let s2 = Arc::clone(&sem);
+        let t = thread::spawn(move || match s2.acquire_timeout(Duration::from_secs(1)) {
+            Ok(p) => {
+                assert_eq!(s2.held_permits(), 1);
+                drop(p);
+                true
+            }
+            Err(e) => {
+                assert_eq!(e, AcquireError::TimedOut);
+                false
+            }
+        });
+        drop(held);
+        t.join().unwrap();
+        assert_at_rest(&sem, 1);
+    });
+}
+
+/// Wait-for-idle racing releases: it returns only once nothing is held,
+/// and it never takes a permit.
+#[test]
+fn wait_idle_racing_releases() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(2));
+        let a = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let b = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let t1 = thread::spawn(move || drop(a));
+        let t2 = thread::spawn(move || drop(b));
+        sem.wait_idle().wait();
+        assert_eq!(sem.held_permits(), 0);
+        assert_eq!(sem.available_permits(), 2);
+        t1.join().unwrap();
+        t2.join().unwrap();
+    });
+}
+
+/// Two threads each queue two acquires and drop them while the main thread
+/// adds permits (tokio's `concurrent_cancel`): nothing is lost.
+#[test]
+fn concurrent_cancel_while_adding() {
+    model(|| {
+        let sem = Arc::new(Semaphore::with_available(0, 2));
+        let s2 = Arc::clone(&sem);
+        let t = thread::spawn(move || {
+            let mut a = s2.acquire();
+            let mut b = s2.acquire();
+            let _ = poll_once(&mut a);
+            let _ = poll_once(&mut b);
+            drop(a);
+            drop(b);
+        });
+        sem.add_permits(2).unwrap();
+        t.join().unwrap();
+        assert_at_rest(&sem, 2);
+    });
+}
+
+/// Lock-free acquire and release against a queued blocking waiter: the
+/// SLOW flag and the hand-off never lose a wake-up.
+#[test]
+fn fast_release_never_loses_a_wakeup() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let s2 = Arc::clone(&sem);
+        let t = thread::spawn(move || drop(s2.acquire_blocking().unwrap()));
+        drop(sem.acquire_blocking().unwrap());
+        t.join().unwrap();
+        assert_at_rest(&sem, 1);
+    });
+}

@@ -1,0 +1,68 @@
+//! Unit tests of the internal pieces: the state word and the waiter slab.
+
+use crate::state::{self, Take, CLOSED, SLOW};
+use crate::sync::AtomicUsize;
+use crate::waiters::{Status, Waiters, Which};
+use core::task::Waker;
+
+#[test]
+fn state_word_round_trips_available_and_flags() {
+    let s = state::with_available(CLOSED | SLOW, crate::MAX_PERMITS);
+    assert_eq!(state::available(s), crate::MAX_PERMITS);
+    assert_eq!(s & (CLOSED | SLOW), CLOSED | SLOW);
+    assert_eq!(state::available(state::initial(7)), 7);
+}
+
+#[test]
+fn try_take_is_exact_at_equality_and_refuses_closed() {
+    let word = AtomicUsize::new(state::initial(3));
+    assert!(matches!(state::try_take(&word, 4), Take::Short));
+    assert!(matches!(state::try_take(&word, 3), Take::Taken));
+    assert_eq!(state::available(word.load(crate::sync::Ordering::Relaxed)), 0);
+    assert!(state::try_give(&word, 2));
+    word.fetch_or(CLOSED, crate::sync::Ordering::Relaxed);
+    assert!(matches!(state::try_take(&word, 1), Take::Closed));
+}
+
+#[test]
+fn try_give_refuses_when_slow() {
+    let word = AtomicUsize::new(state::initial(0) | SLOW);
+    assert!(!state::try_give(&word, 1));
+    assert_eq!(state::available(word.load(crate::sync::Ordering::Relaxed)), 0);
+}
+
+#[test]
+fn slab_keeps_fifo_order_and_reuses_slots() {
+    let mut w = Waiters::new();
+    let a = w.push_back(Which::Queue, Status::Queued, 1, 0, Waker::noop().clone());
+    let b = w.push_back(Which::Queue, Status::Queued, 2, 0, Waker::noop().clone());
+    let c = w.push_back(Which::Queue, Status::Queued, 3, 0, Waker::noop().clone());
+    assert_eq!(w.front(Which::Queue), Some(a));
+    assert_eq!(w.next(a), Some(b));
+    // Unlink from the middle keeps the others in order.
+    w.unlink(Which::Queue, b, Status::Closed);
+    assert_eq!(w.next(a), Some(c));
+    assert_eq!(w.len(Which::Queue), 2);
+    assert!(w.free(b).is_none());
+    // The freed slot is reused.
+    let d = w.push_back(Which::Idle, Status::Idle, 0, 0, Waker::noop().clone());
+    assert_eq!(d, b);
+    assert_eq!(w.front(Which::Idle), Some(d));
+    assert_eq!(w.len(Which::Idle), 1);
+}
+
+#[test]
+fn a_large_empty_slab_is_released() {
+    let mut w = Waiters::new();
+    let keys: Vec<_> = (0..1100)
+        .map(|i| w.push_back(Which::Queue, Status::Queued, i + 1, 0, Waker::noop().clone()))
+        .collect();
+    for key in keys {
+        w.unlink(Which::Queue, key, Status::Granted);
+        w.free(key);
+    }
+    assert_eq!(w.len(Which::Queue), 0);
+    // After release, keys start from zero again.
+    let k = w.push_back(Which::Queue, Status::Queued, 1, 0, Waker::noop().clone());
+    assert_eq!(k, 0);
+}
