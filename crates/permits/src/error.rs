@@ -46,7 +46,7 @@ impl fmt::Display for AcquireError {
     }
 }
 
-impl std::error::Error for AcquireError {}
+impl core::error::Error for AcquireError {}
 
 /// [`Semaphore::add_permits`](crate::Semaphore::add_permits) refused: the
 /// permits in existence would have exceeded the capacity. Nothing changed.
@@ -78,13 +78,14 @@ impl fmt::Display for AddPermitsError {
     }
 }
 
-impl std::error::Error for AddPermitsError {}
+impl core::error::Error for AddPermitsError {}
 
 /// A wait with a timeout or deadline ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Elapsed(());
 
 impl Elapsed {
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) const fn new() -> Self {
         Elapsed(())
     }
@@ -96,4 +97,4 @@ impl fmt::Display for Elapsed {
     }
 }
 
-impl std::error::Error for Elapsed {}
+impl core::error::Error for Elapsed {}

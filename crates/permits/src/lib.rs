@@ -70,11 +70,15 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "std")]
+mod block;
 mod error;
+#[cfg(feature = "std")]
+pub mod event;
 #[cfg(feature = "std")]
 mod permit;
 #[cfg(feature = "std")]
 mod semaphore;
+mod spin;
 #[cfg(feature = "std")]
 mod state;
 #[cfg(feature = "std")]
@@ -87,11 +91,16 @@ mod wake;
 #[cfg(all(test, feature = "std"))]
 mod tests;
 
-#[cfg(feature = "std")]
 pub use error::{AcquireError, AddPermitsError, Elapsed};
 #[cfg(feature = "std")]
 pub use permit::{OwnedPermit, Permit};
 #[cfg(feature = "std")]
 pub use semaphore::{Acquire, AcquireOwned, Semaphore, WaitIdle};
-#[cfg(feature = "std")]
-pub use state::MAX_PERMITS;
+pub use spin::{SpinPermit, SpinSemaphore};
+
+/// The largest capacity a semaphore can have.
+///
+/// Every count the engines keep (available, held, assigned to waiters, in
+/// existence) is at most this, so sums of two counts never overflow a
+/// `usize` and the available count fits in a state word with two flag bits.
+pub const MAX_PERMITS: usize = usize::MAX >> 3;

@@ -33,12 +33,7 @@ pub(crate) const SLOW: usize = 0b10;
 /// How far the available count is shifted.
 const SHIFT: u32 = 2;
 
-/// The largest number of permits a semaphore can have (its capacity).
-///
-/// Every count the engine keeps (available, held, assigned to waiters, in
-/// existence) is at most this, so sums of two counts never overflow a
-/// `usize` and `available` always fits in the state word.
-pub const MAX_PERMITS: usize = usize::MAX >> 3;
+pub(crate) use crate::MAX_PERMITS;
 
 /// Number of permits available in the state word `s`.
 #[inline]

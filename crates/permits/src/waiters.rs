@@ -11,7 +11,7 @@
 //! simultaneous waiters and then stays put, so waiting allocates nothing in
 //! the steady state; it is released when the last waiter leaves a large slab.
 
-use core::task::Waker;
+use core::task::{Poll, Waker};
 
 /// Index of a slot.
 pub(crate) type Key = usize;
@@ -226,5 +226,66 @@ impl Waiters {
             self.free = NIL;
         }
         waker
+    }
+}
+
+/// One locked step of polling a slot; see [`poll_slot`].
+pub(crate) enum SlotPoll {
+    /// Still waiting; drop the replaced waker (if any) after unlocking.
+    Pending(Option<Waker>),
+    /// The registered waker is stale: clone a fresh one outside the lock.
+    NeedWaker,
+    /// Finished with this status and request; the slot is freed.
+    Ready(Status, usize, Option<Waker>),
+}
+
+impl Waiters {
+    /// Polls slot `key` under the lock: re-registers `waker` if it changed
+    /// (using `fresh`, cloned outside the lock), or frees a finished slot.
+    pub(crate) fn poll_locked(
+        &mut self,
+        key: Key,
+        waker: &Waker,
+        fresh: &mut Option<Waker>,
+    ) -> SlotPoll {
+        let slot = &mut self.slots[key];
+        match slot.status {
+            Status::Queued | Status::Idle => {
+                if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    SlotPoll::Pending(None)
+                } else if let Some(new) = fresh.take() {
+                    SlotPoll::Pending(slot.waker.replace(new))
+                } else {
+                    SlotPoll::NeedWaker
+                }
+            }
+            status => {
+                let needed = slot.needed;
+                SlotPoll::Ready(status, needed, self.free(key))
+            }
+        }
+    }
+}
+
+/// Polls a slot: `step` must lock, call [`Waiters::poll_locked`] and
+/// unlock. Wakers are cloned and dropped here, outside the lock (both may
+/// run user code that re-enters the lock).
+pub(crate) fn poll_slot(
+    waker: &Waker,
+    mut step: impl FnMut(&mut Option<Waker>) -> SlotPoll,
+) -> Poll<(Status, usize)> {
+    let mut fresh = None;
+    loop {
+        match step(&mut fresh) {
+            SlotPoll::Pending(old) => {
+                drop(old);
+                return Poll::Pending;
+            }
+            SlotPoll::NeedWaker => fresh = Some(waker.clone()),
+            SlotPoll::Ready(status, needed, old) => {
+                drop(old);
+                return Poll::Ready((status, needed));
+            }
+        }
     }
 }

@@ -5,57 +5,15 @@
 
 use super::engine::Enqueued;
 use super::Semaphore;
+use crate::block::{block, deadline_after, Wait};
 use crate::error::AcquireError;
 use crate::permit::{OwnedPermit, Permit};
-use crate::sync::thread;
-use crate::wake::thread_waker;
 use crate::waiters::{Key, Status, DONE, NIL};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Something a thread can block on: a pollable wait that can also give up.
-pub(crate) trait Wait {
-    type Output;
-    /// Polls once, registering `waker`.
-    fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output>;
-    /// The deadline passed: withdraw, keeping anything already granted.
-    fn expire(&mut self) -> Self::Output;
-}
-
-/// Blocks the calling thread on `wait` until it completes or `deadline`
-/// passes. The deadline is computed once by the caller; lost races and
-/// spurious unparks only re-poll, they never extend it.
-pub(crate) fn block<W: Wait>(wait: &mut W, deadline: Option<Instant>) -> W::Output {
-    let waker = thread_waker();
-    loop {
-        if let Poll::Ready(out) = wait.poll_wait(&waker) {
-            return out;
-        }
-        match deadline {
-            None => thread::park(),
-            // loom has no clock: a timed wait there expires right after it
-            // queued, which models a timeout racing every grant.
-            #[cfg(permits_loom)]
-            Some(_) => return wait.expire(),
-            #[cfg(not(permits_loom))]
-            Some(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return wait.expire();
-                }
-                thread::park_timeout(deadline - now);
-            }
-        }
-    }
-}
-
-/// The deadline `timeout` from now; `None` (wait forever) if it does not fit.
-pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
 
 /// Spins briefly for `n` permits before a blocking acquire sleeps: a
 /// permit released within about a microsecond is taken without paying
@@ -118,11 +76,7 @@ impl Waiting {
     }
 
     /// Blocks: fast path, a short spin, then the queue.
-    fn block(
-        &mut self,
-        sem: &Semaphore,
-        deadline: Option<Instant>,
-    ) -> Result<(), AcquireError> {
+    fn block(&mut self, sem: &Semaphore, deadline: Option<Instant>) -> Result<(), AcquireError> {
         if self.key == NIL {
             match sem.try_take(self.n) {
                 Err(AcquireError::NoPermits) => {}
@@ -326,10 +280,9 @@ acquire_future!(Acquire<'a>, Permit<'a>, |f: &Acquire<'a>| Permit::new(
     f.sem,
     f.waiting.n
 ));
-acquire_future!(AcquireOwned, OwnedPermit, |f: &AcquireOwned| OwnedPermit::new(
-    Arc::clone(&f.sem),
-    f.waiting.n
-));
+acquire_future!(AcquireOwned, OwnedPermit, |f: &AcquireOwned| {
+    OwnedPermit::new(Arc::clone(&f.sem), f.waiting.n)
+});
 
 impl Semaphore {
     /// Whether the `SLOW` flag is set with nothing available (someone is

@@ -22,8 +22,8 @@ use super::Semaphore;
 use crate::error::AcquireError;
 use crate::state::{self, Take, CLOSED, SLOW};
 use crate::sync::{lock, Ordering};
+use crate::waiters::{self, Key, Status, Waiters, Which};
 use crate::wake::WakeList;
-use crate::waiters::{Key, Status, Waiters, Which};
 use core::task::{Poll, Waker};
 
 /// State kept under the lock.
@@ -73,10 +73,7 @@ impl Semaphore {
 
     /// Runs `f` under the lock, then settles the state and wakes whoever
     /// `f` and the settling collected, after unlocking.
-    pub(crate) fn locked<R>(
-        &self,
-        f: impl FnOnce(&Self, &mut Inner, &mut WakeList) -> R,
-    ) -> R {
+    pub(crate) fn locked<R>(&self, f: impl FnOnce(&Self, &mut Inner, &mut WakeList) -> R) -> R {
         let mut wakes = WakeList::new();
         let result = {
             let mut inner = lock(&self.inner);
@@ -201,12 +198,10 @@ impl Semaphore {
                 }
                 // Setting SLOW on the same snapshot we judged: from now on
                 // every release comes through the lock and re-checks idle.
-                match sem.state.compare_exchange(
-                    s,
-                    s | SLOW,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
+                match sem
+                    .state
+                    .compare_exchange(s, s | SLOW, Ordering::AcqRel, Ordering::Acquire)
+                {
                     Ok(_) => break,
                     Err(actual) => s = actual,
                 }
@@ -222,34 +217,9 @@ impl Semaphore {
     /// Polls a slot: `Pending` while it waits (re-registering `waker` if it
     /// changed), otherwise frees the slot and returns its final status.
     pub(crate) fn poll_slot(&self, key: Key, waker: &Waker) -> Poll<(Status, usize)> {
-        let mut new_waker = None;
-        loop {
-            let (outcome, old_waker) = self.locked(|_, inner, _| {
-                let slot = inner.waiters.slot_mut(key);
-                match slot.status {
-                    Status::Queued | Status::Idle => {
-                        if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                            (Some(Poll::Pending), None)
-                        } else if let Some(new) = new_waker.take() {
-                            // Swap; the old waker is dropped after unlocking.
-                            (Some(Poll::Pending), slot.waker.replace(new))
-                        } else {
-                            (None, None)
-                        }
-                    }
-                    status => {
-                        let needed = slot.needed;
-                        (Some(Poll::Ready((status, needed))), inner.waiters.free(key))
-                    }
-                }
-            });
-            drop(old_waker);
-            match outcome {
-                Some(poll) => return poll,
-                // A new waker is needed: clone it outside the lock, retry.
-                None => new_waker = Some(waker.clone()),
-            }
-        }
+        waiters::poll_slot(waker, |fresh| {
+            lock(&self.inner).waiters.poll_locked(key, waker, fresh)
+        })
     }
 
     /// Withdraws a slot whose owner is leaving (cancelled or timed out),

@@ -2,8 +2,8 @@
 //! every slot to wait for all work", without taking any permit and without
 //! blocking acquirers while it waits.
 
-use super::acquire::{block, deadline_after, Wait};
 use super::Semaphore;
+use crate::block::{block, deadline_after, Wait};
 use crate::error::Elapsed;
 use crate::waiters::{Key, Status, DONE, NIL};
 use core::future::Future;

@@ -9,8 +9,8 @@ use crate::{AcquireError, Semaphore};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
-use std::sync::Arc;
 use loom::thread;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A waker that does nothing: these models re-poll explicitly.

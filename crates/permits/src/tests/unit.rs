@@ -18,7 +18,10 @@ fn try_take_is_exact_at_equality_and_refuses_closed() {
     let word = AtomicUsize::new(state::initial(3));
     assert!(matches!(state::try_take(&word, 4), Take::Short));
     assert!(matches!(state::try_take(&word, 3), Take::Taken));
-    assert_eq!(state::available(word.load(crate::sync::Ordering::Relaxed)), 0);
+    assert_eq!(
+        state::available(word.load(crate::sync::Ordering::Relaxed)),
+        0
+    );
     assert!(state::try_give(&word, 2));
     word.fetch_or(CLOSED, crate::sync::Ordering::Relaxed);
     assert!(matches!(state::try_take(&word, 1), Take::Closed));
@@ -28,7 +31,10 @@ fn try_take_is_exact_at_equality_and_refuses_closed() {
 fn try_give_refuses_when_slow() {
     let word = AtomicUsize::new(state::initial(0) | SLOW);
     assert!(!state::try_give(&word, 1));
-    assert_eq!(state::available(word.load(crate::sync::Ordering::Relaxed)), 0);
+    assert_eq!(
+        state::available(word.load(crate::sync::Ordering::Relaxed)),
+        0
+    );
 }
 
 #[test]
@@ -55,7 +61,15 @@ fn slab_keeps_fifo_order_and_reuses_slots() {
 fn a_large_empty_slab_is_released() {
     let mut w = Waiters::new();
     let keys: Vec<_> = (0..1100)
-        .map(|i| w.push_back(Which::Queue, Status::Queued, i + 1, 0, Waker::noop().clone()))
+        .map(|i| {
+            w.push_back(
+                Which::Queue,
+                Status::Queued,
+                i + 1,
+                0,
+                Waker::noop().clone(),
+            )
+        })
         .collect();
     for key in keys {
         w.unlink(Which::Queue, key, Status::Granted);

@@ -1,0 +1,49 @@
+//! The blocking loop every blocking wait of the crate runs on: a future-like
+//! wait polled with a waker that unparks the calling thread. One code path
+//! for threads and tasks means one queue and one set of loom models.
+
+use crate::sync::thread;
+use crate::wake::thread_waker;
+use core::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Something a thread can block on: a pollable wait that can also give up.
+pub(crate) trait Wait {
+    type Output;
+    /// Polls once, registering `waker`.
+    fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output>;
+    /// The deadline passed: withdraw, keeping anything already granted.
+    fn expire(&mut self) -> Self::Output;
+}
+
+/// Blocks the calling thread on `wait` until it completes or `deadline`
+/// passes. The deadline is computed once by the caller; lost races and
+/// spurious unparks only re-poll, they never extend it.
+pub(crate) fn block<W: Wait>(wait: &mut W, deadline: Option<Instant>) -> W::Output {
+    let waker = thread_waker();
+    loop {
+        if let Poll::Ready(out) = wait.poll_wait(&waker) {
+            return out;
+        }
+        match deadline {
+            None => thread::park(),
+            // loom has no clock: a timed wait there expires right after it
+            // queued, which models a timeout racing every grant.
+            #[cfg(permits_loom)]
+            Some(_) => return wait.expire(),
+            #[cfg(not(permits_loom))]
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return wait.expire();
+                }
+                thread::park_timeout(deadline - now);
+            }
+        }
+    }
+}
+
+/// The deadline `timeout` from now; `None` (wait forever) if it does not fit.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
