@@ -42,6 +42,12 @@
 //! * [`Permit`] / [`OwnedPermit`]: guards that return their permits on drop
 //!   (also when a panic unwinds), with `split`, `merge`, `forget` and access
 //!   to their semaphore.
+//! * [`event::AutoResetEvent`] and [`event::ManualResetEvent`]: WIN32-style
+//!   events for signalling, with the same FIFO queue, blocking and async
+//!   waits, real deadlines and cancel safety.
+//! * [`SpinSemaphore`]: a `no_std`, allocation-free semaphore that waits by
+//!   spinning, with the same capacity/add/forget safety model — read its
+//!   notes on when spinning is the wrong tool.
 //!
 //! ## Design and caveats
 //!
@@ -63,8 +69,10 @@
 //!
 //! ## Features
 //!
-//! * `std` (default): the semaphore itself. Without it the crate is empty
-//!   for now (`no_std` primitives are planned).
+//! * `std` (default): [`Semaphore`], its permits and futures, and the
+//!   events. Without it (`default-features = false`) the crate is `no_std`
+//!   and needs no `alloc`: only [`SpinSemaphore`], the error types and
+//!   [`MAX_PERMITS`] remain.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
