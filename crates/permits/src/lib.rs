@@ -105,6 +105,8 @@ pub use permit::{OwnedPermit, Permit};
 #[cfg(feature = "std")]
 pub use semaphore::{Acquire, AcquireOwned, Semaphore, WaitIdle};
 pub use spin::{SpinPermit, SpinSemaphore};
+#[cfg(feature = "std")]
+pub use state::Policy;
 
 /// The largest capacity a semaphore can have.
 ///

@@ -11,7 +11,7 @@ pub use idle::WaitIdle;
 
 use crate::error::{AcquireError, AddPermitsError};
 use crate::permit::{OwnedPermit, Permit};
-use crate::state::{self, MAX_PERMITS};
+use crate::state::{self, Policy, MAX_PERMITS};
 use crate::sync::{lock, try_lock, AtomicUsize, Mutex, Ordering};
 use core::fmt;
 use engine::Inner;
@@ -31,9 +31,13 @@ use std::time::{Duration, Instant};
 /// * **Threads and tasks on one type**: `sem.acquire().await` in async code,
 ///   [`acquire_blocking`](Self::acquire_blocking) and the `_timeout` /
 ///   `_deadline` variants on threads. Both kinds wait in one FIFO queue.
-/// * **Fair**: waiters are served first come, first served; a large request
-///   at the head collects permits as they are released and nobody overtakes
-///   it, and [`try_acquire`](Self::try_acquire) never barges past the queue.
+/// * **Fair**: by default ([`Policy::Fifo`]) waiters are served first come,
+///   first served; a large request at the head collects permits as they are
+///   released and nobody overtakes it, and
+///   [`try_acquire`](Self::try_acquire) never barges past the queue.
+///   [`Policy::Throughput`] lets running threads take permits first, up to
+///   [`OVERTAKE_LIMIT`](Self::OVERTAKE_LIMIT) times per waiter at the head:
+///   much faster under heavy contention, still starvation-free.
 /// * **Weighted**: `acquire_many(n)`; `n = 0` succeeds at once; `n` above
 ///   the capacity fails at once with [`AcquireError::TooLarge`].
 /// * **Closable**, **resizable** at runtime, and you can
@@ -108,6 +112,11 @@ impl Semaphore {
         }
     }
 
+    /// Under [`Policy::Throughput`], how many releases may pass over the
+    /// waiter at the head of the queue before permits are handed to it.
+    /// (Under loom it is 1, so the models reach the hand-off path.)
+    pub const OVERTAKE_LIMIT: u32 = if cfg!(permits_loom) { 1 } else { 64 };
+
     maybe_const! {
         /// A semaphore with capacity `capacity` of which only `available`
         /// permits exist at first; [`add_permits`](Self::add_permits) brings
@@ -128,6 +137,30 @@ impl Semaphore {
         /// ```
         #[track_caller]
         pub fn with_available(available: usize, capacity: usize) -> Self {
+            Self::with_policy(available, capacity, Policy::Fifo)
+        }
+    }
+
+    maybe_const! {
+        /// Like [`with_available`](Self::with_available), choosing how
+        /// waiters are ordered against running threads; see [`Policy`].
+        ///
+        /// # Panics
+        ///
+        /// As [`with_available`](Self::with_available).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use permits::{Policy, Semaphore};
+        /// // Bounded barging: the fastest under heavy thread contention.
+        /// static LOCKS: Semaphore = Semaphore::with_policy(1, 1, Policy::Throughput);
+        /// let held = LOCKS.try_acquire().unwrap();
+        /// assert_eq!(LOCKS.policy(), Policy::Throughput);
+        /// # drop(held);
+        /// ```
+        #[track_caller]
+        pub fn with_policy(available: usize, capacity: usize, policy: Policy) -> Self {
             assert!(
                 capacity <= MAX_PERMITS,
                 "semaphore capacity exceeds Semaphore::MAX_PERMITS"
@@ -137,19 +170,20 @@ impl Semaphore {
                 "more permits available than the semaphore's capacity"
             );
             Semaphore {
-                state: AtomicUsize::new(state::initial(available)),
+                state: AtomicUsize::new(state::initial(available, policy)),
                 capacity: AtomicUsize::new(capacity),
                 inner: Mutex::new(Inner::new(available)),
             }
         }
     }
 
-    /// Takes one permit if one is available and nobody is queued.
+    /// Takes one permit if one is available and nobody is queued (under
+    /// [`Policy::Throughput`]: if one is available).
     ///
     /// # Errors
     ///
-    /// [`AcquireError::NoPermits`] if none is free (or others are queued:
-    /// it never barges past them), [`AcquireError::Closed`] if closed,
+    /// [`AcquireError::NoPermits`] if none is free (with [`Policy::Fifo`],
+    /// also while others are queued: it never barges past them), [`AcquireError::Closed`] if closed,
     /// [`AcquireError::TooLarge`] if the capacity is 0. It never fails
     /// spuriously.
     pub fn try_acquire(&self) -> Result<Permit<'_>, AcquireError> {
@@ -490,6 +524,15 @@ impl Semaphore {
     /// Takes the internal lock briefly.
     pub fn waiters(&self) -> usize {
         lock(&self.inner).waiters.len(crate::waiters::Which::Queue)
+    }
+
+    /// The policy chosen at construction.
+    pub fn policy(&self) -> Policy {
+        if self.is_barging() {
+            Policy::Throughput
+        } else {
+            Policy::Fifo
+        }
     }
 
     /// Whether [`close`](Self::close) was called.

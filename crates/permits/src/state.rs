@@ -1,4 +1,4 @@
-//! The semaphore's state word: the permits available right now plus two
+//! The semaphore's state word: the permits available right now plus three
 //! flags, in one `AtomicUsize` so the uncontended acquire and release are a
 //! single compare-and-swap each.
 //!
@@ -6,7 +6,8 @@
 //! |-------------|-----------|-------------------------------------------------------------|
 //! | 0           | `CLOSED`  | the semaphore is closed; set once, never cleared             |
 //! | 1           | `SLOW`    | a release must take the lock (waiters, idle waiters or debt) |
-//! | 2..         | available | permits that exist and are neither held nor assigned        |
+//! | 2           | `BARGE`   | the [`Policy::Throughput`] mode; fixed at construction       |
+//! | 3..         | available | permits that exist and are neither held nor assigned        |
 //!
 //! Who may change what:
 //!
@@ -14,9 +15,12 @@
 //!   the lock; it goes **up** by a lock-free release only while `SLOW` is
 //!   clear, otherwise only under the lock.
 //! * `SLOW` is set and cleared only under the lock. Whenever the waiter
-//!   queue is non-empty, `SLOW` is set and `available` is 0: every released
-//!   permit goes to the head of the queue first, so nobody can barge past a
-//!   queued waiter.
+//!   queue is non-empty, `SLOW` is set. Without `BARGE`, `available` is then
+//!   0: every released permit goes to the head of the queue first, so nobody
+//!   can barge past a queued waiter. With `BARGE`, released permits become
+//!   available to whoever runs first, and the queue's head is woken to
+//!   compete for them until it has been passed over too often (see
+//!   `engine.rs`).
 //! * `CLOSED` is set under the lock and never cleared.
 //!
 //! Every read-modify-write of the word is `AcqRel`/`Acquire`: a permit
@@ -30,8 +34,12 @@ use crate::sync::{AtomicUsize, Ordering};
 pub(crate) const CLOSED: usize = 0b01;
 /// Releases must take the lock.
 pub(crate) const SLOW: usize = 0b10;
+/// Throughput policy: running threads may take permits before the head.
+pub(crate) const BARGE: usize = 0b100;
+/// All the flag bits.
+const FLAGS: usize = CLOSED | SLOW | BARGE;
 /// How far the available count is shifted.
-const SHIFT: u32 = 2;
+const SHIFT: u32 = 3;
 
 pub(crate) use crate::MAX_PERMITS;
 
@@ -44,13 +52,40 @@ pub(crate) const fn available(s: usize) -> usize {
 /// The state word with `n` permits available and the given flags.
 #[inline]
 pub(crate) const fn with_available(s: usize, n: usize) -> usize {
-    (n << SHIFT) | (s & (CLOSED | SLOW))
+    (n << SHIFT) | (s & FLAGS)
 }
 
 /// The state word of a new semaphore with `n` permits available.
 #[inline]
-pub(crate) const fn initial(n: usize) -> usize {
-    n << SHIFT
+pub(crate) const fn initial(n: usize, policy: Policy) -> usize {
+    (n << SHIFT)
+        | match policy {
+            Policy::Fifo => 0,
+            Policy::Throughput => BARGE,
+        }
+}
+
+/// How a [`Semaphore`](crate::Semaphore) orders waiters against running
+/// threads that arrive later.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Policy {
+    /// Strict first-come-first-served (the default): once anyone is queued,
+    /// every released permit goes to the head of the queue, and
+    /// `try_acquire` fails rather than overtake it. Under heavy contention
+    /// every permit is then handed to a sleeping thread, which costs a
+    /// wake-up (microseconds) per acquire.
+    #[default]
+    Fifo,
+    /// Bounded barging, for throughput under contention: a released permit
+    /// goes to whoever asks first, including a thread that is already
+    /// running, while the head of the queue is woken to compete for it. A
+    /// waiter at the head that has been passed over
+    /// [`Semaphore::OVERTAKE_LIMIT`](crate::Semaphore::OVERTAKE_LIMIT)
+    /// times gets the next released permits handed to it directly, so no
+    /// waiter is overtaken more than that many times once it is at the head,
+    /// and the queue behind it stays in order.
+    Throughput,
 }
 
 /// Outcome of a lock-free acquire attempt.

@@ -32,6 +32,9 @@ pub(crate) enum Status {
     Free,
     /// Queued for permits (acquirer list).
     Queued,
+    /// Queued and woken to compete for available permits (throughput
+    /// policy): releases need not wake it again.
+    Notified,
     /// Its permits were handed over; unlinked.
     Granted,
     /// The semaphore was closed while it waited; unlinked, nothing assigned.
@@ -63,6 +66,8 @@ pub(crate) struct Slot {
     pub(crate) assigned: usize,
     pub(crate) status: Status,
     pub(crate) waker: Option<Waker>,
+    /// Releases this waiter saw go to others while it was at the head.
+    pub(crate) overtaken: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +165,7 @@ impl Waiters {
             assigned,
             status,
             waker: Some(waker),
+            overtaken: 0,
         };
         let key = if self.free == NIL {
             self.slots.push(slot);
@@ -212,7 +218,7 @@ impl Waiters {
         let slot = &mut self.slots[key];
         debug_assert!(!matches!(
             slot.status,
-            Status::Free | Status::Queued | Status::Idle
+            Status::Free | Status::Queued | Status::Notified | Status::Idle
         ));
         slot.status = Status::Free;
         slot.needed = 0;
@@ -250,7 +256,7 @@ impl Waiters {
     ) -> SlotPoll {
         let slot = &mut self.slots[key];
         match slot.status {
-            Status::Queued | Status::Idle => {
+            Status::Queued | Status::Notified | Status::Idle => {
                 if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
                     SlotPoll::Pending(None)
                 } else if let Some(new) = fresh.take() {

@@ -28,7 +28,8 @@ fn spin_take(sem: &Semaphore, n: usize) -> Option<Result<(), AcquireError>> {
         for _ in 0..spins {
             core::hint::spin_loop();
         }
-        if sem.state_is_queued() {
+        // Fifo: queued waiters absorb every release, so give up.
+        if !sem.is_barging() && sem.state_is_queued() {
             return None;
         }
         match sem.try_take(n) {
@@ -38,6 +39,10 @@ fn spin_take(sem: &Semaphore, n: usize) -> Option<Result<(), AcquireError>> {
     }
     None
 }
+
+/// How many times a woken head (throughput policy, blocking) retries, with
+/// doubling pauses, before it sleeps again.
+const HEAD_SPINS: u32 = 6;
 
 /// The state machine shared by the borrowed and the owned future.
 #[derive(Debug)]
@@ -52,7 +57,15 @@ impl Waiting {
         Waiting { n, key: NIL }
     }
 
-    fn poll(&mut self, sem: &Semaphore, waker: &Waker) -> Poll<Result<(), AcquireError>> {
+    /// Polls once. `spin` (blocking callers, throughput policy): a woken
+    /// head that finds its permits taken spins briefly and retries before
+    /// it goes back to sleep, so releases need not wake it again.
+    fn poll(
+        &mut self,
+        sem: &Semaphore,
+        waker: &Waker,
+        spin: bool,
+    ) -> Poll<Result<(), AcquireError>> {
         let result = match self.key {
             DONE => panic!("acquire future polled after it completed"),
             NIL => match sem.try_take(self.n) {
@@ -66,10 +79,25 @@ impl Waiting {
                 },
                 other => other,
             },
-            key => match sem.poll_slot(key, waker) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready((status, needed)) => outcome(sem, status, needed),
-            },
+            key => {
+                let mut spins = if spin && sem.is_barging() && !cfg!(any(permits_loom, miri)) {
+                    HEAD_SPINS
+                } else {
+                    0
+                };
+                loop {
+                    match sem.poll_slot(key, waker, spins == 0) {
+                        Poll::Ready((status, needed)) => break outcome(sem, status, needed),
+                        Poll::Pending if spins == 0 => return Poll::Pending,
+                        Poll::Pending => {
+                            spins -= 1;
+                            for _ in 0..(1 << (HEAD_SPINS - spins)) {
+                                core::hint::spin_loop();
+                            }
+                        }
+                    }
+                }
+            }
         };
         self.key = DONE;
         Poll::Ready(result)
@@ -133,7 +161,7 @@ struct Blocking<'a> {
 impl Wait for Blocking<'_> {
     type Output = Result<(), AcquireError>;
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output> {
-        self.waiting.poll(self.sem, waker)
+        self.waiting.poll(self.sem, waker, true)
     }
     fn expire(&mut self) -> Self::Output {
         self.waiting.expire(self.sem)
@@ -261,7 +289,7 @@ macro_rules! acquire_future {
 
             fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
                 let this = &mut *self;
-                match this.waiting.poll(&this.sem, cx.waker()) {
+                match this.waiting.poll(&this.sem, cx.waker(), false) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(result) => Poll::Ready(this.finish(result)),
                 }

@@ -20,7 +20,7 @@
 
 use super::Semaphore;
 use crate::error::AcquireError;
-use crate::state::{self, Take, CLOSED, SLOW};
+use crate::state::{self, Take, BARGE, CLOSED, SLOW};
 use crate::sync::{lock, Ordering};
 use crate::waiters::{self, Key, Status, Waiters, Which};
 use crate::wake::WakeList;
@@ -87,16 +87,33 @@ impl Semaphore {
 
     /// Hands `n` permits that are in no one's hands to where they belong:
     /// first the debt, then the queue in order, then `available`.
+    ///
+    /// Under [`Policy::Throughput`](crate::Policy::Throughput) the head of
+    /// the queue is only handed permits once it has been passed over
+    /// `OVERTAKE_LIMIT` times; until then they become available to whoever
+    /// asks first and [`Semaphore::settle`] wakes the head to compete.
     pub(crate) fn give(&self, inner: &mut Inner, mut n: usize, wakes: &mut WakeList) {
         let capacity = self.capacity.load(Ordering::Relaxed);
         let paid = inner.existing.saturating_sub(capacity).min(n);
         inner.existing -= paid;
         n -= paid;
+        let barge = self.is_barging();
         while n > 0 {
             let Some(head) = inner.waiters.front(Which::Queue) else {
                 break;
             };
             let slot = inner.waiters.slot_mut(head);
+            if barge {
+                if slot.overtaken < Self::OVERTAKE_LIMIT {
+                    slot.overtaken += 1;
+                    break;
+                }
+                // Passed over too often: it gets what is lying around too.
+                let want = slot.needed - slot.assigned;
+                if want > n {
+                    n += self.take_up_to(want - n);
+                }
+            }
             let take = (slot.needed - slot.assigned).min(n);
             slot.assigned += take;
             n -= take;
@@ -107,11 +124,57 @@ impl Semaphore {
             }
         }
         if n > 0 {
-            // The queue is empty, so these may become available. AcqRel:
+            // Nobody queued is owed these (fifo: the queue is empty). AcqRel:
             // pairs with the Acquire of `state::try_take` that takes them.
             self.state
                 .fetch_add(state::with_available(0, n), Ordering::AcqRel);
         }
+    }
+
+    /// Whether the semaphore runs the throughput (barging) policy.
+    pub(crate) fn is_barging(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & BARGE != 0
+    }
+
+    /// Takes up to `max` available permits out of `available` (under the
+    /// lock); returns how many it took.
+    fn take_up_to(&self, max: usize) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let update = |s: usize| {
+            let avail = state::available(s);
+            Some(state::with_available(s, avail - avail.min(max)))
+        };
+        match self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, update)
+        {
+            Ok(prev) | Err(prev) => state::available(prev).min(max),
+        }
+    }
+
+    /// Throughput policy: the queue's head takes its permits from
+    /// `available` if they are all there. Returns whether it did; the slot
+    /// is then `Granted` (unlinked, its waker kept for the owner to drop).
+    fn claim(&self, inner: &mut Inner, key: Key) -> bool {
+        let slot = inner.waiters.slot(key);
+        let want = slot.needed - slot.assigned;
+        let taken = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                let avail = state::available(s);
+                (s & CLOSED == 0 && avail >= want).then(|| state::with_available(s, avail - want))
+            });
+        if taken.is_err() {
+            return false;
+        }
+        inner.assigned -= slot.assigned;
+        let waker = inner.waiters.unlink(Which::Queue, key, Status::Granted);
+        let slot = inner.waiters.slot_mut(key);
+        slot.assigned = slot.needed;
+        slot.waker = waker;
+        true
     }
 
     /// Ends every locked operation: completes idle waiters if nothing is
@@ -123,6 +186,19 @@ impl Semaphore {
         if inner.waiters.len(Which::Idle) > 0 && inner.held(s) == 0 {
             while let Some(key) = inner.waiters.front(Which::Idle) {
                 wakes.push(inner.waiters.unlink(Which::Idle, key, Status::IdleDone));
+            }
+        }
+        // Throughput policy: if the head could take what is available, wake
+        // it to compete for it (once: `Notified` heads are not woken again).
+        if s & BARGE != 0 {
+            if let Some(head) = inner.waiters.front(Which::Queue) {
+                let slot = inner.waiters.slot_mut(head);
+                if slot.status == Status::Queued
+                    && state::available(s) >= slot.needed - slot.assigned
+                {
+                    slot.status = Status::Notified;
+                    wakes.push(slot.waker.take());
+                }
             }
         }
         let capacity = self.capacity.load(Ordering::Relaxed);
@@ -155,10 +231,14 @@ impl Semaphore {
                     });
                 }
                 let avail = state::available(s);
-                // While others are queued, `avail` is 0 (they absorb every
-                // release), so a partial grant only happens at the head.
+                // Fifo: while others are queued, `avail` is 0 (they absorb
+                // every release), so a partial grant only happens at the
+                // head. Throughput: nothing is assigned until the head has
+                // been passed over too often; the permits stay available.
                 let (next, assigned) = if avail >= n {
                     (state::with_available(s, avail - n), None)
+                } else if s & BARGE != 0 {
+                    (s | SLOW, Some(0))
                 } else {
                     (state::with_available(s, 0) | SLOW, Some(avail))
                 };
@@ -216,9 +296,22 @@ impl Semaphore {
 
     /// Polls a slot: `Pending` while it waits (re-registering `waker` if it
     /// changed), otherwise frees the slot and returns its final status.
-    pub(crate) fn poll_slot(&self, key: Key, waker: &Waker) -> Poll<(Status, usize)> {
+    ///
+    /// A `Notified` head (throughput policy) first tries to take its
+    /// permits; if it cannot and `park` is set, it goes back to `Queued`, so
+    /// the next release wakes it again. Without `park` it stays `Notified`
+    /// (the caller spins and polls again soon).
+    pub(crate) fn poll_slot(&self, key: Key, waker: &Waker, park: bool) -> Poll<(Status, usize)> {
         waiters::poll_slot(waker, |fresh| {
-            lock(&self.inner).waiters.poll_locked(key, waker, fresh)
+            self.locked(|sem, inner, _| {
+                if inner.waiters.slot(key).status == Status::Notified
+                    && !sem.claim(inner, key)
+                    && park
+                {
+                    inner.waiters.slot_mut(key).status = Status::Queued;
+                }
+                inner.waiters.poll_locked(key, waker, fresh)
+            })
         })
     }
 
@@ -229,7 +322,7 @@ impl Semaphore {
         let (status, waker) = self.locked(|sem, inner, wakes| {
             let status = inner.waiters.slot(key).status;
             match status {
-                Status::Queued => {
+                Status::Queued | Status::Notified => {
                     let assigned = inner.waiters.slot(key).assigned;
                     inner.assigned -= assigned;
                     drop(inner.waiters.unlink(Which::Queue, key, Status::Closed));
@@ -243,7 +336,12 @@ impl Semaphore {
             (status, inner.waiters.free(key))
         });
         drop(waker);
-        status
+        // A `Notified` slot was still waiting: report it as `Queued`.
+        if status == Status::Notified {
+            Status::Queued
+        } else {
+            status
+        }
     }
 
     /// Closes: fails every queued acquirer and returns what was assigned.

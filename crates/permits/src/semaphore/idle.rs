@@ -86,7 +86,7 @@ impl Wait for WaitIdle<'_> {
                 }
             },
             key => {
-                if self.sem.poll_slot(key, waker).is_pending() {
+                if self.sem.poll_slot(key, waker, true).is_pending() {
                     return Poll::Pending;
                 }
             }

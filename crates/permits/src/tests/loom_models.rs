@@ -5,7 +5,7 @@
 //! Futures are polled by hand with a waker that records wake-ups, so each
 //! model controls exactly when a waiter joins the queue and when it leaves.
 
-use crate::{AcquireError, Semaphore};
+use crate::{AcquireError, Policy, Semaphore};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -28,6 +28,28 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     loom::model::Builder::new().check(f);
 }
 
+/// Declares a model once per [`Policy`]: `mod NAME { fifo, throughput }`.
+macro_rules! both_policies {
+    ($(#[$meta:meta])* $name:ident, |$policy:ident| $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn fifo() {
+                let $policy = Policy::Fifo;
+                model(move || $body);
+            }
+
+            #[test]
+            fn throughput() {
+                let $policy = Policy::Throughput;
+                model(move || $body);
+            }
+        }
+    };
+}
+
 /// At rest, every permit is back: available == capacity, nothing queued.
 fn assert_at_rest(sem: &Semaphore, capacity: usize) {
     assert_eq!(sem.available_permits(), capacity);
@@ -35,12 +57,11 @@ fn assert_at_rest(sem: &Semaphore, capacity: usize) {
     assert_eq!(sem.waiters(), 0);
 }
 
+both_policies!(
 /// tokio's "poll once then drop" test, which caught most of its bugs:
 /// queued waiters that are dropped while permits are released lose nothing.
-#[test]
-fn poll_once_then_drop_while_releasing() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(1));
+poll_once_then_drop_while_releasing, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(1, 1, policy));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
         let s2 = Arc::clone(&sem);
         let t = thread::spawn(move || {
@@ -51,15 +72,13 @@ fn poll_once_then_drop_while_releasing() {
         drop(held);
         t.join().unwrap();
         assert_at_rest(&sem, 1);
-    });
-}
+});
 
+both_policies!(
 /// Cancel racing a release, for a weighted waiter with a partial grant:
 /// scenario (c)2/(c)3. Whatever the order, all permits come back.
-#[test]
-fn cancel_racing_release_keeps_every_permit() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(3));
+cancel_racing_release_keeps_every_permit, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(3, 3, policy));
         let held = Arc::clone(&sem).try_acquire_many_owned(2).unwrap();
         let s2 = Arc::clone(&sem);
         let t = thread::spawn(move || {
@@ -72,15 +91,13 @@ fn cancel_racing_release_keeps_every_permit() {
         drop(held);
         t.join().unwrap();
         assert_at_rest(&sem, 3);
-    });
-}
+});
 
+both_policies!(
 /// A woken-then-cancelled waiter passes its permit on: W1 is granted by a
 /// release and dropped before it is polled; W2 must still get the permit.
-#[test]
-fn woken_then_cancelled_waiter_passes_permit_on() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(1));
+woken_then_cancelled_waiter_passes_permit_on, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(1, 1, policy));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
         let mut w1 = sem.acquire();
         assert!(poll_once(&mut w1).is_pending());
@@ -97,16 +114,14 @@ fn woken_then_cancelled_waiter_passes_permit_on() {
         rx.recv().unwrap();
         t.join().unwrap();
         assert_at_rest(&sem, 1);
-    });
-}
+});
 
+both_policies!(
 /// A cancelled head waiter unblocks the ones behind it: size 2, one held,
 /// A = acquire(2) at the head with 1 assigned, B = acquire(1) behind it.
 /// Cancelling A must hand its assigned permit to B with no other release.
-#[test]
-fn cancelled_head_waiter_unblocks_the_ones_behind() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(2));
+cancelled_head_waiter_unblocks_the_ones_behind, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(2, 2, policy));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
         let s2 = Arc::clone(&sem);
         let t = thread::spawn(move || {
@@ -120,15 +135,13 @@ fn cancelled_head_waiter_unblocks_the_ones_behind() {
         drop(b);
         drop(held);
         assert_at_rest(&sem, 2);
-    });
-}
+});
 
+both_policies!(
 /// Close racing acquires: every acquirer either gets a permit or Closed,
 /// nobody hangs, and the permits all come back.
-#[test]
-fn close_racing_acquires() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(1));
+close_racing_acquires, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(1, 1, policy));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
         let s2 = Arc::clone(&sem);
         let t = thread::spawn(move || match s2.acquire_blocking() {
@@ -142,15 +155,13 @@ fn close_racing_acquires() {
         assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
         assert_eq!(sem.available_permits(), 1);
         assert_eq!(sem.waiters(), 0);
-    });
-}
+});
 
+both_policies!(
 /// Resize racing an acquire and a release: capacity is never exceeded and
 /// at rest exactly the new capacity is available.
-#[test]
-fn resize_racing_acquires_and_releases() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(2));
+resize_racing_acquires_and_releases, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(2, 2, policy));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
         let s2 = Arc::clone(&sem);
         let t = thread::spawn(move || {
@@ -165,16 +176,14 @@ fn resize_racing_acquires_and_releases() {
         r.join().unwrap();
         assert_eq!(sem.capacity(), 1);
         assert_at_rest(&sem, 1);
-    });
-}
+});
 
+both_policies!(
 /// A timeout racing a grant: the waiter either keeps the permit it was
 /// granted or times out having passed everything on; never both, never
 /// neither. (Under loom a timed wait expires right after queueing.)
-#[test]
-fn timeout_racing_a_grant() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(1));
+timeout_racing_a_grant, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(1, 1, policy));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
         let s2 = Arc::clone(&sem);
         let t = thread::spawn(move || match s2.acquire_timeout(Duration::from_secs(1)) {
@@ -191,15 +200,13 @@ fn timeout_racing_a_grant() {
         drop(held);
         t.join().unwrap();
         assert_at_rest(&sem, 1);
-    });
-}
+});
 
+both_policies!(
 /// Wait-for-idle racing releases: it returns only once nothing is held,
 /// and it never takes a permit.
-#[test]
-fn wait_idle_racing_releases() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(2));
+wait_idle_racing_releases, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(2, 2, policy));
         let a = Arc::clone(&sem).try_acquire_owned().unwrap();
         let b = Arc::clone(&sem).try_acquire_owned().unwrap();
         let t1 = thread::spawn(move || drop(a));
@@ -209,15 +216,13 @@ fn wait_idle_racing_releases() {
         assert_eq!(sem.available_permits(), 2);
         t1.join().unwrap();
         t2.join().unwrap();
-    });
-}
+});
 
+both_policies!(
 /// Two threads each queue two acquires and drop them while the main thread
 /// adds permits (tokio's `concurrent_cancel`): nothing is lost.
-#[test]
-fn concurrent_cancel_while_adding() {
-    model(|| {
-        let sem = Arc::new(Semaphore::with_available(0, 2));
+concurrent_cancel_while_adding, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(0, 2, policy));
         let s2 = Arc::clone(&sem);
         let t = thread::spawn(move || {
             let mut a = s2.acquire();
@@ -230,30 +235,26 @@ fn concurrent_cancel_while_adding() {
         sem.add_permits(2).unwrap();
         t.join().unwrap();
         assert_at_rest(&sem, 2);
-    });
-}
+});
 
+both_policies!(
 /// Lock-free acquire and release against a queued blocking waiter: the
 /// SLOW flag and the hand-off never lose a wake-up.
-#[test]
-fn fast_release_never_loses_a_wakeup() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(1));
+fast_release_never_loses_a_wakeup, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(1, 1, policy));
         let s2 = Arc::clone(&sem);
         let t = thread::spawn(move || drop(s2.acquire_blocking().unwrap()));
         drop(sem.acquire_blocking().unwrap());
         t.join().unwrap();
         assert_at_rest(&sem, 1);
-    });
-}
+});
 
+both_policies!(
 /// A shrink racing a queued weighted waiter and a release: the waiter
 /// either fails with `TooLarge` (its partial grant returned) or completes
 /// within the new capacity; nothing is lost either way.
-#[test]
-fn shrink_fails_queued_requests_that_no_longer_fit() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(2));
+shrink_fails_queued_requests_that_no_longer_fit, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(2, 2, policy));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
         let s2 = Arc::clone(&sem);
         let t = thread::spawn(move || match s2.acquire_many_blocking(2) {
@@ -272,16 +273,14 @@ fn shrink_fails_queued_requests_that_no_longer_fit() {
         r.join().unwrap();
         t.join().unwrap();
         assert_at_rest(&sem, 1);
-    });
-}
+});
 
+both_policies!(
 /// Three parties at the head of the queue: a weighted waiter cancelled
 /// while a single acquirer arrives and a holder releases (scenario (c)4
 /// with the arrival concurrent). Everyone finishes; nothing is lost.
-#[test]
-fn cancel_racing_arrival_and_release() {
-    model(|| {
-        let sem = Arc::new(Semaphore::new(2));
+cancel_racing_arrival_and_release, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(2, 2, policy));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
         let mut big = sem.acquire_many(2);
         assert!(poll_once(&mut big).is_pending());
@@ -292,14 +291,12 @@ fn cancel_racing_arrival_and_release() {
         small.join().unwrap();
         releaser.join().unwrap();
         assert_at_rest(&sem, 2);
-    });
-}
+});
 
+both_policies!(
 /// `add_permits` racing a forget and a wait for idle: counts stay exact.
-#[test]
-fn add_racing_forget_and_idle() {
-    model(|| {
-        let sem = Arc::new(Semaphore::with_available(1, 2));
+add_racing_forget_and_idle, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(1, 2, policy));
         let p = Arc::clone(&sem).try_acquire_owned().unwrap();
         let s2 = Arc::clone(&sem);
         let adder = thread::spawn(move || s2.add_permits(1).is_ok());
@@ -311,5 +308,4 @@ fn add_racing_forget_and_idle() {
         assert!(added);
         assert_at_rest(&sem, 1);
         assert_eq!(sem.capacity(), 2);
-    });
-}
+});

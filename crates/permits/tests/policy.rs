@@ -1,0 +1,166 @@
+//! Public-API tests of `Policy::Throughput` (bounded barging): running
+//! threads may take released permits before the queue's head, but the head
+//! is woken to compete and is handed permits once it has been passed over
+//! `Semaphore::OVERTAKE_LIMIT` times, so no waiter starves.
+
+use permits::{AcquireError, Policy, Semaphore};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+#[derive(Default)]
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting() -> (Arc<CountingWaker>, Waker) {
+    let c = Arc::new(CountingWaker::default());
+    (Arc::clone(&c), Waker::from(c))
+}
+
+fn poll<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
+    Pin::new(fut).poll(&mut Context::from_waker(waker))
+}
+
+fn throughput(n: usize) -> Semaphore {
+    Semaphore::with_policy(n, n, Policy::Throughput)
+}
+
+#[test]
+fn default_policy_is_fifo() {
+    assert_eq!(Semaphore::new(1).policy(), Policy::Fifo);
+    assert_eq!(Policy::default(), Policy::Fifo);
+    assert_eq!(throughput(1).policy(), Policy::Throughput);
+}
+
+#[test]
+fn a_release_wakes_the_head_but_a_running_thread_may_take_the_permit() {
+    let sem = throughput(1);
+    let (count, waker) = counting();
+    let held = sem.try_acquire().unwrap();
+    let mut head = sem.acquire();
+    assert!(poll(&mut head, &waker).is_pending());
+    drop(held);
+    // The permit is available to whoever asks first...
+    assert_eq!(sem.available_permits(), 1);
+    // ...and the head was woken to compete for it.
+    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    let barger = sem
+        .try_acquire()
+        .expect("throughput lets a running thread barge");
+    // The head finds it gone and waits again (still first in line).
+    assert!(poll(&mut head, &waker).is_pending());
+    assert_eq!(sem.waiters(), 1);
+    drop(barger);
+    // Woken again; this time it gets the permit.
+    assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    let permit = match poll(&mut head, &waker) {
+        Poll::Ready(p) => p.unwrap(),
+        Poll::Pending => panic!("the head should take the available permit"),
+    };
+    assert_eq!(sem.available_permits(), 0);
+    drop(permit);
+    assert_eq!(sem.available_permits(), 1);
+}
+
+#[test]
+fn the_head_is_overtaken_at_most_overtake_limit_times() {
+    let sem = throughput(1);
+    let (_, waker) = counting();
+    let mut held = sem.try_acquire().unwrap();
+    let mut head = sem.acquire();
+    assert!(poll(&mut head, &waker).is_pending());
+    let mut overtakes = 0;
+    loop {
+        drop(held);
+        match sem.try_acquire() {
+            Ok(p) => {
+                overtakes += 1;
+                held = p;
+            }
+            Err(e) => {
+                // The permit was handed to the head directly.
+                assert_eq!(e, AcquireError::NoPermits);
+                break;
+            }
+        }
+        assert!(overtakes <= Semaphore::OVERTAKE_LIMIT, "head starved");
+    }
+    assert_eq!(overtakes, Semaphore::OVERTAKE_LIMIT);
+    assert!(matches!(poll(&mut head, &waker), Poll::Ready(Ok(_))));
+}
+
+#[test]
+fn a_weighted_head_gets_through_against_a_stream_of_single_acquires() {
+    let sem = throughput(4);
+    let (_, waker) = counting();
+    let mut singles: Vec<_> = (0..4).map(|_| sem.try_acquire().unwrap()).collect();
+    let mut big = sem.acquire_many(4);
+    assert!(poll(&mut big, &waker).is_pending());
+    let mut rounds = 0u32;
+    let granted = loop {
+        if let Poll::Ready(p) = poll(&mut big, &waker) {
+            break p.unwrap();
+        }
+        // A single holder releases and immediately tries to come back.
+        singles.remove(0);
+        if let Ok(p) = sem.try_acquire() {
+            singles.push(p);
+        }
+        rounds += 1;
+        assert!(
+            rounds <= 4 * (Semaphore::OVERTAKE_LIMIT + 1),
+            "weighted head starved"
+        );
+    };
+    assert_eq!(granted.num_permits(), 4);
+    assert!(singles.is_empty());
+}
+
+#[test]
+fn a_cancelled_notified_head_wakes_the_next_waiter() {
+    let sem = throughput(1);
+    let (_, w1) = counting();
+    let (c2, w2) = counting();
+    let held = sem.try_acquire().unwrap();
+    let mut first = sem.acquire();
+    let mut second = sem.acquire();
+    assert!(poll(&mut first, &w1).is_pending());
+    assert!(poll(&mut second, &w2).is_pending());
+    drop(held); // `first` is woken to compete
+    drop(first); // and leaves: `second` must be woken for the permit
+    assert_eq!(c2.0.load(Ordering::SeqCst), 1);
+    assert!(matches!(poll(&mut second, &w2), Poll::Ready(Ok(_))));
+}
+
+#[test]
+fn threads_never_exceed_the_capacity_and_all_finish() {
+    const THREADS: usize = 8;
+    let rounds = if cfg!(miri) { 5 } else { 2_000 };
+    let sem = Arc::new(throughput(2));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (sem, inside) = (Arc::clone(&sem), Arc::clone(&inside));
+            std::thread::spawn(move || {
+                for _ in 0..rounds {
+                    let _p = sem.acquire_blocking().unwrap();
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    assert!(now <= 2, "{now} inside a 2-permit semaphore");
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(sem.waiters(), 0);
+}
