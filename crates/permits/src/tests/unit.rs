@@ -10,12 +10,17 @@ fn state_word_round_trips_available_and_flags() {
     let s = state::with_available(CLOSED | SLOW, crate::MAX_PERMITS);
     assert_eq!(state::available(s), crate::MAX_PERMITS);
     assert_eq!(s & (CLOSED | SLOW), CLOSED | SLOW);
-    assert_eq!(state::available(state::initial(7)), 7);
+    assert_eq!(state::available(state::initial(7, state::Policy::Fifo)), 7);
+    let barging = state::initial(7, state::Policy::Throughput);
+    assert_eq!(state::available(barging), 7);
+    assert_eq!(barging & state::BARGE, state::BARGE);
+    // Changing the count keeps the flags.
+    assert_eq!(state::with_available(barging, 2) & state::BARGE, state::BARGE);
 }
 
 #[test]
 fn try_take_is_exact_at_equality_and_refuses_closed() {
-    let word = AtomicUsize::new(state::initial(3));
+    let word = AtomicUsize::new(state::initial(3, state::Policy::Fifo));
     assert!(matches!(state::try_take(&word, 4), Take::Short));
     assert!(matches!(state::try_take(&word, 3), Take::Taken));
     assert_eq!(
@@ -29,7 +34,7 @@ fn try_take_is_exact_at_equality_and_refuses_closed() {
 
 #[test]
 fn try_give_refuses_when_slow() {
-    let word = AtomicUsize::new(state::initial(0) | SLOW);
+    let word = AtomicUsize::new(state::initial(0, state::Policy::Fifo) | SLOW);
     assert!(!state::try_give(&word, 1));
     assert_eq!(
         state::available(word.load(crate::sync::Ordering::Relaxed)),
