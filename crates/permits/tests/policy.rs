@@ -109,7 +109,7 @@ fn a_weighted_head_gets_through_against_a_stream_of_single_acquires() {
             break p.unwrap();
         }
         // A single holder releases and immediately tries to come back.
-        singles.remove(0);
+        drop(singles.remove(0));
         if let Ok(p) = sem.try_acquire() {
             singles.push(p);
         }
