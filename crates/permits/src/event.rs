@@ -185,15 +185,17 @@ impl RawEvent {
 
     /// Leaves the queue; `true` if the slot had been granted the signal.
     fn withdraw(&self, key: Key) -> bool {
-        // The freed slot's waker is dropped after the lock is released.
+        // The slot's waker is dropped only after the lock is released:
+        // dropping it may run user code that re-enters the lock.
         let (granted, _waker) = {
             let mut waiters = lock(&self.waiters);
+            let mut waker = None;
             if waiters.slot(key).status == Status::Queued {
-                drop(waiters.unlink(Which::Queue, key, Status::Closed));
+                waker = waiters.unlink(Which::Queue, key, Status::Closed);
                 self.sync_waiters_flag(&waiters);
             }
             let granted = waiters.slot(key).status == Status::Granted;
-            (granted, waiters.free(key))
+            (granted, waker.or(waiters.free(key)))
         };
         granted
     }

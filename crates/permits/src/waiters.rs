@@ -40,7 +40,10 @@ pub(crate) enum Status {
     /// The semaphore was closed while it waited; unlinked, nothing assigned.
     Closed,
     /// The capacity shrank below its request; unlinked, nothing assigned.
-    TooLarge,
+    TooLarge {
+        /// The capacity that rejected it.
+        capacity: usize,
+    },
     /// Waiting for the semaphore to become idle (idle list).
     Idle,
     /// The semaphore became idle; unlinked.

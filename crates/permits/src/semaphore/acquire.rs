@@ -87,7 +87,7 @@ impl Waiting {
                 };
                 loop {
                     match sem.poll_slot(key, waker, spins == 0) {
-                        Poll::Ready((status, needed)) => break outcome(sem, status, needed),
+                        Poll::Ready((status, needed)) => break outcome(status, needed),
                         Poll::Pending if spins == 0 => return Poll::Pending,
                         Poll::Pending => {
                             spins -= 1;
@@ -125,7 +125,7 @@ impl Waiting {
         let key = core::mem::replace(&mut self.key, DONE);
         match sem.withdraw(key) {
             Status::Queued => Err(AcquireError::TimedOut),
-            status => outcome(sem, status, self.n),
+            status => outcome(status, self.n),
         }
     }
 
@@ -142,12 +142,12 @@ impl Waiting {
 }
 
 /// Maps a finished slot's status to the acquire's result.
-fn outcome(sem: &Semaphore, status: Status, needed: usize) -> Result<(), AcquireError> {
+fn outcome(status: Status, needed: usize) -> Result<(), AcquireError> {
     match status {
         Status::Granted => Ok(()),
-        Status::TooLarge => Err(AcquireError::TooLarge {
+        Status::TooLarge { capacity } => Err(AcquireError::TooLarge {
             requested: needed,
-            capacity: sem.capacity(),
+            capacity,
         }),
         _ => Err(AcquireError::Closed),
     }

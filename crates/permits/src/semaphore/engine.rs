@@ -321,19 +321,20 @@ impl Semaphore {
     pub(crate) fn withdraw(&self, key: Key) -> Status {
         let (status, waker) = self.locked(|sem, inner, wakes| {
             let status = inner.waiters.slot(key).status;
-            match status {
+            // The slot's waker is dropped only after unlocking: dropping it
+            // may run user code that re-enters the lock.
+            let waker = match status {
                 Status::Queued | Status::Notified => {
                     let assigned = inner.waiters.slot(key).assigned;
                     inner.assigned -= assigned;
-                    drop(inner.waiters.unlink(Which::Queue, key, Status::Closed));
+                    let waker = inner.waiters.unlink(Which::Queue, key, Status::Closed);
                     sem.give(inner, assigned, wakes);
+                    waker
                 }
-                Status::Idle => {
-                    drop(inner.waiters.unlink(Which::Idle, key, Status::IdleDone));
-                }
-                _ => {}
-            }
-            (status, inner.waiters.free(key))
+                Status::Idle => inner.waiters.unlink(Which::Idle, key, Status::IdleDone),
+                _ => None,
+            };
+            (status, waker.or(inner.waiters.free(key)))
         });
         drop(waker);
         // A `Notified` slot was still waiting: report it as `Queued`.
@@ -379,7 +380,7 @@ impl Semaphore {
         while let Some(key) = cursor {
             cursor = inner.waiters.next(key);
             if inner.waiters.slot(key).needed > new {
-                freed += self.fail(inner, key, Status::TooLarge, wakes);
+                freed += self.fail(inner, key, Status::TooLarge { capacity: new }, wakes);
             }
         }
         // Take what must go out of existence from `available` first; if

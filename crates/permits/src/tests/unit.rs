@@ -15,7 +15,10 @@ fn state_word_round_trips_available_and_flags() {
     assert_eq!(state::available(barging), 7);
     assert_eq!(barging & state::BARGE, state::BARGE);
     // Changing the count keeps the flags.
-    assert_eq!(state::with_available(barging, 2) & state::BARGE, state::BARGE);
+    assert_eq!(
+        state::with_available(barging, 2) & state::BARGE,
+        state::BARGE
+    );
 }
 
 #[test]
