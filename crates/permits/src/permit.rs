@@ -29,6 +29,7 @@ pub struct OwnedPermit {
 }
 
 impl<'a> Permit<'a> {
+    #[inline]
     pub(crate) const fn new(sem: &'a Semaphore, permits: usize) -> Self {
         Permit { sem, permits }
     }
@@ -104,6 +105,7 @@ macro_rules! permit_methods {
         }
 
         impl $(<$lt>)? Drop for $ty $(<$lt>)? {
+            #[inline]
             fn drop(&mut self) {
                 self.sem.release(self.permits);
             }

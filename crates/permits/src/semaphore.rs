@@ -186,6 +186,7 @@ impl Semaphore {
     /// also while others are queued: it never barges past them), [`AcquireError::Closed`] if closed,
     /// [`AcquireError::TooLarge`] if the capacity is 0. It never fails
     /// spuriously.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, AcquireError> {
         self.try_acquire_many(1)
     }
@@ -208,6 +209,7 @@ impl Semaphore {
     /// assert!(matches!(sem.try_acquire_many(5), Err(AcquireError::TooLarge { .. })));
     /// drop(three);
     /// ```
+    #[inline]
     pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
         self.try_take(n).map(|()| Permit::new(self, n))
     }
@@ -247,6 +249,7 @@ impl Semaphore {
     /// drop(permit);
     /// # });
     /// ```
+    #[inline]
     pub fn acquire(&self) -> Acquire<'_> {
         Acquire::new(self, 1)
     }
@@ -262,6 +265,7 @@ impl Semaphore {
     /// # Cancel safety
     ///
     /// Cancel safe: see [`Acquire`].
+    #[inline]
     pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
         Acquire::new(self, n)
     }
@@ -295,6 +299,7 @@ impl Semaphore {
     /// # Blocking
     ///
     /// Spins for about a microsecond, then parks the thread.
+    #[inline]
     pub fn acquire_blocking(&self) -> Result<Permit<'_>, AcquireError> {
         self.acquire().wait()
     }
@@ -308,6 +313,7 @@ impl Semaphore {
     /// # Blocking
     ///
     /// Spins for about a microsecond, then parks the thread.
+    #[inline]
     pub fn acquire_many_blocking(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
         self.acquire_many(n).wait()
     }

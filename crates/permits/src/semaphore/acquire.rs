@@ -104,6 +104,7 @@ impl Waiting {
     }
 
     /// Blocks: fast path, a short spin, then the queue.
+    #[inline]
     fn block(&mut self, sem: &Semaphore, deadline: Option<Instant>) -> Result<(), AcquireError> {
         if self.key == NIL {
             match sem.try_take(self.n) {
@@ -113,6 +114,17 @@ impl Waiting {
                     return done;
                 }
             }
+        }
+        self.block_slow(sem, deadline)
+    }
+
+    #[cold]
+    fn block_slow(
+        &mut self,
+        sem: &Semaphore,
+        deadline: Option<Instant>,
+    ) -> Result<(), AcquireError> {
+        if self.key == NIL {
             if let Some(done) = spin_take(sem, self.n) {
                 self.key = DONE;
                 return done;
@@ -131,6 +143,7 @@ impl Waiting {
 
     /// Drop: withdraw from the queue, passing on anything assigned; if the
     /// permits were granted but never collected, release them.
+    #[inline]
     fn cancel(&mut self, sem: &Semaphore) {
         if self.key != NIL && self.key != DONE {
             let key = core::mem::replace(&mut self.key, DONE);
@@ -236,6 +249,7 @@ macro_rules! acquire_future {
             /// # Blocking
             ///
             /// Parks the thread; do not call it from async code.
+            #[inline]
             pub fn wait(mut self) -> Result<$permit, AcquireError> {
                 let result = self.waiting.block(&self.sem, None);
                 self.finish(result)
@@ -278,6 +292,7 @@ macro_rules! acquire_future {
                 self.finish(result)
             }
 
+            #[inline]
             fn finish(&mut self, result: Result<(), AcquireError>) -> Result<$permit, AcquireError> {
                 #[allow(clippy::redundant_closure_call)]
                 result.map(|()| ($make)(&*self))
@@ -287,6 +302,7 @@ macro_rules! acquire_future {
         impl $(<$lt>)? Future for $ty $(<$lt>)? {
             type Output = Result<$permit, AcquireError>;
 
+            #[inline]
             fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
                 let this = &mut *self;
                 match this.waiting.poll(&this.sem, cx.waker(), false) {
@@ -297,6 +313,7 @@ macro_rules! acquire_future {
         }
 
         impl $(<$lt>)? Drop for $ty $(<$lt>)? {
+            #[inline]
             fn drop(&mut self) {
                 self.waiting.cancel(&self.sem);
             }

@@ -407,6 +407,7 @@ impl Semaphore {
     }
 
     /// Lock-free acquire for the `try_*` methods and the fast paths.
+    #[inline]
     pub(crate) fn try_take(&self, n: usize) -> Result<(), AcquireError> {
         if n == 0 {
             return if self.is_closed() {
