@@ -13,6 +13,8 @@ use core::task::Waker;
 pub(crate) struct WakeList {
     inline: [Option<Waker>; 4],
     len: usize,
+    /// Inline wakers already handed out by `pop`.
+    popped: usize,
     spill: Vec<Waker>,
 }
 
@@ -21,6 +23,7 @@ impl WakeList {
         WakeList {
             inline: [None, None, None, None],
             len: 0,
+            popped: 0,
             spill: Vec::new(),
         }
     }
@@ -35,11 +38,36 @@ impl WakeList {
         }
     }
 
+    /// The next waker in the order they were pushed (the spill is
+    /// reversed once, in `wake_all`, so popping it keeps that order).
+    fn pop(&mut self) -> Option<Waker> {
+        if self.popped < self.len {
+            self.popped += 1;
+            return self.inline[self.popped - 1].take();
+        }
+        self.spill.pop()
+    }
+
     /// Wakes everything collected. Call with the lock released.
-    pub(crate) fn wake_all(self) {
-        let WakeList { inline, spill, .. } = self;
-        for waker in inline.into_iter().flatten().chain(spill) {
+    ///
+    /// A waker that panics does not stop the others: while the panic
+    /// unwinds, the rest are still woken (a second panic then aborts, as
+    /// any panic during unwinding does).
+    pub(crate) fn wake_all(mut self) {
+        /// Wakes whatever is left if a `wake` unwinds.
+        struct Rest<'a>(&'a mut WakeList);
+        impl Drop for Rest<'_> {
+            fn drop(&mut self) {
+                while let Some(waker) = self.0.pop() {
+                    waker.wake();
+                }
+            }
+        }
+        self.spill.reverse();
+        while let Some(waker) = self.pop() {
+            let rest = Rest(&mut self);
             waker.wake();
+            core::mem::forget(rest);
         }
     }
 }

@@ -88,3 +88,36 @@ fn a_large_empty_slab_is_released() {
     let k = w.push_back(Which::Queue, Status::Queued, 1, 0, Waker::noop().clone());
     assert_eq!(k, 0);
 }
+
+/// A waker that records the order it was woken in, and may panic.
+struct Recorder {
+    id: usize,
+    log: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    panics: bool,
+}
+
+impl std::task::Wake for Recorder {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.log.lock().unwrap().push(self.id);
+        assert!(!self.panics, "waker {} panics", self.id);
+    }
+}
+
+#[test]
+fn wake_list_wakes_in_push_order_and_survives_a_panicking_waker() {
+    use crate::wake::WakeList;
+    use std::sync::{Arc, Mutex};
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut list = WakeList::new();
+    for id in 0..7 {
+        list.push(Some(Waker::from(Arc::new(Recorder {
+            id,
+            log: Arc::clone(&log),
+            panics: id == 2,
+        }))));
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| list.wake_all()));
+    assert!(result.is_err(), "the panic propagates");
+    // Everyone was woken, in order, despite waker 2 panicking.
+    assert_eq!(*log.lock().unwrap(), (0..7).collect::<Vec<_>>());
+}
