@@ -216,6 +216,10 @@ impl RawEvent {
 /// leaves the queue (the others keep their order), and if an
 /// [`AutoResetEvent`] had already handed it the signal, the signal passes
 /// on to the next waiter (or the event stays set).
+///
+/// # Panics
+///
+/// Polling it again after it returned `Ready` panics.
 #[must_use = "futures do nothing unless polled"]
 pub struct EventWait<'a> {
     event: &'a RawEvent,

@@ -194,6 +194,10 @@ impl Wait for Blocking<'_> {
 /// leaves the queue (the others keep their order), permits already assigned
 /// to it go on to the next waiter, and permits granted to it but not yet
 /// collected by a poll are released. After dropping, it holds no permit.
+///
+/// # Panics
+///
+/// Polling it again after it returned `Ready` panics.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct Acquire<'a> {

@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 /// # Cancel safety
 ///
 /// Dropping it at any point is safe and affects nothing else.
+///
+/// # Panics
+///
+/// Polling it again after it returned `Ready` panics.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct WaitIdle<'a> {
