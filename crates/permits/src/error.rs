@@ -40,7 +40,8 @@ impl fmt::Display for AcquireError {
                 capacity,
             } => write!(
                 f,
-                "requested {requested} permits from a semaphore with capacity {capacity}"
+                "requested {requested} {} from a semaphore with capacity {capacity}",
+                plural(*requested)
             ),
         }
     }
@@ -72,13 +73,24 @@ impl fmt::Display for AddPermitsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "adding {} permits would exceed the semaphore's capacity (room for {})",
-            self.requested, self.room
+            "adding {} {} would exceed the semaphore's capacity (room for {})",
+            self.requested,
+            plural(self.requested),
+            self.room
         )
     }
 }
 
 impl core::error::Error for AddPermitsError {}
+
+/// "permit" or "permits".
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        "permit"
+    } else {
+        "permits"
+    }
+}
 
 /// A wait with a timeout or deadline ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
