@@ -156,7 +156,9 @@ impl RawEvent {
 
     /// Consumes (auto) or observes (manual) the signal, or joins the queue.
     fn enqueue(&self, mode: Reset, waker: &Waker) -> Option<Key> {
-        let waker = waker.clone();
+        // Declared before the guard, so an unqueued waker is dropped after
+        // unlocking (dropping it may run user code).
+        let mut waker = Some(waker.clone());
         let mut waiters = lock(&self.waiters);
         let mut s = self.state.load(Ordering::Acquire);
         loop {
@@ -175,7 +177,8 @@ impl RawEvent {
                 .compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) if queue => {
-                    return Some(waiters.push_back(Which::Queue, Status::Queued, 1, 0, waker))
+                    let waker = waker.take().expect("the waker is queued once");
+                    return Some(waiters.push_back(Which::Queue, Status::Queued, 1, 0, waker));
                 }
                 Ok(_) => return None,
                 Err(actual) => s = actual,

@@ -215,8 +215,9 @@ impl Semaphore {
     /// Takes `n >= 1` permits, or joins the back of the queue with whatever
     /// is available assigned to it. Checks closed and capacity first.
     pub(crate) fn enqueue(&self, n: usize, waker: &Waker) -> Result<Enqueued, AcquireError> {
-        // Cloning a waker may run user code: do it before locking.
-        let waker = waker.clone();
+        // Cloning or dropping a waker may run user code: clone it before
+        // locking, and if it is not queued, drop it after unlocking.
+        let mut waker = Some(waker.clone());
         self.locked(|sem, inner, _| {
             let capacity = sem.capacity.load(Ordering::Relaxed);
             let mut s = sem.state.load(Ordering::Acquire);
@@ -257,6 +258,7 @@ impl Semaphore {
                 return Ok(Enqueued::Acquired);
             };
             inner.assigned += assigned;
+            let waker = waker.take().expect("the waker is queued once");
             Ok(Enqueued::Queued(inner.waiters.push_back(
                 Which::Queue,
                 Status::Queued,
@@ -269,7 +271,8 @@ impl Semaphore {
 
     /// Joins the idle list, unless nothing is held right now.
     pub(crate) fn enqueue_idle(&self, waker: &Waker) -> Option<Key> {
-        let waker = waker.clone();
+        // As in `enqueue`: an unqueued waker is dropped after unlocking.
+        let mut waker = Some(waker.clone());
         self.locked(|sem, inner, _| {
             let mut s = sem.state.load(Ordering::Acquire);
             loop {
@@ -286,6 +289,7 @@ impl Semaphore {
                     Err(actual) => s = actual,
                 }
             }
+            let waker = waker.take().expect("the waker is queued once");
             Some(
                 inner
                     .waiters

@@ -1,0 +1,2287 @@
+//! Public-API tests of [`permits::Semaphore`] and its guards and futures,
+//! one section per point of the contract: existence and capacity, RAII
+//! release, `forget`, weighted requests, the `MAX_PERMITS` boundary, FIFO
+//! fairness, timed waits, async use and cancel safety, owned variants,
+//! close, resize, wait-for-idle, introspection, permit tools, panic safety,
+//! `Debug` and `Send`/`Sync`.
+//!
+//! Futures are polled by hand with counting wakers, so every test asserts
+//! exactly who was woken; threads are known to be queued by polling
+//! `waiters()`, never by sleeping. The regression scenarios collected from
+//! other implementations live in `tests/scenarios.rs`.
+
+use permits::{
+    Acquire, AcquireError, AcquireOwned, AddPermitsError, Elapsed, OwnedPermit, Permit, Semaphore,
+    WaitIdle, MAX_PERMITS,
+};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Barrier, Once};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// Counts how often a waker made from it was woken.
+#[derive(Default)]
+struct WakeCounter(AtomicUsize);
+
+impl WakeCounter {
+    fn count(&self) -> usize {
+        self.0.load(SeqCst)
+    }
+}
+
+impl Wake for WakeCounter {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<WakeCounter>, Waker) {
+    let counter = Arc::new(WakeCounter::default());
+    let waker = Waker::from(Arc::clone(&counter));
+    (counter, waker)
+}
+
+/// A future polled by hand with its own counting waker (the shape of
+/// tokio-test's `task::spawn`).
+struct Task<F: Future> {
+    fut: Pin<Box<F>>,
+    counter: Arc<WakeCounter>,
+    waker: Waker,
+}
+
+impl<F: Future> Task<F> {
+    fn new(fut: F) -> Self {
+        let (counter, waker) = counting_waker();
+        Task {
+            fut: Box::pin(fut),
+            counter,
+            waker,
+        }
+    }
+
+    fn poll(&mut self) -> Poll<F::Output> {
+        self.fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.waker))
+    }
+
+    fn poll_with(&mut self, waker: &Waker) -> Poll<F::Output> {
+        self.fut.as_mut().poll(&mut Context::from_waker(waker))
+    }
+
+    /// How often this task's waker was woken.
+    fn wakes(&self) -> usize {
+        self.counter.count()
+    }
+
+    #[track_caller]
+    fn assert_pending(&mut self) {
+        assert!(
+            self.poll().is_pending(),
+            "expected the future to be pending"
+        );
+    }
+
+    #[track_caller]
+    fn ready(&mut self) -> F::Output {
+        match self.poll() {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("expected the future to be ready"),
+        }
+    }
+}
+
+/// Yields until `sem` has at least `n` queued acquirers.
+fn wait_for_waiters(sem: &Semaphore, n: usize) {
+    while sem.waiters() < n {
+        thread::yield_now();
+    }
+}
+
+/// A deadline that has already passed.
+fn past() -> Instant {
+    let now = Instant::now();
+    now.checked_sub(Duration::from_secs(1)).unwrap_or(now)
+}
+
+/// Whether the semaphore's internal lock is free right now: its `Debug`
+/// never blocks and shows lock-protected fields as `None` while the lock is
+/// taken. Only meaningful where no other thread can hold the lock.
+fn lock_is_free(sem: &Semaphore) -> bool {
+    format!("{sem:?}").contains("held: Some")
+}
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+/// What a caught panic said and where it was reported.
+#[derive(Debug)]
+struct CaughtPanic {
+    message: String,
+    file: String,
+}
+
+thread_local! {
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+    static CAPTURED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, which must panic, and reports where the panic was located.
+/// The panic is not printed; panics on other threads print as usual.
+fn catch_panic<R>(f: impl FnOnce() -> R) -> CaughtPanic {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if CAPTURING.try_with(Cell::get).unwrap_or(false) {
+                let file = info.location().map(|l| l.file().to_owned());
+                CAPTURED.with(|c| *c.borrow_mut() = file);
+            } else {
+                default(info);
+            }
+        }));
+    });
+    CAPTURED.with(|c| c.borrow_mut().take());
+    CAPTURING.with(|c| c.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    CAPTURING.with(|c| c.set(false));
+    let Err(payload) = result else {
+        panic!("expected a panic");
+    };
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        String::new()
+    };
+    let file = CAPTURED
+        .with(|c| c.borrow_mut().take())
+        .expect("the panic hook saw the panic's location");
+    CaughtPanic { message, file }
+}
+
+// ---------------------------------------------------------------------------
+// Capacity and existence
+// ---------------------------------------------------------------------------
+
+#[test]
+fn new_makes_every_permit_available() {
+    let sem = Semaphore::new(3);
+    assert_eq!(sem.capacity(), 3);
+    assert_eq!(sem.available_permits(), 3);
+    assert_eq!(sem.held_permits(), 0);
+    assert_eq!(sem.waiters(), 0);
+    assert!(!sem.is_closed());
+    assert!(sem.is_idle());
+}
+
+#[test]
+fn new_is_usable_in_a_static() {
+    static SEM: Semaphore = Semaphore::new(2);
+    let a = SEM.try_acquire().unwrap();
+    let b = SEM.try_acquire().unwrap();
+    assert_eq!(SEM.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    drop((a, b));
+    assert_eq!(SEM.available_permits(), 2);
+}
+
+#[test]
+fn with_available_brings_in_the_rest_only_through_add_permits() {
+    let sem = Semaphore::with_available(1, 4);
+    assert_eq!((sem.available_permits(), sem.capacity()), (1, 4));
+    let one = sem.try_acquire().unwrap();
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    sem.add_permits(3).unwrap();
+    assert_eq!(sem.available_permits(), 3);
+    let err = sem.add_permits(1).unwrap_err();
+    assert_eq!((err.requested(), err.room()), (1, 0));
+    drop(one);
+    assert_eq!(sem.available_permits(), 4);
+    assert_eq!(sem.held_permits(), 0);
+}
+
+#[test]
+fn with_available_above_capacity_panics_at_the_caller() {
+    let caught = catch_panic(|| Semaphore::with_available(3, 2));
+    assert_eq!(caught.file, file!());
+    assert!(caught.message.contains("capacity"), "{caught:?}");
+}
+
+#[test]
+fn add_permits_counts_held_permits_as_existing() {
+    let sem = Semaphore::with_available(0, 3);
+    sem.add_permits(2).unwrap();
+    let held = sem.try_acquire_many(2).unwrap();
+    let err = sem.add_permits(2).unwrap_err();
+    assert_eq!((err.requested(), err.room()), (2, 1));
+    assert_eq!(
+        (sem.available_permits(), sem.held_permits(), sem.capacity()),
+        (0, 2, 3),
+        "a refused add changes nothing"
+    );
+    sem.add_permits(1).unwrap();
+    assert_eq!(sem.available_permits(), 1);
+    drop(held);
+    assert_eq!(sem.available_permits(), 3);
+}
+
+#[test]
+fn add_permits_counts_permits_collected_by_a_waiter_as_existing() {
+    let sem = Semaphore::with_available(1, 3);
+    let mut big = Task::new(sem.acquire_many(3));
+    big.assert_pending(); // collected the 1 available permit
+    assert_eq!(sem.available_permits(), 0);
+    let err = sem.add_permits(3).unwrap_err();
+    assert_eq!((err.requested(), err.room()), (3, 2));
+    assert_eq!(big.wakes(), 0, "a refused add hands nothing out");
+    sem.add_permits(2).unwrap();
+    assert_eq!(big.wakes(), 1);
+    let permit = big.ready().unwrap();
+    assert_eq!(permit.num_permits(), 3);
+}
+
+#[test]
+fn refused_add_permits_leaves_every_count_unchanged() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire().unwrap();
+    for n in [2, MAX_PERMITS, MAX_PERMITS + 1, usize::MAX] {
+        let err = sem.add_permits(n).unwrap_err();
+        assert_eq!((err.requested(), err.room()), (n, 0));
+        assert_eq!(sem.available_permits(), 1);
+        assert_eq!(sem.held_permits(), 1);
+        assert_eq!(sem.capacity(), 2);
+        assert!(!sem.is_closed());
+    }
+    sem.add_permits(0).unwrap();
+    drop(held);
+    let all = sem.try_acquire_many(2).unwrap();
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    drop(all);
+    assert_eq!(sem.available_permits(), 2);
+}
+
+#[test]
+fn add_permits_error_displays_requested_and_room() {
+    let sem = Semaphore::new(1);
+    let err = sem.add_permits(5).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains('5') && msg.contains('0'), "{msg}");
+    assert!(msg.starts_with(char::is_lowercase) && !msg.ends_with('.'));
+    let _: &dyn std::error::Error = &err;
+}
+
+// ---------------------------------------------------------------------------
+// RAII release, forget, mem::forget
+// ---------------------------------------------------------------------------
+
+#[test]
+fn dropping_a_guard_returns_its_permits() {
+    let sem = Semaphore::new(3);
+    let two = sem.try_acquire_many(2).unwrap();
+    let one = sem.acquire_blocking().unwrap();
+    assert_eq!((sem.available_permits(), sem.held_permits()), (0, 3));
+    drop(two);
+    assert_eq!((sem.available_permits(), sem.held_permits()), (2, 1));
+    drop(one);
+    assert_eq!((sem.available_permits(), sem.held_permits()), (3, 0));
+}
+
+#[test]
+fn forget_takes_permits_out_of_existence_until_added_back() {
+    let sem = Semaphore::new(3);
+    let two = sem.try_acquire_many(2).unwrap();
+    two.forget();
+    assert_eq!(sem.available_permits(), 1);
+    assert_eq!(sem.held_permits(), 0);
+    assert_eq!(sem.capacity(), 3, "forget keeps the capacity");
+    assert!(sem.is_idle());
+    assert_eq!(
+        sem.try_acquire_many(2).unwrap_err(),
+        AcquireError::NoPermits,
+        "the permits are gone, but a request of 2 is still possible"
+    );
+    sem.add_permits(2).unwrap();
+    assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
+    assert_eq!(sem.available_permits(), 3);
+}
+
+#[test]
+fn forgetting_a_guard_of_zero_permits_changes_nothing() {
+    let sem = Semaphore::new(2);
+    sem.try_acquire_many(0).unwrap().forget();
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
+}
+
+#[test]
+fn forget_hands_nothing_to_waiters() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    let mut waiter = Task::new(sem.acquire());
+    waiter.assert_pending();
+    held.forget();
+    assert_eq!(waiter.wakes(), 0);
+    waiter.assert_pending();
+    sem.add_permits(1).unwrap();
+    assert_eq!(waiter.wakes(), 1);
+    let permit = waiter.ready().unwrap();
+    drop(permit);
+    assert_eq!(sem.available_permits(), 1);
+}
+
+#[test]
+fn mem_forget_on_a_guard_holds_its_permits_forever() {
+    let sem = Semaphore::new(3);
+    std::mem::forget(sem.try_acquire_many(2).unwrap());
+    assert_eq!(sem.available_permits(), 1);
+    assert_eq!(sem.held_permits(), 2);
+    assert!(!sem.is_idle());
+    assert_eq!(
+        sem.add_permits(1).unwrap_err().room(),
+        0,
+        "leaked permits still exist"
+    );
+    // Everything else keeps working around the leak.
+    for _ in 0..3 {
+        let one = sem.try_acquire().unwrap();
+        assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+        drop(one);
+    }
+    assert_eq!(
+        sem.wait_idle().wait_deadline(past()),
+        Err(Elapsed::default())
+    );
+    sem.resize(5);
+    assert_eq!(sem.available_permits(), 3);
+    assert_eq!(sem.held_permits(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Weighted requests
+// ---------------------------------------------------------------------------
+
+#[test]
+fn acquiring_zero_permits_succeeds_at_once() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    let mut queued = Task::new(sem.acquire());
+    queued.assert_pending();
+
+    let zero = sem.try_acquire_many(0).unwrap();
+    assert_eq!(zero.num_permits(), 0);
+    let mut zero_fut = Task::new(sem.acquire_many(0));
+    assert_eq!(zero_fut.ready().unwrap().num_permits(), 0);
+    assert_eq!(sem.acquire_many_blocking(0).unwrap().num_permits(), 0);
+    assert_eq!(
+        sem.acquire_many_deadline(0, past()).unwrap().num_permits(),
+        0
+    );
+    drop(zero);
+    assert_eq!(sem.waiters(), 1);
+    assert_eq!(queued.wakes(), 0, "zero-permit guards hand nothing out");
+
+    let empty = Semaphore::new(0);
+    assert_eq!(empty.try_acquire_many(0).unwrap().num_permits(), 0);
+    drop(held);
+    assert_eq!(queued.wakes(), 1);
+}
+
+#[test]
+fn requests_above_capacity_fail_at_once_with_too_large() {
+    let sem = Arc::new(Semaphore::new(3));
+    let too_large = AcquireError::TooLarge {
+        requested: 4,
+        capacity: 3,
+    };
+    assert_eq!(sem.try_acquire_many(4).unwrap_err(), too_large);
+    assert_eq!(
+        Task::new(sem.acquire_many(4)).ready().unwrap_err(),
+        too_large
+    );
+    assert_eq!(sem.acquire_many_blocking(4).unwrap_err(), too_large);
+    assert_eq!(
+        sem.acquire_many_timeout(4, Duration::MAX).unwrap_err(),
+        too_large
+    );
+    assert_eq!(sem.acquire_many_deadline(4, past()).unwrap_err(), too_large);
+    assert_eq!(
+        Arc::clone(&sem).try_acquire_many_owned(4).unwrap_err(),
+        too_large
+    );
+    assert_eq!(
+        Arc::clone(&sem).acquire_many_owned(4).wait().unwrap_err(),
+        too_large
+    );
+    assert_eq!(
+        sem.try_acquire_many(usize::MAX).unwrap_err(),
+        AcquireError::TooLarge {
+            requested: usize::MAX,
+            capacity: 3
+        }
+    );
+    assert_eq!(sem.waiters(), 0);
+    assert_eq!(sem.available_permits(), 3);
+
+    let empty = Semaphore::new(0);
+    assert_eq!(
+        empty.try_acquire().unwrap_err(),
+        AcquireError::TooLarge {
+            requested: 1,
+            capacity: 0
+        }
+    );
+    assert_eq!(
+        empty.acquire_blocking().unwrap_err(),
+        AcquireError::TooLarge {
+            requested: 1,
+            capacity: 0
+        }
+    );
+    let msg = too_large.to_string();
+    assert!(msg.contains('4') && msg.contains('3'), "{msg}");
+}
+
+#[test]
+fn too_large_request_does_not_block_smaller_waiters() {
+    let sem = Semaphore::new(3);
+    let all = sem.try_acquire_many(3).unwrap();
+    let mut small = Task::new(sem.acquire());
+    small.assert_pending();
+    let mut huge = Task::new(sem.acquire_many(5));
+    assert!(matches!(
+        huge.ready(),
+        Err(AcquireError::TooLarge {
+            requested: 5,
+            capacity: 3
+        })
+    ));
+    assert_eq!(sem.waiters(), 1, "the impossible request never queued");
+    drop(all);
+    assert_eq!(small.wakes(), 1);
+    assert_eq!(small.ready().unwrap().num_permits(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// MAX_PERMITS boundary
+// ---------------------------------------------------------------------------
+
+#[test]
+fn max_permits_constants_agree() {
+    assert_eq!(MAX_PERMITS, Semaphore::MAX_PERMITS);
+}
+
+#[test]
+fn new_accepts_max_permits() {
+    let sem = Semaphore::new(MAX_PERMITS);
+    assert_eq!(sem.capacity(), MAX_PERMITS);
+    assert_eq!(sem.available_permits(), MAX_PERMITS);
+    let all = sem.try_acquire_many(MAX_PERMITS).unwrap();
+    assert_eq!(all.num_permits(), MAX_PERMITS);
+    assert_eq!(sem.held_permits(), MAX_PERMITS);
+    drop(all);
+    assert_eq!(sem.available_permits(), MAX_PERMITS);
+    assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
+
+    let empty = Semaphore::with_available(0, MAX_PERMITS);
+    empty.add_permits(MAX_PERMITS).unwrap();
+    assert_eq!(empty.available_permits(), MAX_PERMITS);
+}
+
+#[test]
+fn new_above_max_permits_panics_at_the_caller() {
+    let caught = catch_panic(|| Semaphore::new(MAX_PERMITS + 1));
+    assert_eq!(caught.file, file!());
+    assert!(caught.message.contains("MAX_PERMITS"), "{caught:?}");
+    let caught = catch_panic(|| Semaphore::with_available(0, Semaphore::MAX_PERMITS + 1));
+    assert_eq!(caught.file, file!());
+}
+
+#[test]
+fn resize_above_max_permits_panics_at_the_caller_and_changes_nothing() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire().unwrap();
+    let mut waiter = Task::new(sem.acquire_many(2));
+    waiter.assert_pending();
+    let caught = catch_panic(|| sem.resize(MAX_PERMITS + 1));
+    assert_eq!(caught.file, file!());
+    assert!(caught.message.contains("MAX_PERMITS"), "{caught:?}");
+    assert_eq!(sem.capacity(), 2);
+    assert_eq!(sem.available_permits(), 0);
+    assert_eq!(sem.held_permits(), 1);
+    assert_eq!(sem.waiters(), 1);
+    assert_eq!(waiter.wakes(), 0);
+
+    sem.resize(MAX_PERMITS);
+    assert_eq!(sem.capacity(), MAX_PERMITS);
+    let granted = waiter.ready().unwrap();
+    assert_eq!(sem.available_permits(), MAX_PERMITS - 3);
+    drop((held, granted));
+    assert_eq!(sem.available_permits(), MAX_PERMITS);
+}
+
+// ---------------------------------------------------------------------------
+// FIFO fairness
+// ---------------------------------------------------------------------------
+
+#[test]
+fn threads_and_tasks_wait_in_one_fifo_queue() {
+    let sem = Semaphore::with_available(0, 3);
+    let mut first = Task::new(sem.acquire());
+    first.assert_pending();
+    let (got_tx, got_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        let sem = &sem;
+        s.spawn(move || {
+            let permit = sem.acquire_blocking().unwrap();
+            got_tx.send(permit.num_permits()).unwrap();
+            release_rx.recv().unwrap();
+            drop(permit);
+        });
+        wait_for_waiters(sem, 2);
+        let mut third = Task::new(sem.acquire());
+        third.assert_pending();
+        assert_eq!(sem.waiters(), 3);
+
+        sem.add_permits(1).unwrap();
+        assert_eq!((first.wakes(), third.wakes()), (1, 0));
+        assert_eq!(sem.waiters(), 2);
+        assert!(got_rx.try_recv().is_err(), "the thread was not first");
+        let first_permit = first.ready().unwrap();
+
+        sem.add_permits(1).unwrap();
+        assert_eq!(got_rx.recv().unwrap(), 1, "the thread was second");
+        assert_eq!(third.wakes(), 0);
+        assert_eq!(sem.waiters(), 1);
+
+        sem.add_permits(1).unwrap();
+        assert_eq!(third.wakes(), 1);
+        let third_permit = third.ready().unwrap();
+        release_tx.send(()).unwrap();
+        drop((first_permit, third_permit));
+    });
+    assert_eq!(sem.available_permits(), 3);
+}
+
+#[test]
+fn try_acquire_never_barges_past_a_queued_waiter() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    let mut waiter = Task::new(sem.acquire());
+    waiter.assert_pending();
+    drop(held);
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(waiter.wakes(), 1);
+    let permit = waiter.ready().unwrap();
+    drop(permit);
+
+    // A head waiter that has collected part of its request keeps it.
+    let sem = Semaphore::new(3);
+    let two = sem.try_acquire_many(2).unwrap();
+    let mut big = Task::new(sem.acquire_many(3));
+    big.assert_pending();
+    assert_eq!(sem.available_permits(), 0);
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(
+        sem.acquire_deadline(past()).unwrap_err(),
+        AcquireError::TimedOut
+    );
+    drop(two);
+    assert_eq!(big.ready().unwrap().num_permits(), 3);
+}
+
+#[test]
+fn a_queued_large_request_is_not_overtaken() {
+    let sem = Semaphore::new(4);
+    let mut singles: Vec<_> = (0..3).map(|_| sem.try_acquire().unwrap()).collect();
+    let mut big = Task::new(sem.acquire_many(4));
+    big.assert_pending();
+    let mut small = Task::new(sem.acquire());
+    small.assert_pending();
+    while let Some(one) = singles.pop() {
+        drop(one);
+        assert_eq!(small.wakes(), 0, "a released permit went past the head");
+        assert_eq!(sem.available_permits(), 0);
+    }
+    assert_eq!(big.wakes(), 1);
+    let four = big.ready().unwrap();
+    assert_eq!(four.num_permits(), 4);
+    small.assert_pending();
+    drop(four);
+    assert_eq!(small.wakes(), 1);
+    assert_eq!(small.ready().unwrap().num_permits(), 1);
+}
+
+#[test]
+fn permits_released_at_once_serve_several_waiters_in_order() {
+    let sem = Semaphore::new(4);
+    let all = sem.try_acquire_many(4).unwrap();
+    let mut a = Task::new(sem.acquire_many(2));
+    let mut b = Task::new(sem.acquire());
+    let mut c = Task::new(sem.acquire_many(2));
+    let mut d = Task::new(sem.acquire());
+    for t in [&mut a, &mut b, &mut c] {
+        t.assert_pending();
+    }
+    d.assert_pending();
+    drop(all);
+    // a (2) and b (1) are served; c collects the last permit and blocks d.
+    assert_eq!((a.wakes(), b.wakes(), c.wakes(), d.wakes()), (1, 1, 0, 0));
+    assert_eq!(sem.waiters(), 2);
+    let pa = a.ready().unwrap();
+    let pb = b.ready().unwrap();
+    drop(pb);
+    assert_eq!((c.wakes(), d.wakes()), (1, 0));
+    let pc = c.ready().unwrap();
+    drop(pa);
+    assert_eq!(d.wakes(), 1);
+    assert_eq!(sem.available_permits(), 1);
+    drop((pc, d.ready().unwrap()));
+    assert_eq!(sem.available_permits(), 4);
+}
+
+// ---------------------------------------------------------------------------
+// Blocking timed waits
+// ---------------------------------------------------------------------------
+
+// Ignored under Miri: it waits for a real (short) timeout to pass.
+#[test]
+#[cfg_attr(miri, ignore = "waits for a wall-clock timeout")]
+fn timed_waits_time_out_and_leave_the_queue() {
+    let sem = Arc::new(Semaphore::new(1));
+    let held = sem.try_acquire().unwrap();
+    let short = Duration::from_millis(5);
+    assert_eq!(
+        sem.acquire_timeout(short).unwrap_err(),
+        AcquireError::TimedOut
+    );
+    assert_eq!(
+        sem.acquire_many_timeout(1, short).unwrap_err(),
+        AcquireError::TimedOut
+    );
+    let deadline = Instant::now() + short;
+    assert_eq!(
+        sem.acquire_deadline(deadline).unwrap_err(),
+        AcquireError::TimedOut
+    );
+    assert!(Instant::now() >= deadline, "timed out before the deadline");
+    assert_eq!(
+        Arc::clone(&sem)
+            .acquire_owned()
+            .wait_timeout(short)
+            .unwrap_err(),
+        AcquireError::TimedOut
+    );
+    assert_eq!(
+        sem.acquire()
+            .wait_deadline(Instant::now() + short)
+            .unwrap_err(),
+        AcquireError::TimedOut
+    );
+    assert_eq!(sem.waiters(), 0);
+    assert_eq!(sem.held_permits(), 1);
+    drop(held);
+    assert_eq!(sem.available_permits(), 1);
+}
+
+// Ignored under Miri: it waits for a real (short) timeout to pass.
+#[test]
+#[cfg_attr(miri, ignore = "waits for a wall-clock timeout")]
+fn a_timed_out_waiter_leaves_the_queue_without_disturbing_the_others() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    let mut first = Task::new(sem.acquire());
+    first.assert_pending();
+    thread::scope(|s| {
+        let timed = s.spawn(|| sem.acquire_timeout(Duration::from_millis(20)).map(drop));
+        // (If the thread is slow to queue, it may time out first; the rest
+        // of the test holds either way.)
+        while sem.waiters() < 2 && !timed.is_finished() {
+            thread::yield_now();
+        }
+        let mut last = Task::new(sem.acquire());
+        last.assert_pending();
+        assert_eq!(timed.join().unwrap(), Err(AcquireError::TimedOut));
+        assert_eq!(sem.waiters(), 2);
+        drop(held);
+        assert_eq!((first.wakes(), last.wakes()), (1, 0));
+        drop(first.ready().unwrap());
+        assert_eq!(last.wakes(), 1);
+        drop(last.ready().unwrap());
+    });
+    assert_eq!(sem.available_permits(), 1);
+}
+
+#[test]
+fn a_timed_out_weighted_wait_returns_its_partial_grant() {
+    let sem = Semaphore::new(3);
+    let one = sem.try_acquire().unwrap();
+    assert_eq!(
+        sem.acquire_many_deadline(3, Instant::now()).unwrap_err(),
+        AcquireError::TimedOut
+    );
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(sem.waiters(), 0);
+    assert_eq!(sem.held_permits(), 1);
+    drop(one);
+    assert_eq!(sem.try_acquire_many(3).unwrap().num_permits(), 3);
+}
+
+#[test]
+fn a_deadline_in_the_past_still_succeeds_if_permits_are_available() {
+    let sem = Arc::new(Semaphore::new(2));
+    let one = sem.acquire_deadline(past()).unwrap();
+    assert_eq!(one.num_permits(), 1);
+    drop(one);
+    let two = sem.acquire_many_deadline(2, past()).unwrap();
+    assert_eq!(
+        sem.acquire_deadline(past()).unwrap_err(),
+        AcquireError::TimedOut,
+        "nothing available: the past deadline fails"
+    );
+    drop(two);
+    let owned = Arc::clone(&sem)
+        .acquire_owned()
+        .wait_deadline(past())
+        .unwrap();
+    assert_eq!(owned.num_permits(), 1);
+    assert_eq!(
+        sem.acquire_timeout(Duration::ZERO).unwrap().num_permits(),
+        1
+    );
+    drop(owned);
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(sem.waiters(), 0);
+}
+
+#[test]
+fn huge_timeouts_wait_instead_of_panicking() {
+    let sem = Semaphore::new(1);
+    let held = sem.acquire_timeout(Duration::MAX).unwrap();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            sem.acquire_many_timeout(1, Duration::MAX)
+                .map(|p| p.num_permits())
+        });
+        wait_for_waiters(&sem, 1);
+        drop(held);
+        assert_eq!(waiter.join().unwrap(), Ok(1));
+    });
+    assert_eq!(sem.wait_idle().wait_timeout(Duration::MAX), Ok(()));
+    sem.close();
+    assert_eq!(
+        sem.acquire_timeout(Duration::MAX).unwrap_err(),
+        AcquireError::Closed
+    );
+}
+
+#[test]
+fn a_timed_wait_succeeds_when_the_permit_comes_in_time() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire_many(2).unwrap();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            sem.acquire_many_timeout(2, Duration::from_secs(3600))
+                .map(|p| p.num_permits())
+        });
+        wait_for_waiters(&sem, 1);
+        drop(held);
+        assert_eq!(waiter.join().unwrap(), Ok(2));
+    });
+    assert_eq!(sem.available_permits(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Async: hand-polled futures and cancel safety
+// ---------------------------------------------------------------------------
+
+#[test]
+fn acquire_is_ready_at_once_when_permits_are_available() {
+    let sem = Semaphore::new(2);
+    let mut task = Task::new(sem.acquire_many(2));
+    let permit = task.ready().unwrap();
+    assert_eq!(permit.num_permits(), 2);
+    assert_eq!(task.wakes(), 0);
+    assert_eq!(sem.waiters(), 0);
+    let via_executor = futures_executor::block_on(async {
+        drop(permit);
+        sem.acquire().await.unwrap().num_permits()
+    });
+    assert_eq!(via_executor, 1);
+}
+
+#[test]
+fn a_pending_acquire_is_woken_once_when_its_permits_arrive() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire_many(2).unwrap();
+    let mut task = Task::new(sem.acquire_many(2));
+    task.assert_pending();
+    task.assert_pending();
+    assert_eq!(task.wakes(), 0, "no self-wake while waiting");
+    let mut held = held;
+    let first = held.split(1).unwrap();
+    drop(first);
+    assert_eq!(task.wakes(), 0, "half a request is not a reason to wake");
+    drop(held);
+    assert_eq!(task.wakes(), 1);
+    assert_eq!(task.ready().unwrap().num_permits(), 2);
+    assert_eq!(task.wakes(), 1);
+}
+
+#[test]
+fn dropping_a_pending_acquire_leaves_the_queue_and_loses_nothing() {
+    let sem = Semaphore::new(2);
+    let mut held = sem.try_acquire_many(2).unwrap();
+    let mut a = Task::new(sem.acquire());
+    let mut b = Task::new(sem.acquire());
+    a.assert_pending();
+    b.assert_pending();
+    drop(a);
+    assert_eq!(sem.waiters(), 1);
+    assert_eq!(b.wakes(), 0);
+    drop(held.split(1).unwrap());
+    assert_eq!(b.wakes(), 1, "the next waiter moved up");
+    let pb = b.ready().unwrap();
+    drop((pb, held));
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(sem.held_permits(), 0);
+}
+
+#[test]
+fn dropping_a_granted_but_unpolled_acquire_releases_its_permits() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    let mut granted = Task::new(sem.acquire());
+    granted.assert_pending();
+    let mut next = Task::new(sem.acquire());
+    next.assert_pending();
+    drop(held);
+    assert_eq!(granted.wakes(), 1);
+    assert_eq!(sem.held_permits(), 1, "granted to the future");
+    assert_eq!(sem.available_permits(), 0);
+    drop(granted);
+    assert_eq!(next.wakes(), 1, "the dropped grant went on to the next");
+    drop(next.ready().unwrap());
+    assert_eq!(sem.available_permits(), 1);
+    assert_eq!(sem.held_permits(), 0);
+}
+
+#[test]
+fn dropping_an_unpolled_acquire_does_nothing() {
+    let sem = Arc::new(Semaphore::new(1));
+    let held = sem.try_acquire().unwrap();
+    drop(sem.acquire());
+    drop(sem.acquire_many(5));
+    drop(Arc::clone(&sem).acquire_owned());
+    drop(sem.wait_idle());
+    assert_eq!(sem.waiters(), 0);
+    assert_eq!(sem.available_permits(), 0);
+    drop(held);
+    assert_eq!(sem.available_permits(), 1);
+}
+
+#[test]
+fn a_queued_future_can_move_to_another_thread_and_finish_there() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    let mut fut = sem.acquire();
+    let (_counter, waker) = counting_waker();
+    assert!(Pin::new(&mut fut)
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    thread::scope(|s| {
+        let waiter = s.spawn(move || fut.wait().map(|p| p.num_permits()));
+        drop(held);
+        assert_eq!(waiter.join().unwrap(), Ok(1));
+    });
+    assert_eq!(sem.available_permits(), 1);
+    assert_eq!(sem.waiters(), 0);
+}
+
+#[test]
+fn repolling_with_a_new_waker_wakes_only_the_new_one() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    let mut task = Task::new(sem.acquire());
+    task.assert_pending();
+    let (second, second_waker) = counting_waker();
+    assert!(task.poll_with(&second_waker).is_pending());
+    drop(held);
+    assert_eq!(task.wakes(), 0);
+    assert_eq!(second.count(), 1);
+    assert!(task.poll_with(&second_waker).is_ready());
+}
+
+#[test]
+fn async_and_blocking_acquirers_exclude_each_other() {
+    const CAP: usize = 2;
+    const THREADS: usize = 4;
+    let iters = if cfg!(miri) { 5 } else { 300 };
+    let sem = Semaphore::new(CAP);
+    let in_use = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (sem, in_use) = (&sem, &in_use);
+            s.spawn(move || {
+                for _ in 0..iters {
+                    let permit = if t % 2 == 0 {
+                        futures_executor::block_on(sem.acquire()).unwrap()
+                    } else {
+                        sem.acquire_blocking().unwrap()
+                    };
+                    let now = in_use.fetch_add(1, SeqCst) + 1;
+                    assert!(now <= CAP, "{now} holders of {CAP} permits");
+                    thread::yield_now();
+                    in_use.fetch_sub(1, SeqCst);
+                    drop(permit);
+                }
+            });
+        }
+    });
+    assert_eq!(sem.available_permits(), CAP);
+    assert_eq!(sem.waiters(), 0);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "tokio's multi-thread runtime is too slow under Miri")]
+fn tokio_tasks_and_threads_share_the_semaphore() {
+    const CAP: usize = 3;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let sem = Arc::new(Semaphore::new(CAP));
+    let in_use = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (sem, in_use) = (Arc::clone(&sem), Arc::clone(&in_use));
+            thread::spawn(move || {
+                for _ in 0..200 {
+                    let _permit = sem.acquire_blocking().unwrap();
+                    assert!(in_use.fetch_add(1, SeqCst) < CAP);
+                    in_use.fetch_sub(1, SeqCst);
+                }
+            })
+        })
+        .collect();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (sem, in_use) = (Arc::clone(&sem), Arc::clone(&in_use));
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        let _permit = Arc::clone(&sem).acquire_owned().await.unwrap();
+                        assert!(in_use.fetch_add(1, SeqCst) < CAP);
+                        tokio::task::yield_now().await;
+                        in_use.fetch_sub(1, SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(sem.available_permits(), CAP);
+}
+
+#[test]
+#[should_panic(expected = "polled after it completed")]
+fn polling_a_completed_acquire_panics() {
+    let sem = Semaphore::new(1);
+    let mut task = Task::new(sem.acquire());
+    let _permit = task.ready().unwrap();
+    let _ = task.poll();
+}
+
+// ---------------------------------------------------------------------------
+// Owned variants
+// ---------------------------------------------------------------------------
+
+#[test]
+fn owned_permits_keep_the_semaphore_alive() {
+    let sem = Arc::new(Semaphore::new(2));
+    let weak = Arc::downgrade(&sem);
+    let permit = Arc::clone(&sem).try_acquire_owned().unwrap();
+    drop(sem);
+    let sem = weak.upgrade().expect("the permit keeps it alive");
+    assert_eq!(sem.available_permits(), 1);
+    drop(sem);
+    let worker = thread::spawn(move || {
+        assert_eq!(permit.semaphore().available_permits(), 1);
+        drop(permit);
+    });
+    worker.join().unwrap();
+    assert!(weak.upgrade().is_none(), "the last permit freed it");
+}
+
+#[test]
+fn owned_variants_behave_like_borrowed_ones() {
+    let sem = Arc::new(Semaphore::new(4));
+    let mut two = Arc::clone(&sem).try_acquire_many_owned(2).unwrap();
+    let one = Arc::clone(&sem).try_acquire_owned().unwrap();
+    assert!(Arc::ptr_eq(two.semaphore(), &sem));
+    assert_eq!(sem.held_permits(), 3);
+
+    let mut waiter = Task::new(Arc::clone(&sem).acquire_many_owned(3));
+    waiter.assert_pending();
+    drop(one);
+    assert_eq!(waiter.wakes(), 0);
+    let split = two.split(1).unwrap();
+    assert_eq!((two.num_permits(), split.num_permits()), (1, 1));
+    drop(split);
+    assert_eq!(waiter.wakes(), 1);
+    let mut three = waiter.ready().unwrap();
+    three.merge(two);
+    assert_eq!(three.num_permits(), 4);
+    assert_eq!(
+        Arc::clone(&sem).try_acquire_owned().unwrap_err(),
+        AcquireError::NoPermits
+    );
+    let gone = three.split(2).unwrap();
+    gone.forget();
+    drop(three);
+    assert_eq!(sem.available_permits(), 2);
+    sem.add_permits(2).unwrap();
+
+    let blocking = Arc::clone(&sem).acquire_many_owned(4).wait().unwrap();
+    assert_eq!(blocking.num_permits(), 4);
+    drop(blocking);
+    let async_owned = futures_executor::block_on(Arc::clone(&sem).acquire_owned()).unwrap();
+    assert_eq!(async_owned.num_permits(), 1);
+    drop(async_owned);
+    sem.close();
+    assert_eq!(
+        Arc::clone(&sem).try_acquire_owned().unwrap_err(),
+        AcquireError::Closed
+    );
+    assert_eq!(
+        Task::new(Arc::clone(&sem).acquire_owned())
+            .ready()
+            .unwrap_err(),
+        AcquireError::Closed
+    );
+    assert_eq!(sem.available_permits(), 4);
+}
+
+#[test]
+fn dropping_a_pending_owned_acquire_loses_nothing() {
+    let sem = Arc::new(Semaphore::new(3));
+    let one = sem.try_acquire().unwrap();
+    let mut big = Task::new(Arc::clone(&sem).acquire_many_owned(3));
+    big.assert_pending();
+    assert_eq!(sem.available_permits(), 0);
+    drop(big);
+    assert_eq!(sem.available_permits(), 2);
+    drop(one);
+    assert_eq!(sem.available_permits(), 3);
+    assert_eq!(Arc::strong_count(&sem), 1, "the future let go of its Arc");
+}
+
+// ---------------------------------------------------------------------------
+// Close
+// ---------------------------------------------------------------------------
+
+#[test]
+fn close_wakes_every_waiter_with_closed() {
+    let sem = Arc::new(Semaphore::new(3));
+    let held = sem.try_acquire().unwrap();
+    let mut big = Task::new(sem.acquire_many(3)); // collects the 2 available
+    big.assert_pending();
+    let mut small = Task::new(sem.acquire());
+    small.assert_pending();
+    let mut owned = Task::new(Arc::clone(&sem).acquire_owned());
+    owned.assert_pending();
+    thread::scope(|s| {
+        let blocked = s.spawn(|| sem.acquire_blocking().map(drop));
+        wait_for_waiters(&sem, 4);
+        sem.close();
+        assert_eq!(blocked.join().unwrap(), Err(AcquireError::Closed));
+    });
+    assert_eq!((big.wakes(), small.wakes(), owned.wakes()), (1, 1, 1));
+    assert_eq!(big.ready().unwrap_err(), AcquireError::Closed);
+    assert_eq!(small.ready().unwrap_err(), AcquireError::Closed);
+    assert_eq!(owned.ready().unwrap_err(), AcquireError::Closed);
+    assert_eq!(sem.waiters(), 0);
+    assert_eq!(sem.available_permits(), 2, "the partial grant came back");
+    assert_eq!(sem.held_permits(), 1);
+    drop(held);
+    assert_eq!(sem.available_permits(), 3);
+}
+
+#[test]
+fn every_acquire_after_close_fails_with_closed() {
+    let sem = Arc::new(Semaphore::new(2));
+    sem.close();
+    assert!(sem.is_closed());
+    assert_eq!(sem.available_permits(), 2);
+    let closed = AcquireError::Closed;
+    assert_eq!(sem.try_acquire().unwrap_err(), closed);
+    assert_eq!(sem.try_acquire_many(0).unwrap_err(), closed);
+    assert_eq!(sem.try_acquire_many(2).unwrap_err(), closed);
+    assert_eq!(Task::new(sem.acquire()).ready().unwrap_err(), closed);
+    assert_eq!(Task::new(sem.acquire_many(0)).ready().unwrap_err(), closed);
+    assert_eq!(sem.acquire_blocking().unwrap_err(), closed);
+    assert_eq!(sem.acquire_many_blocking(2).unwrap_err(), closed);
+    assert_eq!(sem.acquire_timeout(Duration::ZERO).unwrap_err(), closed);
+    assert_eq!(sem.acquire_deadline(past()).unwrap_err(), closed);
+    assert_eq!(
+        Arc::clone(&sem).try_acquire_many_owned(1).unwrap_err(),
+        closed
+    );
+    assert_eq!(Arc::clone(&sem).acquire_owned().wait().unwrap_err(), closed);
+    assert!(sem.try_acquire_many(3).is_err());
+    assert_eq!(sem.waiters(), 0);
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(closed.to_string(), "semaphore closed");
+}
+
+#[test]
+fn try_acquire_tells_no_permits_from_closed() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    sem.close();
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
+    drop(held);
+    assert_eq!(
+        sem.try_acquire().unwrap_err(),
+        AcquireError::Closed,
+        "closed wins even with permits available"
+    );
+    assert_ne!(
+        AcquireError::NoPermits.to_string(),
+        AcquireError::Closed.to_string()
+    );
+}
+
+#[test]
+fn permits_held_across_close_return_normally() {
+    let sem = Semaphore::new(3);
+    let mut two = sem.try_acquire_many(2).unwrap();
+    sem.close();
+    assert_eq!(sem.held_permits(), 2);
+    let mut idle = Task::new(sem.wait_idle());
+    idle.assert_pending();
+    drop(two.split(1).unwrap());
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(idle.wakes(), 0);
+    drop(two);
+    assert_eq!(idle.wakes(), 1);
+    idle.ready();
+    assert_eq!(sem.available_permits(), 3);
+    assert!(sem.is_closed());
+    sem.close(); // closing twice is harmless
+    assert!(sem.is_closed());
+}
+
+#[test]
+fn add_forget_and_resize_never_reopen_a_closed_semaphore() {
+    for size in 0..4 {
+        for delta in 0..4 {
+            for closed in [false, true] {
+                let ctx = format!("size {size}, delta {delta}, closed {closed}");
+
+                let sem = Semaphore::with_available(size, size + delta);
+                if closed {
+                    sem.close();
+                }
+                sem.add_permits(delta).unwrap();
+                assert_eq!(sem.is_closed(), closed, "add: {ctx}");
+                assert_eq!(sem.available_permits(), size + delta, "add: {ctx}");
+
+                let sem = Semaphore::new(size + delta);
+                let taken = sem.try_acquire_many(delta).unwrap();
+                if closed {
+                    sem.close();
+                }
+                taken.forget();
+                assert_eq!(sem.is_closed(), closed, "forget: {ctx}");
+                assert_eq!(sem.available_permits(), size, "forget: {ctx}");
+                sem.add_permits(delta).unwrap();
+                assert_eq!(sem.is_closed(), closed, "forget + add: {ctx}");
+
+                let sem = Semaphore::new(size);
+                if closed {
+                    sem.close();
+                }
+                sem.resize(size + delta);
+                assert_eq!(sem.is_closed(), closed, "grow: {ctx}");
+                assert_eq!(sem.available_permits(), size + delta, "grow: {ctx}");
+                sem.resize(size);
+                assert_eq!(sem.is_closed(), closed, "shrink: {ctx}");
+                assert_eq!(sem.available_permits(), size, "shrink: {ctx}");
+                assert_eq!(sem.try_acquire_many(0).is_err(), closed, "acquire: {ctx}");
+            }
+        }
+    }
+}
+
+#[test]
+fn close_racing_acquire_and_release_cycles_terminates() {
+    const THREADS: usize = 3;
+    let sem = Semaphore::new(2);
+    let barrier = Barrier::new(THREADS + 1);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (sem, barrier) = (&sem, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                loop {
+                    let result = if t == 0 {
+                        futures_executor::block_on(sem.acquire_many(1 + t % 2))
+                    } else {
+                        sem.acquire_many_blocking(1 + t % 2)
+                    };
+                    match result {
+                        Ok(permit) => drop(permit),
+                        Err(e) => {
+                            assert_eq!(e, AcquireError::Closed);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        barrier.wait();
+        sem.close();
+    });
+    assert!(sem.is_closed());
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(sem.waiters(), 0);
+    assert!(sem.is_idle());
+}
+
+// ---------------------------------------------------------------------------
+// Resize
+// ---------------------------------------------------------------------------
+
+#[test]
+fn growing_hands_new_permits_to_waiters_first() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    let mut a = Task::new(sem.acquire());
+    let mut b = Task::new(sem.acquire());
+    a.assert_pending();
+    b.assert_pending();
+    sem.resize(2);
+    assert_eq!((a.wakes(), b.wakes()), (1, 0));
+    assert_eq!(sem.available_permits(), 0);
+    sem.resize(4);
+    assert_eq!(b.wakes(), 1);
+    assert_eq!(sem.available_permits(), 1);
+    assert_eq!(sem.capacity(), 4);
+    drop((held, a.ready().unwrap(), b.ready().unwrap()));
+    assert_eq!(sem.available_permits(), 4);
+    assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
+}
+
+#[test]
+fn shrinking_takes_available_permits_first() {
+    let sem = Semaphore::new(5);
+    let held = sem.try_acquire().unwrap();
+    sem.resize(3);
+    assert_eq!(sem.capacity(), 3);
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(sem.held_permits(), 1);
+    drop(held);
+    assert_eq!(sem.available_permits(), 3);
+    assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
+}
+
+#[test]
+fn shrinking_below_held_leaves_a_debt_paid_by_returns() {
+    let sem = Semaphore::new(4);
+    let mut held = sem.try_acquire_many(3).unwrap();
+    sem.resize(2); // 1 available goes; 1 held permit too many is a debt
+    assert_eq!(sem.capacity(), 2);
+    assert_eq!(sem.available_permits(), 0);
+    assert_eq!(sem.held_permits(), 3);
+    assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+
+    let mut waiter = Task::new(sem.acquire());
+    waiter.assert_pending();
+    drop(held.split(1).unwrap());
+    assert_eq!(waiter.wakes(), 0, "the debt is paid first");
+    assert_eq!(sem.available_permits(), 0);
+    drop(held.split(1).unwrap());
+    assert_eq!(waiter.wakes(), 1);
+    let granted = waiter.ready().unwrap();
+    drop(held);
+    assert_eq!(sem.available_permits(), 1);
+    drop(granted);
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(sem.held_permits(), 0);
+    assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
+}
+
+#[test]
+fn growing_while_in_debt_counts_the_debt() {
+    let sem = Semaphore::new(4);
+    let held = sem.try_acquire_many(3).unwrap();
+    sem.resize(2); // debt of 1
+    sem.resize(5);
+    assert_eq!(sem.available_permits(), 2);
+    drop(held);
+    assert_eq!(sem.available_permits(), 5);
+    assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
+}
+
+#[test]
+fn shrinking_to_zero_rejects_everything_until_grown_again() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire().unwrap();
+    sem.resize(0);
+    assert_eq!(
+        sem.try_acquire().unwrap_err(),
+        AcquireError::TooLarge {
+            requested: 1,
+            capacity: 0
+        }
+    );
+    drop(held);
+    assert_eq!(sem.available_permits(), 0);
+    assert!(sem.is_idle());
+    sem.resize(2);
+    assert_eq!(sem.available_permits(), 2);
+}
+
+#[test]
+fn shrinking_fails_queued_requests_larger_than_the_new_capacity() {
+    let sem = Semaphore::new(4);
+    let held = sem.try_acquire_many(2).unwrap();
+    let mut big = Task::new(sem.acquire_many(4)); // collects 2
+    big.assert_pending();
+    let mut small = Task::new(sem.acquire());
+    small.assert_pending();
+    sem.resize(3);
+    assert_eq!(big.wakes(), 1);
+    assert_eq!(
+        big.ready().unwrap_err(),
+        AcquireError::TooLarge {
+            requested: 4,
+            capacity: 3
+        }
+    );
+    // Of big's 2 permits, 1 went out of existence and 1 to the next waiter.
+    assert_eq!(small.wakes(), 1);
+    let one = small.ready().unwrap();
+    assert_eq!(sem.available_permits(), 0);
+    assert_eq!(sem.held_permits(), 3);
+    drop((held, one));
+    assert_eq!(sem.available_permits(), 3);
+    assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
+}
+
+#[test]
+fn resize_fails_a_blocked_thread_with_too_large() {
+    let sem = Semaphore::new(3);
+    let held = sem.try_acquire().unwrap();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| sem.acquire_many_blocking(3).map(drop));
+        wait_for_waiters(&sem, 1);
+        sem.resize(2);
+        assert_eq!(
+            waiter.join().unwrap(),
+            Err(AcquireError::TooLarge {
+                requested: 3,
+                capacity: 2
+            })
+        );
+    });
+    drop(held);
+    assert_eq!(sem.available_permits(), 2);
+}
+
+#[test]
+fn too_large_error_reports_the_capacity_that_rejected_the_request() {
+    let sem = Semaphore::new(4);
+    let held = sem.try_acquire_many(4).unwrap();
+    let mut big = Task::new(sem.acquire_many(3));
+    big.assert_pending();
+    sem.resize(2); // rejects the request of 3
+    sem.resize(10);
+    assert_eq!(
+        big.ready().unwrap_err(),
+        AcquireError::TooLarge {
+            requested: 3,
+            capacity: 2
+        },
+        "documented: \"the capacity when the request was rejected\""
+    );
+    drop(held);
+}
+
+#[test]
+fn resize_to_the_same_capacity_changes_nothing() {
+    let sem = Semaphore::new(3);
+    let held = sem.try_acquire().unwrap();
+    let mut waiter = Task::new(sem.acquire_many(3));
+    waiter.assert_pending();
+    sem.resize(3);
+    assert_eq!(waiter.wakes(), 0);
+    assert_eq!(sem.available_permits(), 0);
+    assert_eq!(sem.waiters(), 1);
+    drop(held);
+    assert_eq!(waiter.ready().unwrap().num_permits(), 3);
+}
+
+// ---------------------------------------------------------------------------
+// wait_idle
+// ---------------------------------------------------------------------------
+
+#[test]
+fn wait_idle_completes_at_once_when_nothing_is_held() {
+    let sem = Semaphore::new(2);
+    let mut idle = Task::new(sem.wait_idle());
+    idle.ready();
+    assert_eq!(idle.wakes(), 0);
+    sem.wait_idle().wait();
+    assert_eq!(sem.wait_idle().wait_timeout(Duration::ZERO), Ok(()));
+    assert_eq!(sem.wait_idle().wait_deadline(past()), Ok(()));
+    let zero = sem.try_acquire_many(0).unwrap();
+    sem.wait_idle().wait(); // a guard of zero permits holds nothing
+    drop(zero);
+    assert_eq!(sem.available_permits(), 2);
+}
+
+#[test]
+fn wait_idle_waits_for_every_held_permit_without_taking_any() {
+    let sem = Semaphore::new(2);
+    let first = sem.try_acquire().unwrap();
+    let mut idle = Task::new(sem.wait_idle());
+    idle.assert_pending();
+    let second = sem.try_acquire().unwrap(); // not held up by the idle waiter
+    assert_eq!(sem.available_permits(), 0);
+    drop(first);
+    assert_eq!(idle.wakes(), 0);
+    idle.assert_pending();
+    let mut queued = Task::new(sem.acquire_many(2)); // collects 1
+    queued.assert_pending();
+    drop(second);
+    assert_eq!(queued.wakes(), 1);
+    assert_eq!(idle.wakes(), 0, "a granted waiter holds its permits");
+    let both = queued.ready().unwrap();
+    drop(both);
+    assert_eq!(idle.wakes(), 1);
+    idle.ready();
+    assert_eq!(sem.available_permits(), 2, "waiting took no permit");
+}
+
+#[test]
+fn wait_idle_blocking_returns_once_permits_are_back() {
+    let sem = Semaphore::new(2);
+    let (tx, rx) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        let held = sem.try_acquire_many(2).unwrap();
+        s.spawn(move || {
+            rx.recv().unwrap();
+            drop(held);
+        });
+        tx.send(()).unwrap();
+        sem.wait_idle().wait();
+        assert!(sem.is_idle());
+        assert_eq!(sem.available_permits(), 2);
+    });
+}
+
+#[test]
+fn wait_idle_does_not_block_a_blocking_acquirer() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    let mut idle = Task::new(sem.wait_idle());
+    idle.assert_pending();
+    thread::scope(|s| {
+        let acquirer = s.spawn(|| sem.acquire_blocking().map(|p| p.num_permits()));
+        wait_for_waiters(&sem, 1);
+        drop(held);
+        assert_eq!(acquirer.join().unwrap(), Ok(1));
+    });
+    assert_eq!(idle.wakes(), 1);
+    idle.ready();
+}
+
+#[test]
+fn wait_idle_with_a_past_deadline_reports_elapsed() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire().unwrap();
+    assert_eq!(
+        sem.wait_idle().wait_deadline(past()),
+        Err(Elapsed::default())
+    );
+    assert_eq!(
+        sem.wait_idle().wait_timeout(Duration::ZERO),
+        Err(Elapsed::default())
+    );
+    let msg = Elapsed::default().to_string();
+    assert!(msg.starts_with(char::is_lowercase) && !msg.ends_with('.'));
+    drop(held);
+    assert_eq!(sem.wait_idle().wait_deadline(past()), Ok(()));
+    assert_eq!(sem.available_permits(), 2);
+}
+
+// Ignored under Miri: it waits for a real (short) timeout to pass.
+#[test]
+#[cfg_attr(miri, ignore = "waits for a wall-clock timeout")]
+fn wait_idle_times_out_while_permits_are_held() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire().unwrap();
+    assert_eq!(
+        sem.wait_idle().wait_timeout(Duration::from_millis(5)),
+        Err(Elapsed::default())
+    );
+    let deadline = Instant::now() + Duration::from_millis(5);
+    assert_eq!(
+        sem.wait_idle().wait_deadline(deadline),
+        Err(Elapsed::default())
+    );
+    assert!(Instant::now() >= deadline);
+    drop(held);
+    assert!(sem.is_idle());
+    assert_eq!(sem.available_permits(), 2);
+}
+
+#[test]
+fn dropping_a_pending_wait_idle_affects_nothing() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire().unwrap();
+    let mut idle = Task::new(sem.wait_idle());
+    idle.assert_pending();
+    let mut other = Task::new(sem.wait_idle());
+    other.assert_pending();
+    drop(idle);
+    assert_eq!(sem.waiters(), 0, "idle waiters are not acquirers");
+    drop(held);
+    assert_eq!(other.wakes(), 1);
+    other.ready();
+    assert_eq!(sem.available_permits(), 2);
+}
+
+#[test]
+#[should_panic(expected = "polled after it completed")]
+fn polling_a_completed_wait_idle_panics() {
+    let sem = Semaphore::new(1);
+    let mut idle = Task::new(sem.wait_idle());
+    idle.ready();
+    let _ = idle.poll();
+}
+
+// ---------------------------------------------------------------------------
+// Introspection
+// ---------------------------------------------------------------------------
+
+#[test]
+fn introspection_tracks_every_step() {
+    let sem = Semaphore::with_available(2, 4);
+    let snapshot = |sem: &Semaphore| {
+        (
+            sem.available_permits(),
+            sem.held_permits(),
+            sem.capacity(),
+            sem.waiters(),
+            sem.is_closed(),
+            sem.is_idle(),
+        )
+    };
+    assert_eq!(snapshot(&sem), (2, 0, 4, 0, false, true));
+    let one = sem.try_acquire().unwrap();
+    assert_eq!(snapshot(&sem), (1, 1, 4, 0, false, false));
+    let mut big = Task::new(sem.acquire_many(3));
+    big.assert_pending();
+    // The collected permit is neither available nor held.
+    assert_eq!(snapshot(&sem), (0, 1, 4, 1, false, false));
+    sem.add_permits(1).unwrap();
+    assert_eq!(snapshot(&sem), (0, 1, 4, 1, false, false));
+    sem.add_permits(1).unwrap();
+    // Granted but not yet polled: held.
+    assert_eq!(snapshot(&sem), (0, 4, 4, 0, false, false));
+    let three = big.ready().unwrap();
+    assert_eq!(snapshot(&sem), (0, 4, 4, 0, false, false));
+    drop(three);
+    sem.close();
+    assert_eq!(snapshot(&sem), (3, 1, 4, 0, true, false));
+    drop(one);
+    assert_eq!(snapshot(&sem), (4, 0, 4, 0, true, true));
+}
+
+// ---------------------------------------------------------------------------
+// Permit tools
+// ---------------------------------------------------------------------------
+
+#[test]
+fn split_moves_permits_between_guards() {
+    let sem = Semaphore::new(4);
+    let mut three = sem.try_acquire_many(3).unwrap();
+    let one = three.split(1).unwrap();
+    assert_eq!((three.num_permits(), one.num_permits()), (2, 1));
+    assert!(three.split(3).is_none(), "cannot split more than it holds");
+    assert_eq!(three.num_permits(), 2, "a refused split changes nothing");
+    let zero = three.split(0).unwrap();
+    assert_eq!(zero.num_permits(), 0);
+    assert!(std::ptr::eq(one.semaphore(), &sem));
+    assert_eq!(sem.held_permits(), 3);
+    drop(one);
+    assert_eq!(sem.available_permits(), 2);
+    let two = three.split(2).unwrap();
+    assert_eq!(three.num_permits(), 0);
+    drop(three);
+    drop(zero);
+    assert_eq!(sem.available_permits(), 2);
+    drop(two);
+    assert_eq!(sem.available_permits(), 4);
+}
+
+#[test]
+fn merge_combines_guards_of_one_semaphore() {
+    let sem = Semaphore::new(4);
+    let mut one = sem.try_acquire().unwrap();
+    let two = sem.try_acquire_many(2).unwrap();
+    one.merge(two);
+    assert_eq!(one.num_permits(), 3);
+    one.merge(sem.try_acquire_many(0).unwrap());
+    assert_eq!(one.num_permits(), 3);
+    assert_eq!(sem.held_permits(), 3);
+    drop(one);
+    assert_eq!(sem.available_permits(), 4);
+    assert_eq!(sem.held_permits(), 0);
+}
+
+#[test]
+fn a_permit_knows_its_semaphore() {
+    let sem = Semaphore::new(1);
+    let permit = sem.try_acquire().unwrap();
+    let parent: &Semaphore = permit.semaphore();
+    assert!(std::ptr::eq(parent, &sem));
+    assert_eq!(parent.available_permits(), 0);
+    drop(permit);
+
+    let owned_sem = Arc::new(Semaphore::new(1));
+    let owned = Arc::clone(&owned_sem).try_acquire_owned().unwrap();
+    assert!(Arc::ptr_eq(owned.semaphore(), &owned_sem));
+}
+
+#[test]
+fn merging_permits_of_different_semaphores_panics_at_the_caller() {
+    let a = Semaphore::new(2);
+    let b = Semaphore::new(2);
+    let mut from_a = a.try_acquire().unwrap();
+    let from_b = b.try_acquire().unwrap();
+    let caught = catch_panic(|| from_a.merge(from_b));
+    assert_eq!(caught.file, file!());
+    assert!(
+        caught.message.contains("different semaphores"),
+        "{caught:?}"
+    );
+    assert_eq!(from_a.num_permits(), 1, "this guard is unchanged");
+    assert_eq!(b.available_permits(), 2, "the other returned to its own");
+    assert_eq!(a.available_permits(), 1);
+    drop(from_a);
+    assert_eq!(a.available_permits(), 2);
+
+    let a = Arc::new(Semaphore::new(2));
+    let b = Arc::new(Semaphore::new(2));
+    let mut from_a = Arc::clone(&a).try_acquire_owned().unwrap();
+    let from_b = Arc::clone(&b).try_acquire_many_owned(2).unwrap();
+    let caught = catch_panic(|| from_a.merge(from_b));
+    assert_eq!(caught.file, file!());
+    assert_eq!(from_a.num_permits(), 1);
+    assert_eq!(b.available_permits(), 2);
+    drop(from_a);
+    assert_eq!(a.available_permits(), 2);
+}
+
+#[test]
+fn guards_and_futures_debug_without_touching_the_semaphore() {
+    let sem = Semaphore::new(2);
+    let permit = sem.try_acquire_many(2).unwrap();
+    let text = format!("{permit:?}");
+    assert!(
+        text.contains("Permit") && text.contains("permits: 2"),
+        "{text}"
+    );
+    let owned = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+    assert!(format!("{owned:?}").contains("OwnedPermit"));
+    let mut pending = Task::new(sem.acquire());
+    pending.assert_pending();
+    assert!(format!("{:?}", sem.acquire()).contains("Acquire"));
+    assert!(format!("{:?}", sem.wait_idle()).contains("WaitIdle"));
+    drop(permit);
+}
+
+// ---------------------------------------------------------------------------
+// Panic safety
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_caught_panic_while_holding_a_permit_returns_it() {
+    let sem = Semaphore::new(2);
+    let caught = catch_panic(|| {
+        let _permit = sem.acquire_blocking().unwrap();
+        let _more = sem.try_acquire().unwrap();
+        panic!("worker failed");
+    });
+    assert_eq!(caught.message, "worker failed");
+    assert_eq!(sem.available_permits(), 2);
+    assert_eq!(sem.held_permits(), 0);
+
+    let sem = Arc::new(Semaphore::new(1));
+    let permit = Arc::clone(&sem).try_acquire_owned().unwrap();
+    let worker = thread::spawn(move || {
+        let _permit = permit;
+        // Unwinds like a panic, without printing one.
+        panic::resume_unwind(Box::new("worker thread failed"));
+    });
+    assert!(worker.join().is_err());
+    assert_eq!(sem.available_permits(), 1);
+}
+
+#[test]
+fn the_semaphore_stays_usable_after_every_caught_panic() {
+    let sem = Arc::new(Semaphore::new(3));
+    let check = |sem: &Semaphore| {
+        assert_eq!(sem.capacity(), 3);
+        assert_eq!(sem.held_permits(), 1);
+        assert_eq!(sem.available_permits(), 2);
+        let two = sem.try_acquire_many(2).unwrap();
+        assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+        drop(two);
+        assert_eq!(sem.waiters(), 0);
+        assert!(lock_is_free(sem));
+    };
+    let held = sem.try_acquire().unwrap();
+
+    catch_panic(|| sem.resize(MAX_PERMITS + 1));
+    check(&sem);
+
+    let other = Semaphore::new(1);
+    let mut one = sem.try_acquire().unwrap();
+    catch_panic(|| one.merge(other.try_acquire().unwrap()));
+    drop(one);
+    check(&sem);
+    assert_eq!(other.available_permits(), 1);
+
+    catch_panic(|| {
+        let mut task = Task::new(sem.acquire());
+        let _permit = task.ready().unwrap();
+        let _ = task.poll();
+    });
+    check(&sem);
+
+    let mut idle_task = Task::new(sem.wait_idle());
+    idle_task.assert_pending();
+    catch_panic(|| {
+        let _permit = sem.try_acquire().unwrap();
+        panic!("a holder panicked while someone waited for idle");
+    });
+    assert_eq!(idle_task.wakes(), 0);
+    check(&sem);
+    drop(idle_task);
+
+    catch_panic(|| {
+        let mut task = Task::new(sem.acquire_many(3));
+        task.assert_pending();
+        panic!("dropping a queued future while unwinding");
+    });
+    check(&sem);
+
+    drop(held);
+    assert_eq!(sem.available_permits(), 3);
+}
+
+#[test]
+fn a_panicking_waker_does_not_keep_other_waiters_asleep() {
+    struct PanickingWaker;
+    impl Wake for PanickingWaker {
+        fn wake(self: Arc<Self>) {
+            panic!("waker panicked");
+        }
+    }
+    let sem = Semaphore::with_available(0, 2);
+    let mut bad = Task::new(sem.acquire());
+    assert!(bad
+        .poll_with(&Waker::from(Arc::new(PanickingWaker)))
+        .is_pending());
+    let mut good = Task::new(sem.acquire());
+    good.assert_pending();
+    let caught = catch_panic(|| sem.add_permits(2));
+    assert_eq!(caught.message, "waker panicked");
+    // Both were granted; the second must still learn about it.
+    assert_eq!(good.wakes(), 1, "granted, but its waker was never woken");
+    drop(good.ready().unwrap());
+    drop(bad);
+    assert_eq!(sem.available_permits(), 2);
+}
+
+#[test]
+fn permit_handoff_orders_memory_like_a_mutex() {
+    // Relaxed accesses are only safe from lost updates if each release of
+    // the permit happens-before the acquire that receives it (Miri's weak
+    // memory emulation would expose a missing edge).
+    const THREADS: usize = 3;
+    let iters = if cfg!(miri) { 20 } else { 2000 };
+    let sem = Semaphore::new(1);
+    let counter = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (sem, counter) = (&sem, &counter);
+            s.spawn(move || {
+                for i in 0..iters {
+                    let permit = if (t + i) % 2 == 0 {
+                        sem.acquire_blocking().unwrap()
+                    } else {
+                        futures_executor::block_on(sem.acquire()).unwrap()
+                    };
+                    let v = counter.load(std::sync::atomic::Ordering::Relaxed);
+                    counter.store(v + 1, std::sync::atomic::Ordering::Relaxed);
+                    drop(permit);
+                }
+            });
+        }
+    });
+    assert_eq!(counter.into_inner(), THREADS * iters);
+}
+
+// ---------------------------------------------------------------------------
+// Debug
+// ---------------------------------------------------------------------------
+
+#[test]
+fn debug_shows_the_semaphore_state() {
+    let sem = Semaphore::new(3);
+    let held = sem.try_acquire().unwrap();
+    let mut waiter = Task::new(sem.acquire_many(3));
+    waiter.assert_pending();
+    let text = format!("{sem:?}");
+    for field in [
+        "capacity: 3",
+        "available: 0",
+        "held: Some(1)",
+        "waiters: Some(1)",
+        "closed: false",
+    ] {
+        assert!(text.contains(field), "{field} missing in {text}");
+    }
+    drop((held, waiter));
+}
+
+#[test]
+fn debug_formats_a_consistent_snapshot_under_contention() {
+    let iters = if cfg!(miri) { 10 } else { 2000 };
+    let sem = Semaphore::new(2);
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(SeqCst) {
+                    let p = sem.acquire_blocking().unwrap();
+                    let _ = sem.held_permits();
+                    drop(p);
+                }
+            });
+        }
+        for _ in 0..iters {
+            let text = format!("{sem:?}");
+            assert!(text.contains("capacity: 2"), "{text}");
+            assert!(
+                text.contains("held: None")
+                    || ["held: Some(0)", "held: Some(1)", "held: Some(2)"]
+                        .iter()
+                        .any(|h| text.contains(h)),
+                "{text}"
+            );
+        }
+        stop.store(true, SeqCst);
+    });
+    assert_eq!(sem.available_permits(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Send and Sync
+// ---------------------------------------------------------------------------
+
+#[test]
+fn public_types_are_send_and_sync() {
+    assert_send_sync::<Semaphore>();
+    assert_send_sync::<Permit<'static>>();
+    assert_send_sync::<OwnedPermit>();
+    assert_send_sync::<Acquire<'static>>();
+    assert_send_sync::<AcquireOwned>();
+    assert_send_sync::<WaitIdle<'static>>();
+    assert_send_sync::<AcquireError>();
+    assert_send_sync::<AddPermitsError>();
+    assert_send_sync::<Elapsed>();
+    fn assert_send_future<F: Future + Send>(_: &F) {}
+    let sem = Semaphore::new(1);
+    let fut = async {
+        let permit = sem.acquire().await.unwrap();
+        drop(permit);
+        sem.wait_idle().await;
+    };
+    assert_send_future(&fut);
+    drop(fut);
+}
+
+// ---------------------------------------------------------------------------
+// Reference model
+// ---------------------------------------------------------------------------
+
+/// Where a hand-polled acquire stands in the reference model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ModelStatus {
+    Queued,
+    Granted,
+    Closed,
+    TooLarge,
+}
+
+#[derive(Debug)]
+struct ModelWaiter {
+    needed: usize,
+    assigned: usize,
+    status: ModelStatus,
+}
+
+/// The documented semantics written out plainly: permits in existence,
+/// debt after a shrink, a FIFO queue served from the head with partial
+/// grants, close and resize.
+#[derive(Debug)]
+struct Model {
+    capacity: usize,
+    available: usize,
+    existing: usize,
+    closed: bool,
+    waiters: Vec<ModelWaiter>,
+    queue: std::collections::VecDeque<usize>,
+}
+
+impl Model {
+    /// Permits that are in no one's hands: the debt first, then the queue
+    /// in order, then `available`.
+    fn give(&mut self, mut n: usize) {
+        let paid = self.existing.saturating_sub(self.capacity).min(n);
+        self.existing -= paid;
+        n -= paid;
+        while n > 0 {
+            let Some(&head) = self.queue.front() else {
+                break;
+            };
+            let w = &mut self.waiters[head];
+            let take = (w.needed - w.assigned).min(n);
+            w.assigned += take;
+            n -= take;
+            if w.assigned == w.needed {
+                w.status = ModelStatus::Granted;
+                self.queue.pop_front();
+            }
+        }
+        self.available += n;
+    }
+
+    fn held(&self) -> usize {
+        let assigned: usize = self.queue.iter().map(|&i| self.waiters[i].assigned).sum();
+        self.existing - assigned - self.available
+    }
+
+    fn try_take(&mut self, n: usize) -> Result<(), AcquireError> {
+        if self.closed {
+            Err(AcquireError::Closed)
+        } else if n == 0 {
+            Ok(())
+        } else if self.available >= n {
+            self.available -= n;
+            Ok(())
+        } else if n > self.capacity {
+            Err(AcquireError::TooLarge {
+                requested: n,
+                capacity: self.capacity,
+            })
+        } else {
+            Err(AcquireError::NoPermits)
+        }
+    }
+
+    fn fail_queued(&mut self, i: usize, status: ModelStatus) -> usize {
+        self.queue.retain(|&q| q != i);
+        let w = &mut self.waiters[i];
+        w.status = status;
+        std::mem::take(&mut w.assigned)
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        let queued: Vec<usize> = self.queue.iter().copied().collect();
+        let freed: usize = queued
+            .into_iter()
+            .map(|i| self.fail_queued(i, ModelStatus::Closed))
+            .sum();
+        self.give(freed);
+    }
+
+    fn resize(&mut self, new: usize) {
+        let old = std::mem::replace(&mut self.capacity, new);
+        if new >= old {
+            self.existing += new - old;
+            self.give(new - old);
+            return;
+        }
+        let too_large: Vec<usize> = self
+            .queue
+            .iter()
+            .copied()
+            .filter(|&i| self.waiters[i].needed > new)
+            .collect();
+        let freed: usize = too_large
+            .into_iter()
+            .map(|i| self.fail_queued(i, ModelStatus::TooLarge))
+            .sum();
+        let excess = self.existing.saturating_sub(new);
+        let take = self.available.min(excess);
+        self.available -= take;
+        self.existing -= take;
+        self.give(freed);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum ModelOp {
+    TryAcquire(usize),
+    Acquire(usize),
+    PollAll,
+    DropGuard(proptest::sample::Index),
+    ForgetGuard(proptest::sample::Index),
+    SplitGuard(proptest::sample::Index, usize),
+    MergeGuards(proptest::sample::Index, proptest::sample::Index),
+    Cancel(proptest::sample::Index),
+    Add(usize),
+    Resize(usize),
+    Close,
+}
+
+fn model_op() -> impl proptest::strategy::Strategy<Value = ModelOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..=6usize).prop_map(ModelOp::TryAcquire),
+        5 => (0..=6usize).prop_map(ModelOp::Acquire),
+        3 => Just(ModelOp::PollAll),
+        4 => any::<proptest::sample::Index>().prop_map(ModelOp::DropGuard),
+        1 => any::<proptest::sample::Index>().prop_map(ModelOp::ForgetGuard),
+        1 => (any::<proptest::sample::Index>(), 0..=3usize)
+            .prop_map(|(i, n)| ModelOp::SplitGuard(i, n)),
+        1 => (any::<proptest::sample::Index>(), any::<proptest::sample::Index>())
+            .prop_map(|(i, j)| ModelOp::MergeGuards(i, j)),
+        2 => any::<proptest::sample::Index>().prop_map(ModelOp::Cancel),
+        2 => (0..=4usize).prop_map(ModelOp::Add),
+        2 => (0..=6usize).prop_map(ModelOp::Resize),
+        1 => Just(ModelOp::Close),
+    ]
+}
+
+/// Runs `ops` on a semaphore and on the model side by side and compares
+/// every observable after every step.
+fn check_against_model(available: usize, capacity: usize, ops: &[ModelOp]) {
+    let available = available.min(capacity);
+    let sem = Semaphore::with_available(available, capacity);
+    let mut model = Model {
+        capacity,
+        available,
+        existing: available,
+        closed: false,
+        waiters: Vec::new(),
+        queue: std::collections::VecDeque::new(),
+    };
+    let mut guards: Vec<Permit<'_>> = Vec::new();
+    // Live tasks with their index in `model.waiters`.
+    let mut tasks: Vec<(usize, Task<Acquire<'_>>)> = Vec::new();
+
+    for op in ops {
+        match *op {
+            ModelOp::TryAcquire(n) => {
+                let got = sem.try_acquire_many(n);
+                let expected = model.try_take(n);
+                assert_eq!(got.as_ref().map(|_| ()).map_err(|e| *e), expected, "{op:?}");
+                guards.extend(got);
+            }
+            ModelOp::Acquire(n) => {
+                let mut task = Task::new(sem.acquire_many(n));
+                let got = task.poll();
+                match model.try_take(n) {
+                    Err(AcquireError::NoPermits) => {
+                        assert!(got.is_pending(), "{op:?} should queue");
+                        model.waiters.push(ModelWaiter {
+                            needed: n,
+                            assigned: std::mem::take(&mut model.available),
+                            status: ModelStatus::Queued,
+                        });
+                        model.queue.push_back(model.waiters.len() - 1);
+                        tasks.push((model.waiters.len() - 1, task));
+                    }
+                    expected => match got {
+                        Poll::Ready(got) => {
+                            assert_eq!(got.as_ref().map(|_| ()).map_err(|e| *e), expected);
+                            guards.extend(got);
+                        }
+                        Poll::Pending => panic!("{op:?} queued, expected {expected:?}"),
+                    },
+                }
+            }
+            ModelOp::PollAll => {
+                let mut i = 0;
+                while i < tasks.len() {
+                    let w = &model.waiters[tasks[i].0];
+                    let (needed, status) = (w.needed, w.status);
+                    match (tasks[i].1.poll(), status) {
+                        (Poll::Pending, ModelStatus::Queued) => i += 1,
+                        (Poll::Ready(Ok(p)), ModelStatus::Granted) => {
+                            assert_eq!(p.num_permits(), needed);
+                            guards.push(p);
+                            tasks.remove(i);
+                        }
+                        (Poll::Ready(Err(AcquireError::Closed)), ModelStatus::Closed) => {
+                            tasks.remove(i);
+                        }
+                        (
+                            Poll::Ready(Err(AcquireError::TooLarge { requested, .. })),
+                            ModelStatus::TooLarge,
+                        ) => {
+                            assert_eq!(requested, needed);
+                            tasks.remove(i);
+                        }
+                        (got, status) => panic!("polled {got:?}, model says {status:?}"),
+                    }
+                }
+            }
+            ModelOp::DropGuard(i) => {
+                if !guards.is_empty() {
+                    let guard = guards.swap_remove(i.index(guards.len()));
+                    let n = guard.num_permits();
+                    drop(guard);
+                    model.give(n);
+                }
+            }
+            ModelOp::ForgetGuard(i) => {
+                if !guards.is_empty() {
+                    let guard = guards.swap_remove(i.index(guards.len()));
+                    model.existing -= guard.num_permits();
+                    guard.forget();
+                }
+            }
+            ModelOp::SplitGuard(i, n) => {
+                if !guards.is_empty() {
+                    let i = i.index(guards.len());
+                    let before = guards[i].num_permits();
+                    let part = guards[i].split(n);
+                    assert_eq!(part.is_some(), n <= before);
+                    guards.extend(part);
+                }
+            }
+            ModelOp::MergeGuards(i, j) => {
+                if guards.len() >= 2 {
+                    let other = guards.swap_remove(j.index(guards.len()));
+                    let i = i.index(guards.len());
+                    let sum = guards[i].num_permits() + other.num_permits();
+                    guards[i].merge(other);
+                    assert_eq!(guards[i].num_permits(), sum);
+                }
+            }
+            ModelOp::Cancel(i) => {
+                if !tasks.is_empty() {
+                    let (w, task) = tasks.remove(i.index(tasks.len()));
+                    drop(task);
+                    match model.waiters[w].status {
+                        ModelStatus::Queued => {
+                            let assigned = model.fail_queued(w, ModelStatus::Closed);
+                            model.give(assigned);
+                        }
+                        ModelStatus::Granted => {
+                            let n = model.waiters[w].needed;
+                            model.give(n);
+                        }
+                        ModelStatus::Closed | ModelStatus::TooLarge => {}
+                    }
+                }
+            }
+            ModelOp::Add(n) => {
+                let room = model.capacity.saturating_sub(model.existing);
+                match sem.add_permits(n) {
+                    Ok(()) => {
+                        assert!(n <= room, "{op:?} with room {room}");
+                        model.existing += n;
+                        model.give(n);
+                    }
+                    Err(err) => {
+                        assert!(n > room, "{op:?} refused with room {room}");
+                        assert_eq!((err.requested(), err.room()), (n, room));
+                    }
+                }
+            }
+            ModelOp::Resize(n) => {
+                sem.resize(n);
+                model.resize(n);
+            }
+            ModelOp::Close => {
+                sem.close();
+                model.close();
+            }
+        }
+
+        let ctx = format!("after {op:?}: {model:?}");
+        assert_eq!(sem.available_permits(), model.available, "{ctx}");
+        assert_eq!(sem.held_permits(), model.held(), "{ctx}");
+        assert_eq!(sem.waiters(), model.queue.len(), "{ctx}");
+        assert_eq!(sem.capacity(), model.capacity, "{ctx}");
+        assert_eq!(sem.is_closed(), model.closed, "{ctx}");
+        let in_guards: usize = guards.iter().map(Permit::num_permits).sum();
+        assert!(in_guards <= sem.held_permits(), "{ctx}");
+        let room = model.capacity.saturating_sub(model.existing);
+        assert_eq!(
+            sem.add_permits(usize::MAX).unwrap_err().room(),
+            room,
+            "{ctx}"
+        );
+        for (w, task) in &tasks {
+            let woken = model.waiters[*w].status != ModelStatus::Queued;
+            assert_eq!(task.wakes(), usize::from(woken), "task {w}, {ctx}");
+        }
+    }
+
+    drop(tasks);
+    drop(guards);
+    assert_eq!(sem.held_permits(), 0);
+    assert_eq!(sem.waiters(), 0);
+    assert_eq!(sem.available_permits(), model.existing.min(model.capacity));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: if cfg!(miri) { 8 } else { 512 },
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// Every observable (results, available, held, waiters, room, who was
+    /// woken) matches a plain reference model, resize and close included.
+    #[test]
+    fn matches_a_reference_model_under_random_operations(
+        available in 0..=5usize,
+        capacity in 0..=5usize,
+        ops in proptest::collection::vec(model_op(), 1..50),
+    ) {
+        check_against_model(available, capacity, &ops);
+    }
+}
