@@ -301,7 +301,7 @@ impl Semaphore {
     /// Spins for about a microsecond, then parks the thread.
     #[inline]
     pub fn acquire_blocking(&self) -> Result<Permit<'_>, AcquireError> {
-        self.acquire().wait()
+        self.acquire_many_blocking(1)
     }
 
     /// Blocks the thread until `n` permits are acquired.
@@ -315,7 +315,10 @@ impl Semaphore {
     /// Spins for about a microsecond, then parks the thread.
     #[inline]
     pub fn acquire_many_blocking(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
-        self.acquire_many(n).wait()
+        match self.try_take(n) {
+            Err(AcquireError::NoPermits) => self.acquire_many(n).wait(),
+            done => done.map(|()| Permit::new(self, n)),
+        }
     }
 
     /// Blocks for one permit for at most `timeout` (a deadline computed

@@ -307,6 +307,12 @@ impl Semaphore {
     /// (the caller spins and polls again soon).
     pub(crate) fn poll_slot(&self, key: Key, waker: &Waker, park: bool) -> Poll<(Status, usize)> {
         waiters::poll_slot(waker, |fresh| {
+            let mut inner = lock(&self.inner);
+            if inner.waiters.slot(key).status != Status::Notified {
+                // Nothing but this slot changes: no settling needed.
+                return inner.waiters.poll_locked(key, waker, fresh);
+            }
+            drop(inner);
             self.locked(|sem, inner, _| {
                 if inner.waiters.slot(key).status == Status::Notified
                     && !sem.claim(inner, key)
