@@ -1,0 +1,196 @@
+//! The targets `permits` is held to, checked against a run.
+
+use super::{opt, Report};
+use crate::adapters;
+use crate::report::markdown::fmt_us;
+
+/// One of the targets `permits` is held to.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// What is promised.
+    pub goal: &'static str,
+    /// What this run measured.
+    pub measured: String,
+    /// Met, missed, or `None` when not measured in this run.
+    pub met: Option<bool>,
+}
+
+fn all_met(checks: &[Option<bool>]) -> Option<bool> {
+    if checks.iter().any(Option::is_none) {
+        return None;
+    }
+    Some(checks.iter().all(|c| *c == Some(true)))
+}
+
+/// Checks the targets against a run.
+pub fn targets(report: &Report) -> Vec<Target> {
+    let ours = adapters::OURS;
+    let mut out = Vec::new();
+
+    // 1. Uncontended within 1.5x the floor.
+    let floor = report.floor.median;
+    let mut measured = Vec::new();
+    let mut checks = Vec::new();
+    for w in ["uncontended_blocking", "uncontended_try"] {
+        let ratio = report
+            .row(w, ours)
+            .and_then(|r| Some(r.summary.median? / floor?));
+        measured.push(format!("{w}: {}", opt(ratio, |x| format!("{x:.2}x"))));
+        checks.push(ratio.map(|x| x <= 1.5));
+    }
+    out.push(Target {
+        goal: "uncontended acquire+release <= 1.5x the floor (CAS pair)",
+        measured: measured.join("; "),
+        met: all_met(&checks),
+    });
+
+    // 2. Async uncontended within 0.5x tokio.
+    let (mut measured, mut checks) = (Vec::new(), Vec::new());
+    for w in ["uncontended_async_ct", "uncontended_async_mt"] {
+        let ratio = report.workload(w).and_then(|wl| wl.ratio(wl.row(ours)?));
+        measured.push(format!("{w}: {}", opt(ratio, |x| format!("{x:.2}x tokio"))));
+        checks.push(ratio.map(|x| x <= 0.5));
+    }
+    out.push(Target {
+        goal: "async acquire <= 0.5x tokio",
+        measured: measured.join("; "),
+        met: all_met(&checks),
+    });
+
+    // 3. Contended P1 T16, in each policy.
+    let w = report.workload("contended_p1_t16");
+    for (id, goal) in [
+        (
+            ours,
+            "contended P1 T16 >= 2x std Mutex+Condvar, fairness >= 0.5 (Policy::Fifo)",
+        ),
+        (
+            adapters::OURS_THROUGHPUT,
+            "contended P1 T16 >= 2x std Mutex+Condvar, fairness >= 0.5 (Policy::Throughput)",
+        ),
+    ] {
+        let ratio = w.and_then(|w| w.ratio(w.row(id)?));
+        let fairness = w.and_then(|w| w.row(id)?.fairness);
+        out.push(Target {
+            goal,
+            measured: format!(
+                "{}, fairness {}",
+                opt(ratio, |x| format!("{x:.2}x")),
+                opt(fairness, |x| format!("{x:.2}"))
+            ),
+            met: all_met(&[ratio.map(|x| x >= 2.0), fairness.map(|f| f >= 0.5)]),
+        });
+    }
+
+    // 4. acquire_many(8) under pressure within 1 ms.
+    let (mut measured, mut checks) = (Vec::new(), Vec::new());
+    for w in [
+        "starvation_many8",
+        "starvation_many8_async_ct",
+        "starvation_many8_async_mt",
+    ] {
+        let Some(row) = report.row(w, ours) else {
+            checks.push(None);
+            continue;
+        };
+        let median = row.summary.median;
+        measured.push(format!("{w}: {}", opt(median, fmt_us)));
+        checks.push(Some(median.is_some_and(|us| us <= 1000.0)));
+    }
+    out.push(Target {
+        goal: "acquire_many(8) under pressure <= 1 ms",
+        measured: if measured.is_empty() {
+            "not measured".into()
+        } else {
+            measured.join("; ")
+        },
+        met: all_met(&checks),
+    });
+
+    // 5. Async tasks: throughput and p99 against tokio.
+    let (mut measured, mut checks) = (Vec::new(), Vec::new());
+    for w in [
+        "async_tasks_1000_ct",
+        "async_tasks_1000_mt",
+        "async_tasks_10000_ct",
+        "async_tasks_10000_mt",
+    ] {
+        let Some(wl) = report.workload(w) else {
+            checks.push(None);
+            continue;
+        };
+        let ratio = wl.row(ours).and_then(|r| wl.ratio(r));
+        let p99 = wl.row(ours).and_then(|r| r.num("p99_us"));
+        let tokio_p99 = wl.row("tokio").and_then(|r| r.num("p99_us"));
+        measured.push(format!(
+            "{w}: {} (p99 {} vs tokio {})",
+            opt(ratio, |x| format!("{x:.2}x")),
+            opt(p99, fmt_us),
+            opt(tokio_p99, fmt_us)
+        ));
+        checks.push(ratio.map(|x| x >= 1.3));
+        checks.push(p99.zip(tokio_p99).map(|(a, b)| a <= b));
+    }
+    out.push(Target {
+        goal: "async 1k/10k tasks >= 1.3x tokio, p99 no worse than tokio's",
+        measured: if measured.is_empty() {
+            "not measured".into()
+        } else {
+            measured.join("; ")
+        },
+        met: all_met(&checks),
+    });
+
+    // 6. Sizes.
+    let (mut measured, mut checks) = (Vec::new(), Vec::new());
+    for (w, limit) in [
+        ("size_semaphore", 16.0),
+        ("size_permit", 16.0),
+        ("size_future", 32.0),
+    ] {
+        let size = report.row(w, ours).and_then(|r| r.summary.median);
+        measured.push(format!(
+            "{}: {} B",
+            &w[5..],
+            opt(size, |x| format!("{x:.0}"))
+        ));
+        checks.push(size.map(|x| x <= limit));
+    }
+    out.push(Target {
+        goal: "sizes <= 16 / 16 / 32 bytes (semaphore / permit / acquire future)",
+        measured: measured.join(", "),
+        met: all_met(&checks),
+    });
+
+    // 7. Allocations.
+    let worst = report
+        .row("allocs_per_acquire", ours)
+        .and_then(|r| r.summary.max);
+    out.push(Target {
+        goal: "zero heap allocations per acquire",
+        measured: opt(worst, |x| format!("{x:.4} per acquire (worst repetition)")),
+        met: worst.map(|x| x == 0.0),
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::sample_report;
+
+    #[test]
+    fn targets_read_the_right_rows() {
+        let report = sample_report();
+        let t = targets(&report);
+        let contended = t.iter().find(|t| t.goal.starts_with("contended")).unwrap();
+        assert_eq!(contended.met, Some(true), "{contended:?}");
+        let many = t
+            .iter()
+            .find(|t| t.goal.starts_with("acquire_many"))
+            .unwrap();
+        assert_eq!(many.met, None, "only one of three starvation workloads ran");
+        let sizes = t.iter().find(|t| t.goal.starts_with("sizes")).unwrap();
+        assert_eq!(sizes.met, None);
+    }
+}
