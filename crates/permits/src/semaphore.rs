@@ -115,7 +115,7 @@ impl Semaphore {
     /// Under [`Policy::Throughput`], how many releases may pass over the
     /// waiter at the head of the queue before permits are handed to it.
     /// (Under loom it is 1, so the models reach the hand-off path.)
-    pub const OVERTAKE_LIMIT: u32 = if cfg!(permits_loom) { 1 } else { 64 };
+    pub const OVERTAKE_LIMIT: u32 = if cfg!(permits_loom) { 1 } else { 256 };
 
     maybe_const! {
         /// A semaphore with capacity `capacity` of which only `available`
