@@ -1,0 +1,94 @@
+//! The one place that picks the operating-system layer.
+//!
+//! Every system call the crate makes lives behind this module's contract:
+//! `unix.rs` (Linux, on `rustix`) implements it, and `unsupported.rs`
+//! implements the same functions by returning
+//! [`io::ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported), so the
+//! public API compiles everywhere and fails clearly where it cannot work.
+//!
+//! The contract, in short:
+//!
+//! * `Fd` is an owned, close-on-exec descriptor. Descriptors the crate
+//!   creates are always `CLOEXEC`; only [`inherit_in_child`] clears the flag,
+//!   in the forked child, for the descriptors it is given.
+//! * Reads and writes of jobserver bytes never block: they report "would
+//!   block" and the caller waits with [`wait_ready`], which retries `EINTR`
+//!   and never extends its deadline.
+//! * File locks are `flock(2)` locks: per open file description, released
+//!   by the kernel when the last descriptor closes (also on `SIGKILL`).
+//!
+//! Linux is the only implemented platform: the jobserver relies on
+//! reopening `/proc/self/fd/N` to get private file descriptions, on
+//! `F_SETPIPE_SZ` and `FIONREAD`, and the named semaphore on `inotify` and
+//! the kernel's boot id. `--cfg permits_unsupported` forces the fallback on
+//! Linux so it stays buildable.
+
+#[cfg(all(target_os = "linux", not(permits_unsupported)))]
+mod unix;
+#[cfg(all(target_os = "linux", not(permits_unsupported)))]
+pub(crate) use unix::*;
+
+#[cfg(any(not(target_os = "linux"), permits_unsupported))]
+mod unsupported;
+#[cfg(any(not(target_os = "linux"), permits_unsupported))]
+pub(crate) use unsupported::*;
+
+/// What an open descriptor (or a path) refers to.
+#[cfg_attr(any(not(target_os = "linux"), permits_unsupported), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// A pipe or a named FIFO.
+    Fifo,
+    /// A regular file.
+    Regular,
+    /// A directory.
+    Directory,
+    /// A character device (a terminal, `/dev/null`, …).
+    CharDevice,
+    /// A socket.
+    Socket,
+    /// Anything else (block device, symlink, …).
+    Other,
+}
+
+/// Identity of an open file: its kind and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    pub(crate) kind: FileKind,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+/// Kind of `flock(2)` lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// What is wrong with a directory that should be private to this user.
+#[cfg_attr(any(not(target_os = "linux"), permits_unsupported), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DirProblem {
+    /// It is a symbolic link (never followed).
+    Symlink,
+    /// It exists but is not a directory.
+    NotADirectory,
+    /// Owned by another user (uid given).
+    WrongOwner(u32),
+    /// Group or others have access (mode given).
+    OpenPermissions(u32),
+}
+
+impl core::fmt::Display for DirProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DirProblem::Symlink => f.write_str("it is a symbolic link"),
+            DirProblem::NotADirectory => f.write_str("it is not a directory"),
+            DirProblem::WrongOwner(uid) => write!(f, "it is owned by uid {uid}, not by us"),
+            DirProblem::OpenPermissions(mode) => {
+                write!(f, "its mode {mode:o} gives group or others access")
+            }
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! The Linux implementation of the OS layer (contract in `sys/mod.rs`),
+//! built on `rustix` so that almost every call is safe Rust.
+//!
+//! The one `unsafe` block is the `pre_exec` hook of [`inherit_in_child`]:
+//! std offers no safe way to let one child inherit a chosen descriptor, and
+//! clearing `FD_CLOEXEC` in the forked child (never in the parent, where
+//! other threads may be spawning unrelated children) is the only way to
+//! keep the jobserver's descriptors out of every other process.
+#![allow(unsafe_code)]
+
+use super::{DirProblem, FileId, FileKind, LockKind};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use rustix::fs::{self, FileType, FlockOperation, Mode, OFlags};
+use rustix::io::{self as rio, Errno, FdFlags};
+use std::fs::File;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An owned, close-on-exec file descriptor.
+pub(crate) type Fd = OwnedFd;
+
+/// Whether this platform has a real implementation.
+pub(crate) const SUPPORTED: bool = true;
+
+/// Retries `f` while it fails with `EINTR`.
+fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+// The field types of `struct stat` differ between architectures; on some
+// they already are `u64`.
+#[allow(clippy::unnecessary_cast)]
+fn file_id(st: &fs::Stat) -> FileId {
+    let kind = match FileType::from_raw_mode(st.st_mode as _) {
+        FileType::Fifo => FileKind::Fifo,
+        FileType::RegularFile => FileKind::Regular,
+        FileType::Directory => FileKind::Directory,
+        FileType::CharacterDevice => FileKind::CharDevice,
+        FileType::Socket => FileKind::Socket,
+        _ => FileKind::Other,
+    };
+    FileId {
+        kind,
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    }
+}
+
+/// `/proc/self/fd/N`: opening it gives a *new* open file description of
+/// the same pipe, so flags such as `O_NONBLOCK` stay private to us.
+fn proc_fd(fd: i32) -> String {
+    format!("/proc/self/fd/{fd}")
+}
+
+/// The raw number of `fd` (to advertise it in `MAKEFLAGS`).
+pub(crate) fn raw(fd: &Fd) -> i32 {
+    fd.as_raw_fd()
+}
+
+/// What the inherited descriptor number `fd` refers to, without opening,
+/// reading or otherwise touching it. `NotFound` if it is not open.
+pub(crate) fn stat_fd_number(fd: i32) -> io::Result<FileId> {
+    match fs::stat(proc_fd(fd)) {
+        Ok(st) => Ok(file_id(&st)),
+        Err(Errno::NOENT) if fs::stat("/proc/self/fd").is_err() => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "/proc is not mounted: inherited jobserver descriptors cannot be checked",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens a new, private open file description of the pipe or FIFO behind
+/// the descriptor number `fd`: read-only or write-only, non-blocking or
+/// blocking. Never blocks. The caller must have checked that `fd` is a
+/// FIFO ([`stat_fd_number`]) so that no device is ever opened.
+pub(crate) fn open_fd_number(fd: i32, write: bool, nonblocking: bool) -> io::Result<Fd> {
+    open_fifo_path(proc_fd(fd).as_str(), write, nonblocking)
+}
+
+/// [`open_fd_number`] for a descriptor we own.
+pub(crate) fn reopen(fd: &Fd, write: bool, nonblocking: bool) -> io::Result<Fd> {
+    open_fd_number(fd.as_raw_fd(), write, nonblocking)
+}
+
+fn open_fifo_path<P: rustix::path::Arg + Copy>(
+    path: P,
+    write: bool,
+    nonblocking: bool,
+) -> io::Result<Fd> {
+    let access = if write {
+        OFlags::WRONLY
+    } else {
+        OFlags::RDONLY
+    };
+    // Always open non-blocking (a FIFO opened blocking waits for the other
+    // side), then make the new description blocking if asked to: it is
+    // ours alone, so this is not the shared-`O_NONBLOCK` hazard.
+    let flags = access | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = retry(|| fs::open(path, flags, Mode::empty()))?;
+    if !nonblocking {
+        let fl = fs::fcntl_getfl(&fd)?;
+        fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK)?;
+    }
+    Ok(fd)
+}
+
+/// Opens the FIFO at `path` (see [`open_fd_number`] for the flags). The
+/// caller checks the result with [`fd_id`] before any I/O.
+pub(crate) fn open_fifo(path: &Path, write: bool, nonblocking: bool) -> io::Result<Fd> {
+    open_fifo_path(path, write, nonblocking)
+}
+
+/// Kind and inode of an open descriptor.
+pub(crate) fn fd_id(fd: &Fd) -> io::Result<FileId> {
+    Ok(file_id(&fs::fstat(fd)?))
+}
+
+/// Kind and inode of what `path` names (symbolic links followed).
+pub(crate) fn path_id(path: &Path) -> io::Result<FileId> {
+    Ok(file_id(&fs::stat(path)?))
+}
+
+/// Creates a FIFO with mode 0600 at `path`.
+pub(crate) fn make_fifo(path: &Path) -> io::Result<()> {
+    Ok(fs::mkfifoat(fs::CWD, path, Mode::RUSR | Mode::WUSR)?)
+}
+
+/// A new anonymous pipe, both ends close-on-exec and blocking.
+pub(crate) fn pipe() -> io::Result<(Fd, Fd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// Reads one byte; `None` if none is there right now (`EAGAIN`). `EINTR`
+/// is retried. End of file (no writer left) is an `UnexpectedEof` error.
+pub(crate) fn try_read_byte(fd: &Fd) -> io::Result<Option<u8>> {
+    let mut byte = [0u8; 1];
+    match retry(|| match rio::read(fd, &mut byte) {
+        Err(Errno::AGAIN) => Ok(None),
+        other => other.map(Some),
+    })? {
+        None => Ok(None),
+        Some(1) => Ok(Some(byte[0])),
+        Some(_) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "jobserver pipe closed: no writer is left",
+        )),
+    }
+}
+
+/// Writes what fits of `bytes` without blocking; `Ok(0)` if the pipe is
+/// full. `EINTR` is retried.
+pub(crate) fn try_write(fd: &Fd, bytes: &[u8]) -> io::Result<usize> {
+    retry(|| match rio::write(fd, bytes) {
+        Err(Errno::AGAIN) => Ok(0),
+        other => other,
+    })
+}
+
+/// Waits until one of `fds` is ready, or `deadline` passes. Each entry is
+/// `(descriptor, want_write)`; hang-ups and errors count as ready so the
+/// caller's next read or write reports them. Returns a bit mask of the
+/// ready entries (bit `i` for `fds[i]`); `0` means the deadline passed.
+/// `EINTR` is retried without moving the deadline.
+pub(crate) fn wait_ready(fds: &[(&Fd, bool)], deadline: Option<Instant>) -> io::Result<u32> {
+    assert!(fds.len() <= 32, "at most 32 descriptors per wait");
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, write)| {
+            let flags = if *write {
+                PollFlags::OUT
+            } else {
+                PollFlags::IN
+            };
+            PollFd::new(*fd, flags)
+        })
+        .collect();
+    loop {
+        // One poll waits at most an hour; longer waits loop.
+        let timeout = deadline.map(|deadline| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(3600))
+        });
+        let ts = timeout.map(|t| {
+            Timespec::try_from(t).unwrap_or(Timespec {
+                tv_sec: 3600,
+                tv_nsec: 0,
+            })
+        });
+        match poll(&mut pfds, ts.as_ref()) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(0) => match deadline {
+                Some(deadline) if Instant::now() >= deadline => return Ok(0),
+                _ => continue,
+            },
+            Ok(_) => {
+                let ready = PollFlags::IN
+                    | PollFlags::OUT
+                    | PollFlags::HUP
+                    | PollFlags::ERR
+                    | PollFlags::NVAL;
+                let mask = pfds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.revents().intersects(ready))
+                    .fold(0u32, |m, (i, _)| m | (1 << i));
+                if mask != 0 {
+                    return Ok(mask);
+                }
+            }
+        }
+    }
+}
+
+/// Bytes waiting in a pipe (`FIONREAD`): tokens in the pool.
+pub(crate) fn bytes_in_pipe(fd: &Fd) -> io::Result<usize> {
+    let n = rio::ioctl_fionread(fd)?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// The pipe's buffer capacity in bytes (`F_GETPIPE_SZ`).
+pub(crate) fn pipe_capacity(fd: &Fd) -> io::Result<usize> {
+    Ok(rustix::pipe::fcntl_getpipe_size(fd)?)
+}
+
+/// Asks for a pipe buffer of at least `bytes` (`F_SETPIPE_SZ`); returns
+/// the capacity the kernel granted. Fails with `EPERM` above
+/// `/proc/sys/fs/pipe-max-size` for unprivileged users.
+pub(crate) fn set_pipe_capacity(fd: &Fd, bytes: usize) -> io::Result<usize> {
+    Ok(rustix::pipe::fcntl_setpipe_size(fd, bytes)?)
+}
+
+/// Makes `cmd`'s child inherit `fds` under their current numbers; every
+/// other process keeps seeing them close-on-exec. The descriptors stay
+/// open at least as long as `cmd` (the hook owns the `Arc`s).
+pub(crate) fn inherit_in_child(cmd: &mut Command, fds: Vec<Arc<Fd>>) {
+    let hook = move || -> io::Result<()> {
+        for fd in &fds {
+            rio::fcntl_setfd(fd.as_fd(), FdFlags::empty())?;
+        }
+        Ok(())
+    };
+    // SAFETY: `pre_exec` runs `hook` in the forked child before `exec`,
+    // where only async-signal-safe work is allowed. The hook allocates
+    // nothing and takes no lock: it walks a `Vec` built before the fork and
+    // makes one `fcntl(F_SETFD)` system call per entry (rustix issues it
+    // directly; converting its `Errno` into `io::Error` does not allocate).
+    // The `Arc`s owned by the hook keep every descriptor open in the parent
+    // until `cmd` is dropped, so each number still names the same pipe end
+    // in the child.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Disarms an [`inherit_once`] hook when dropped.
+#[derive(Debug)]
+pub(crate) struct InheritOnce(Arc<AtomicI32>);
+
+impl Drop for InheritOnce {
+    fn drop(&mut self) {
+        self.0.store(-1, Ordering::SeqCst);
+    }
+}
+
+/// Makes children spawned from `cmd` inherit `fd` until the returned guard
+/// is dropped; later spawns of the same `cmd` do not. Unlike
+/// [`inherit_in_child`] the hook does not keep `fd` open: the caller keeps
+/// it open until the spawn returned, then drops the guard, then may close
+/// `fd` (so that only the child holds it, as a liveness pipe needs).
+pub(crate) fn inherit_once(cmd: &mut Command, fd: &Fd) -> InheritOnce {
+    inherit_raw(cmd, fd.as_raw_fd())
+}
+
+/// The hook behind [`inherit_once`] and [`inherit_file`]: its contract is
+/// theirs (the descriptor `raw` stays open while the guard lives).
+fn inherit_raw(cmd: &mut Command, raw: i32) -> InheritOnce {
+    let number = Arc::new(AtomicI32::new(raw));
+    let armed = Arc::clone(&number);
+    let hook = move || -> io::Result<()> {
+        let raw = armed.load(Ordering::SeqCst);
+        if raw >= 0 {
+            // SAFETY: `raw` is non-negative only while the guard lives, and
+            // the caller keeps the descriptor open for that whole time (see
+            // the function's contract), so in this freshly forked child
+            // `raw` names the same open descriptor; the borrow ends before
+            // the hook returns.
+            let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(raw) };
+            rio::fcntl_setfd(fd, FdFlags::empty())?;
+        }
+        Ok(())
+    };
+    // SAFETY: as in `inherit_in_child`: the hook runs between fork and exec,
+    // allocates nothing, takes no lock, and makes at most one direct
+    // `fcntl(F_SETFD)` system call after an atomic load.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+    InheritOnce(number)
+}
+
+/// Whether `e` means the user ran out of inotify instances or watches
+/// (then waiters fall back to periodic rescans).
+pub(crate) fn out_of_watches(e: &io::Error) -> bool {
+    [Errno::MFILE, Errno::NFILE, Errno::NOSPC]
+        .iter()
+        .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()))
+}
+
+/// This process's id.
+pub(crate) fn pid() -> u32 {
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
+}
+
+/// The effective user id.
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Nanoseconds on the system-wide monotonic clock (comparable between
+/// processes of one boot).
+pub(crate) fn monotonic_nanos() -> u64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// The kernel's random id of the current boot.
+pub(crate) fn boot_id() -> io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_owned())
+}
+
+/// Creates `path` as a 0700 directory if asked and missing, then checks
+/// that it is a real directory (not a symbolic link), owned by the
+/// effective user, and closed to group and others.
+pub(crate) fn private_dir(path: &Path, create: bool) -> io::Result<Result<(), DirProblem>> {
+    if create {
+        match fs::mkdir(path, Mode::RWXU) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let st = fs::lstat(path)?;
+    let kind = FileType::from_raw_mode(st.st_mode as _);
+    if kind == FileType::Symlink {
+        return Ok(Err(DirProblem::Symlink));
+    }
+    if kind != FileType::Directory {
+        return Ok(Err(DirProblem::NotADirectory));
+    }
+    if st.st_uid != euid() {
+        return Ok(Err(DirProblem::WrongOwner(st.st_uid)));
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let mode = st.st_mode as u32 & 0o7777;
+    if mode & 0o077 != 0 {
+        return Ok(Err(DirProblem::OpenPermissions(mode)));
+    }
+    Ok(Ok(()))
+}
+
+/// Opens `path` read-write (creating it with mode 0600 if asked), never
+/// following a symbolic link, close-on-exec.
+pub(crate) fn open_file(path: &Path, create: bool) -> io::Result<File> {
+    let mut flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY;
+    if create {
+        flags |= OFlags::CREATE;
+    }
+    let fd = retry(|| fs::open(path, flags, Mode::RUSR | Mode::WUSR))?;
+    Ok(File::from(fd))
+}
+
+/// Creates `path` (mode 0600); fails if it exists.
+pub(crate) fn create_new_file(path: &Path) -> io::Result<File> {
+    let flags = OFlags::RDWR
+        | OFlags::CLOEXEC
+        | OFlags::NOFOLLOW
+        | OFlags::NOCTTY
+        | OFlags::CREATE
+        | OFlags::EXCL;
+    let fd = retry(|| fs::open(path, flags, Mode::RUSR | Mode::WUSR))?;
+    Ok(File::from(fd))
+}
+
+/// Opens `path` read-only (no symbolic links), close-on-exec. Closing it
+/// raises no `IN_CLOSE_WRITE`, so waiters are not woken.
+pub(crate) fn open_read_only(path: &Path) -> io::Result<File> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY;
+    let fd = retry(|| fs::open(path, flags, Mode::empty()))?;
+    Ok(File::from(fd))
+}
+
+/// Takes a `flock(2)` lock on `file`'s open description. With
+/// `wait = false`, returns `Ok(false)` if another description holds a
+/// conflicting lock. `EINTR` is retried.
+pub(crate) fn lock_file(file: &File, kind: LockKind, wait: bool) -> io::Result<bool> {
+    let op = match (kind, wait) {
+        (LockKind::Shared, true) => FlockOperation::LockShared,
+        (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
+        (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
+        (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
+    };
+    retry(|| match fs::flock(file, op) {
+        Ok(()) => Ok(true),
+        Err(Errno::WOULDBLOCK) if !wait => Ok(false),
+        Err(e) => Err(e),
+    })
+}
+
+/// Drops `file`'s `flock(2)` lock.
+pub(crate) fn unlock_file(file: &File) -> io::Result<()> {
+    retry(|| fs::flock(file, FlockOperation::Unlock))
+}
+
+/// Changes `file`'s attributes (mode 0600 again), which raises
+/// `IN_ATTRIB`: a wake-up for acquirers that does not wake
+/// [`DirWatch`]es made without `attrib`.
+pub(crate) fn poke_file(file: &File) -> io::Result<()> {
+    Ok(fs::fchmod(file, Mode::RUSR | Mode::WUSR)?)
+}
+
+/// Lets children spawned from `cmd` inherit `file`'s descriptor (and so
+/// share its open file description and `flock` lock) until the returned
+/// guard is dropped. The caller keeps `file` open while the guard lives.
+pub(crate) fn inherit_file(cmd: &mut Command, file: &File) -> InheritOnce {
+    inherit_raw(cmd, file.as_raw_fd())
+}
+
+/// Hard links to the open `file` (0 once it was unlinked).
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn link_count(file: &File) -> io::Result<u64> {
+    Ok(fs::fstat(file)?.st_nlink as u64)
+}
+
+/// An `inotify` watch on directories: wakes on `IN_CLOSE_WRITE` (a file
+/// opened for writing was closed for the last time, also by the kernel
+/// when its process died), on `IN_DELETE`, and optionally on `IN_ATTRIB`
+/// ([`poke_file`]).
+#[derive(Debug)]
+pub(crate) struct DirWatch {
+    fd: Fd,
+}
+
+impl DirWatch {
+    /// Watches `dirs`. Fails with `EMFILE` when the user's inotify
+    /// instances are exhausted (`/proc/sys/fs/inotify/max_user_instances`).
+    pub(crate) fn new(dirs: &[&Path], attrib: bool) -> io::Result<DirWatch> {
+        use rustix::fs::inotify;
+        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+        let mut mask = inotify::WatchFlags::CLOSE_WRITE
+            | inotify::WatchFlags::DELETE
+            | inotify::WatchFlags::ONLYDIR;
+        if attrib {
+            mask |= inotify::WatchFlags::ATTRIB;
+        }
+        for dir in dirs {
+            inotify::add_watch(&fd, *dir, mask)?;
+        }
+        Ok(DirWatch { fd })
+    }
+
+    /// Waits for at least one event, or the deadline; `true` if something
+    /// happened. Drains every queued event.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> io::Result<bool> {
+        if wait_ready(&[(&self.fd, false)], deadline)? == 0 {
+            return Ok(false);
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            match retry(|| rio::read(&self.fd, &mut buf)) {
+                Ok(0) => return Ok(true),
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

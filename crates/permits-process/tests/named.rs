@@ -1,0 +1,383 @@
+//! The named crash-safe semaphore: opening rules (names, capacities,
+//! directories, stale boots), acquire and timeouts, FIFO order of
+//! waiters, introspection, and permits returned when a holder is killed.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::{role_cmd, Staged, TempDir};
+use permits_process::named::{NamedError, NamedSemaphore};
+use permits_process::AcquireError;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[test]
+fn child() {
+    common::child_entry();
+}
+
+fn open(dir: &TempDir, name: &str, capacity: usize) -> Result<NamedSemaphore, NamedError> {
+    NamedSemaphore::options(name)
+        .capacity(capacity)
+        .dir(dir.path())
+        .open()
+}
+
+fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let limit = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < limit, "gave up waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn acquire_try_timeout_and_status() {
+    let dir = TempDir::new("named-basic");
+    let sem = NamedSemaphore::options("basic")
+        .capacity(2)
+        .dir(dir.path())
+        .label("unit test")
+        .open()
+        .unwrap();
+    assert_eq!((sem.name(), sem.capacity()), ("basic", 2));
+    assert!(!sem.reclaimed_stale_state());
+    let a = sem.try_acquire().unwrap();
+    let b = sem.acquire().unwrap();
+    assert_ne!(a.slot(), b.slot());
+    assert!(matches!(sem.try_acquire(), Err(AcquireError::NoPermits)));
+    let timeout = Duration::from_millis(20);
+    let start = Instant::now();
+    assert!(sem.acquire_timeout(timeout).unwrap_err().is_timed_out());
+    assert!(start.elapsed() >= timeout);
+    let status = sem.status().unwrap();
+    assert_eq!((status.capacity, status.held, status.waiters), (2, 2, 0));
+    for holder in &status.holders {
+        assert_eq!(holder.pid, Some(std::process::id()));
+        assert_eq!(holder.label.as_deref(), Some("unit test"));
+        assert!(holder.since.is_some());
+    }
+    drop(a);
+    assert_eq!(sem.status().unwrap().held, 1);
+    assert!(sem.acquire_deadline(Instant::now()).is_ok());
+}
+
+#[test]
+fn names_are_checked() {
+    let dir = TempDir::new("named-names");
+    for bad in [
+        "",
+        ".hidden",
+        "-dash",
+        "a/b",
+        "..",
+        "sp ace",
+        "ü",
+        &"x".repeat(65),
+    ] {
+        assert!(
+            matches!(open(&dir, bad, 1), Err(NamedError::InvalidName { .. })),
+            "{bad:?}"
+        );
+    }
+    for good in ["a", "build-jobs", "v1.2_x", &"x".repeat(64)] {
+        assert!(open(&dir, good, 1).is_ok(), "{good:?}");
+    }
+    assert!(matches!(
+        open(&dir, "zero", 0),
+        Err(NamedError::InvalidCapacity { .. })
+    ));
+    assert!(matches!(
+        open(&dir, "huge", NamedSemaphore::MAX_CAPACITY + 1),
+        Err(NamedError::InvalidCapacity { .. })
+    ));
+}
+
+#[test]
+fn capacity_disagreement_is_reported() {
+    let dir = TempDir::new("named-cap");
+    assert!(matches!(
+        NamedSemaphore::options("cap").dir(dir.path()).open(),
+        Err(NamedError::NotFound { .. })
+    ));
+    let first = open(&dir, "cap", 2).unwrap();
+    let err = open(&dir, "cap", 3).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NamedError::CapacityMismatch {
+                existing: 2,
+                requested: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("capacity 2"), "{err}");
+    let joined = NamedSemaphore::options("cap")
+        .dir(dir.path())
+        .open()
+        .unwrap();
+    assert_eq!(joined.capacity(), 2);
+    drop((first, joined));
+    // Nobody has it open any more: a new capacity replaces the old one.
+    let resized = open(&dir, "cap", 3).unwrap();
+    let held: Vec<_> = (0..3).map(|_| resized.try_acquire().unwrap()).collect();
+    assert!(resized.try_acquire().is_err());
+    drop(held);
+}
+
+#[test]
+fn state_directory_must_be_private() {
+    let dir = TempDir::new("named-dir");
+    let open_dir = dir.join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = NamedSemaphore::options("x")
+        .capacity(1)
+        .dir(&open_dir)
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, NamedError::InsecureDirectory { .. }), "{err}");
+
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+    let err = NamedSemaphore::options("x")
+        .capacity(1)
+        .dir(&link)
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, NamedError::InsecureDirectory { .. }), "{err}");
+
+    let fresh = dir.join("fresh");
+    let sem = NamedSemaphore::options("x")
+        .capacity(1)
+        .dir(&fresh)
+        .open()
+        .unwrap();
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert!(sem.path().starts_with(&fresh));
+}
+
+/// State written during an earlier boot (another boot id) is reset on
+/// open, whatever capacity and leftovers it had.
+#[test]
+fn stale_state_from_an_earlier_boot_is_reclaimed() {
+    let dir = TempDir::new("named-boot");
+    let sem = open(&dir, "boot", 2).unwrap();
+    let state = sem.path().to_owned();
+    drop(sem);
+    std::fs::write(
+        state.join("meta"),
+        "permits-named 1\ncapacity=5\nboot=00000000-old-boot\n",
+    )
+    .unwrap();
+    std::fs::write(
+        state.join("q/t-00000000000000000001-0000000001-0000000000"),
+        "",
+    )
+    .unwrap();
+    std::fs::write(state.join("slot.4"), "pid=1\nsince_ms=0\n").unwrap();
+    let sem = open(&dir, "boot", 3).unwrap();
+    assert!(sem.reclaimed_stale_state());
+    assert_eq!(sem.capacity(), 3, "an old boot's capacity binds nobody");
+    assert_eq!(std::fs::read_dir(state.join("q")).unwrap().count(), 0);
+    assert!(!state.join("slot.4").exists());
+    let status = sem.status().unwrap();
+    assert_eq!((status.held, status.waiters), (0, 0));
+}
+
+/// A ticket left by a dead waiter (its lock is free) does not block the
+/// queue: it is removed.
+#[test]
+fn dead_waiter_tickets_are_removed() {
+    let dir = TempDir::new("named-dead-ticket");
+    let sem = open(&dir, "dead", 1).unwrap();
+    let ticket = sem
+        .path()
+        .join("q/t-00000000000000000001-0000000001-0000000000");
+    std::fs::write(&ticket, "").unwrap();
+    assert!(sem.try_acquire().is_ok());
+    assert!(!ticket.exists());
+}
+
+/// Waiters get permits in arrival order.
+#[test]
+fn waiters_are_served_in_arrival_order() {
+    let dir = TempDir::new("named-fifo");
+    let sem = open(&dir, "fifo", 1).unwrap();
+    let held = sem.acquire().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut waiters = Vec::new();
+    for id in 0..4 {
+        let (tx, path) = (tx.clone(), dir.path().to_owned());
+        waiters.push(std::thread::spawn(move || {
+            // Each thread has its own handle, like separate processes.
+            let mine = NamedSemaphore::options("fifo").dir(path).open().unwrap();
+            let permit = mine.acquire().unwrap();
+            tx.send(id).unwrap();
+            drop(permit);
+        }));
+        until("the waiter to queue", || {
+            sem.status().unwrap().waiters == id + 1
+        });
+    }
+    drop(held);
+    let order: Vec<usize> = (0..4).map(|_| rx.recv().unwrap()).collect();
+    assert_eq!(order, [0, 1, 2, 3]);
+    for w in waiters {
+        w.join().unwrap();
+    }
+    assert_eq!(sem.status().unwrap().waiters, 0);
+}
+
+/// A holder killed with SIGKILL gives its permit back, and a waiter
+/// blocked on it wakes up (no polling: the kernel's close of the lock file
+/// is the wake-up).
+#[test]
+fn sigkilled_holder_wakes_a_waiter() {
+    let dir = TempDir::new("named-kill");
+    let sem = open(&dir, "kill", 1).unwrap();
+    let spawn = |take: &str| {
+        let mut cmd = role_cmd("named-holder");
+        cmd.env("PERMITS_NAME", "kill")
+            .env("PERMITS_DIR", dir.path())
+            .env("PERMITS_TAKE", take);
+        Staged::spawn(cmd)
+    };
+    let mut holder = spawn("1");
+    holder.expect("ready");
+    holder.go();
+    holder.expect("holding");
+    let status = sem.status().unwrap();
+    assert_eq!(status.held, 1);
+    assert_eq!(status.holders[0].pid, Some(holder.child.id()));
+    assert!(status.holders[0]
+        .label
+        .as_deref()
+        .unwrap()
+        .starts_with("holder "));
+
+    let mut waiter = spawn("1");
+    waiter.expect("ready");
+    waiter.go();
+    waiter.expect("acquiring");
+    until("the waiter to queue", || sem.status().unwrap().waiters == 1);
+    holder.kill();
+    holder.child.wait().unwrap();
+    waiter.expect("holding"); // woken by the kernel's release
+    waiter.go();
+    waiter.expect("released-one");
+    waiter.go();
+    waiter.expect("done");
+    waiter.wait_success();
+    let status = sem.status().unwrap();
+    assert_eq!((status.held, status.waiters), (0, 0));
+}
+
+/// Looking (status, wait_idle) probes free slots with a shared lock, which
+/// can make an acquirer's attempt fail at that instant; the probe then
+/// pokes the waiters, so a blocking acquirer is never left asleep.
+#[test]
+fn introspection_never_stalls_a_blocking_acquirer() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = TempDir::new("named-look");
+    let sem = open(&dir, "look", 1).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let looks = std::sync::Arc::new(AtomicUsize::new(0));
+    let looker = {
+        let (sem, stop, looks) = (sem.clone(), stop.clone(), looks.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                assert!(sem.status().unwrap().held <= 1);
+                looks.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let limit = Instant::now() + Duration::from_secs(20);
+    let mut acquired = 0;
+    while acquired < 300 || looks.load(Ordering::SeqCst) < 100 {
+        assert!(Instant::now() < limit);
+        let permit = sem
+            .acquire_timeout(Duration::from_secs(10))
+            .expect("never stalled");
+        drop(permit);
+        acquired += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    looker.join().unwrap();
+}
+
+#[test]
+fn wait_idle_returns_when_the_last_holder_dies() {
+    let dir = TempDir::new("named-idle");
+    let sem = open(&dir, "idle", 2).unwrap();
+    sem.wait_idle(None).unwrap(); // nothing held
+    let mut cmd = role_cmd("named-holder");
+    cmd.env("PERMITS_NAME", "idle")
+        .env("PERMITS_DIR", dir.path())
+        .env("PERMITS_TAKE", "2");
+    let mut holder = Staged::spawn(cmd);
+    holder.expect("ready");
+    holder.go();
+    holder.expect("holding");
+    let short = Instant::now() + Duration::from_millis(20);
+    assert!(sem.wait_idle(Some(short)).unwrap_err().is_timed_out());
+    let waiter = {
+        let sem = sem.clone();
+        std::thread::spawn(move || sem.wait_idle(Some(Instant::now() + Duration::from_secs(10))))
+    };
+    holder.kill();
+    holder.child.wait().unwrap();
+    waiter.join().unwrap().unwrap();
+    assert_eq!(sem.status().unwrap().held, 0);
+}
+
+/// A permit handed to a command: after `detach`, the command alone holds
+/// the slot, and the kernel frees it when the command exits.
+#[test]
+fn detached_permit_stays_with_the_child() {
+    let dir = TempDir::new("named-detach");
+    let sem = open(&dir, "detach", 1).unwrap();
+    let permit = sem.acquire().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "read line"])
+        .stdin(std::process::Stdio::piped());
+    permit.inherit_into(&mut cmd).unwrap();
+    let mut child = cmd.spawn().unwrap();
+    permit.detach();
+    assert!(sem.try_acquire().is_err(), "the child holds the slot");
+    let status = sem.status().unwrap();
+    assert_eq!(status.held, 1);
+    drop(child.stdin.take()); // the child reads EOF and exits
+    child.wait().unwrap();
+    sem.wait_idle(Some(Instant::now() + Duration::from_secs(10)))
+        .unwrap();
+    assert!(sem.try_acquire().is_ok());
+    // A command spawned later from the same `Command` gets nothing.
+    let mut again = cmd.stdin(std::process::Stdio::null()).spawn().unwrap();
+    again.wait().unwrap();
+}
+
+#[test]
+fn list_names() {
+    let dir = TempDir::new("named-list");
+    assert!(NamedSemaphore::list_in(&dir.join("missing"))
+        .unwrap()
+        .is_empty());
+    let _b = open(&dir, "b-sem", 1).unwrap();
+    let _a = open(&dir, "a-sem", 2).unwrap();
+    assert_eq!(
+        NamedSemaphore::list_in(dir.path()).unwrap(),
+        ["a-sem", "b-sem"]
+    );
+    let err = open(&dir, "a-sem", 3).unwrap_err();
+    assert!(err.is_capacity_mismatch() && !err.is_not_found());
+    let err = NamedSemaphore::options("nope")
+        .dir(dir.path())
+        .open()
+        .unwrap_err();
+    assert!(err.is_not_found());
+}
