@@ -1,0 +1,268 @@
+//! Command-line flags: the clap definitions and the value parsers that turn
+//! text into checked values (`-j`, durations, names). Every bad flag fails
+//! here, before anything runs, with a one-line message.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::time::Duration;
+
+/// The largest `-j` accepted: beyond it a limit protects nothing, and a
+/// named semaphore would need that many slot files.
+pub const MAX_JOBS: usize = 4096;
+
+/// The longest duration accepted (about 31 years).
+const MAX_SECONDS: f64 = 1e9;
+
+const EXAMPLES: &str = "\
+Examples:
+  # At most 4 encoders at once, across unrelated shells and scripts:
+  permits run --name encode -j 4 -- ffmpeg -i in.mov out.mp4
+  # Many commands, 8 at a time, output kept together per job:
+  permits batch -j 8 -- 'make -C a' 'make -C b' 'cargo build'
+  find . -name '*.log' | sed 's/^/gzip /' | permits batch -j 4
+  # Wait until every holder of a named semaphore is done:
+  permits wait --name encode
+  permits status --name encode --json
+
+Inside `make -jN`, `permits batch` takes its slots from make's jobserver, and
+the commands it runs share that pool: `-j` means N in total, not per level.";
+
+/// Bound how many commands run at once.
+#[derive(Debug, Parser)]
+#[command(name = "permits", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one command under a named semaphore (like `sem --fg`)
+    Run(RunArgs),
+    /// Run many commands with at most N at once (like `xargs -P`)
+    Batch(BatchArgs),
+    /// Wait until nothing holds a named semaphore
+    Wait(WaitArgs),
+    /// Show a named semaphore's capacity, holders and waiters
+    Status(StatusArgs),
+}
+
+/// `permits run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Name of the semaphore, shared by every process that uses it
+    #[arg(long, value_parser = parse_name)]
+    pub name: String,
+    /// How many may hold the semaphore at once [default: number of CPUs]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
+    pub jobs: Option<usize>,
+    /// Give up waiting for a slot after this long (e.g. 30, 1.5s, 500ms, 2m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// A label shown by `permits status` [default: the command]
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Return as soon as the command has started; it keeps the slot until
+    /// it ends (like `sem` without `--fg`)
+    #[arg(long)]
+    pub bg: bool,
+    /// The command and its arguments (after `--`)
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// What happens to the other jobs after one fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Halt {
+    /// Keep going: run every job
+    Never,
+    /// Start no new job; let running ones finish
+    Soon,
+    /// Stop running jobs (SIGTERM, then SIGKILL) and start no new one
+    Now,
+}
+
+/// `permits batch`.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// How many jobs may run at once [default: number of CPUs; inside
+    /// make: make's jobserver decides]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
+    pub jobs: Option<usize>,
+    /// Share the limit with other processes through a named semaphore
+    #[arg(long, value_parser = parse_name)]
+    pub name: Option<String>,
+    /// Print each job's output in input order (otherwise: as jobs end)
+    #[arg(short = 'k', long)]
+    pub keep_order: bool,
+    /// Stop a job that runs longer than this (SIGTERM, then SIGKILL)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// What to do after a job fails
+    #[arg(long, value_enum, default_value_t = Halt::Never)]
+    pub halt: Halt,
+    /// Print one JSON object per line for every job start and end, and a
+    /// summary, instead of the jobs' output and the summary text
+    #[arg(long)]
+    pub json: bool,
+    /// Draw no progress bar (one is drawn, with an ETA, when stderr is a
+    /// terminal and --json is off)
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Shell commands, one per argument (run with `sh -c`); without any,
+    /// one command per line is read from stdin
+    #[arg(last = true, value_name = "COMMAND")]
+    pub commands: Vec<String>,
+}
+
+/// `permits wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Name of the semaphore
+    #[arg(long, value_parser = parse_name)]
+    pub name: String,
+    /// Give up after this long (exit status 124)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// `permits status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Name of the semaphore [default: every semaphore of this user]
+    #[arg(long, value_parser = parse_name)]
+    pub name: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses a `-j` value: a whole number from 1 to [`MAX_JOBS`].
+pub fn parse_jobs(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("expected a number of jobs, got nothing".into());
+    }
+    if let Some(rest) = trimmed.strip_prefix('-') {
+        if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{trimmed} is negative: use a number from 1 to {MAX_JOBS}"
+            ));
+        }
+    }
+    if !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{trimmed:?} is not a whole number of jobs"));
+    }
+    match trimmed.parse::<usize>() {
+        Ok(0) => Err(format!(
+            "0 jobs would never run anything: use a number from 1 to {MAX_JOBS}"
+        )),
+        Ok(n) if n <= MAX_JOBS => Ok(n),
+        _ => Err(format!("{trimmed} is too large: at most {MAX_JOBS}")),
+    }
+}
+
+/// Parses a duration: seconds (`30`, `1.5`) or with a unit (`500ms`,
+/// `30s`, `2m`, `1h`). Non-negative and at most about 31 years.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+            "{trimmed:?} is not a duration: use seconds (30, 1.5) or a unit (500ms, 30s, 2m, 1h)"
+        ))
+        }
+    };
+    let value: f64 = number.parse().map_err(|_| {
+        format!(
+            "{trimmed:?} is not a duration: use seconds (30, 1.5) or a unit (500ms, 30s, 2m, 1h)"
+        )
+    })?;
+    let seconds = value * scale;
+    if !seconds.is_finite() || seconds > MAX_SECONDS {
+        return Err(format!(
+            "{trimmed} is too long: at most {MAX_SECONDS:e} seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Checks a semaphore name: 1 to 100 characters from `A-Z a-z 0-9 . _ -`,
+/// not starting with a dot.
+pub fn parse_name(text: &str) -> Result<String, String> {
+    let ok_chars = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if text.is_empty() || text.len() > 100 || !ok_chars || text.starts_with('.') {
+        return Err(format!(
+            "{text:?} is not a valid name: use 1 to 100 of A-Z a-z 0-9 . _ - (not starting with .)"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// The default `-j`: the number of CPUs this process may use.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_JOBS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_accepts_whole_numbers_in_range() {
+        assert_eq!(parse_jobs("1"), Ok(1));
+        assert_eq!(parse_jobs(" 8 "), Ok(8));
+        assert_eq!(parse_jobs(&MAX_JOBS.to_string()), Ok(MAX_JOBS));
+    }
+
+    #[test]
+    fn jobs_rejects_bad_values_with_a_reason() {
+        for (text, needle) in [
+            ("0", "never run"),
+            ("-1", "negative"),
+            ("abc", "not a whole number"),
+            ("1.5", "not a whole number"),
+            ("2x", "not a whole number"),
+            ("", "got nothing"),
+            ("4097", "too large"),
+            ("99999999999999999999999", "too large"),
+        ] {
+            let err = parse_jobs(text).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_units_and_reject_nonsense() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "-1", "abc", "5 days", "1e99", "1.2.3"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(parse_name("encode-1.x_y"), Ok("encode-1.x_y".into()));
+        for bad in ["", ".hidden", "a/b", "a b", "../x", &"x".repeat(101)] {
+            assert!(parse_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

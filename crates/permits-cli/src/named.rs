@@ -1,0 +1,212 @@
+//! `permits run`, `permits wait` and `permits status`: one command, or a
+//! wait, or a look, on a named crash-safe semaphore.
+
+use crate::args::{default_jobs, RunArgs, StatusArgs, WaitArgs};
+use crate::proc::{exit_code, in_terminal_foreground, signal_from_raw, Running, Signaller, Wake};
+use crate::Failure;
+use permits_process::named::{NamedSemaphore, NamedStatus};
+use permits_process::AcquireError;
+use serde_json::json;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Exit status when a wait times out (as `timeout(1)`).
+pub const TIMED_OUT: i32 = 124;
+
+/// `permits run`: waits for a slot, runs the command holding it, exits
+/// with the command's status.
+pub fn run(args: RunArgs) -> Result<i32, Failure> {
+    let jobs = args.jobs.unwrap_or_else(default_jobs);
+    let label = args.label.clone().unwrap_or_else(|| {
+        args.command
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let sem = NamedSemaphore::options(&args.name)
+        .capacity(jobs)
+        .label(label)
+        .open()
+        .map_err(|e| Failure::named(&args.name, e))?;
+    let acquired = match args.timeout {
+        Some(t) => sem.acquire_timeout(t),
+        None => sem.acquire(),
+    };
+    let permit = match acquired {
+        Ok(permit) => permit,
+        Err(AcquireError::TimedOut) => {
+            eprintln!("permits: timed out waiting for a slot of {:?}", args.name);
+            return Ok(TIMED_OUT);
+        }
+        Err(e) => {
+            return Err(Failure::other(format!(
+                "cannot acquire {:?}: {e}",
+                args.name
+            )))
+        }
+    };
+    let mut cmd = Command::new(&args.command[0]);
+    cmd.args(&args.command[1..]);
+    // The child holds the slot too: it stays taken until the command ends,
+    // even if `permits` itself is killed.
+    permit
+        .inherit_into(&mut cmd)
+        .map_err(|e| Failure::io("cannot pass the slot to the command", e))?;
+    if args.bg {
+        use std::os::unix::process::CommandExt;
+        cmd.stdin(std::process::Stdio::null()).process_group(0);
+        let child = cmd
+            .spawn()
+            .map_err(|e| spawn_failure(&args.command[0], e))?;
+        eprintln!("permits: started pid {} in the background", child.id());
+        // Our descriptor closes without unlocking: the child keeps the slot.
+        permit.detach();
+        return Ok(0);
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| spawn_failure(&args.command[0], e))?;
+    let mut running =
+        Running::new(child, false).map_err(|e| Failure::io("cannot watch the command", e))?;
+    let signaller = running
+        .signaller()
+        .map_err(|e| Failure::io("cannot watch the command", e))?;
+    forward_signals(signaller)?;
+    let status = loop {
+        match running.wait_until(None, None) {
+            Ok(Wake::Exited(status)) => break status,
+            Ok(_) => continue,
+            Err(e) => return Err(Failure::io("cannot wait for the command", e)),
+        }
+    };
+    drop(permit);
+    Ok(exit_code(status))
+}
+
+/// Forwards termination signals to the child. A Ctrl-C or Ctrl-\ typed in
+/// the terminal already reached it (same foreground process group), so
+/// those are not sent twice.
+fn forward_signals(signaller: Signaller) -> Result<(), Failure> {
+    crate::signals::on_termination(move |sig| {
+        let from_terminal = matches!(
+            sig,
+            signal_hook::consts::SIGINT | signal_hook::consts::SIGQUIT
+        ) && in_terminal_foreground();
+        if from_terminal {
+            return;
+        }
+        if let Some(signal) = signal_from_raw(sig) {
+            let _ = signaller.signal(signal);
+        }
+    })
+    .map_err(|e| Failure::io("cannot install signal handlers", e))
+}
+
+fn spawn_failure(program: &std::ffi::OsStr, e: std::io::Error) -> Failure {
+    let code = if e.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    Failure::with_code(
+        code,
+        format!("cannot run {}: {e}", program.to_string_lossy()),
+    )
+}
+
+/// `permits wait`: returns when nothing holds the semaphore.
+pub fn wait(args: WaitArgs) -> Result<i32, Failure> {
+    let sem = match NamedSemaphore::join(&args.name) {
+        Ok(sem) => sem,
+        Err(e) if e.is_not_found() => return Ok(0),
+        Err(e) => return Err(Failure::named(&args.name, e)),
+    };
+    let deadline = args
+        .timeout
+        .and_then(|t| std::time::Instant::now().checked_add(t));
+    match sem.wait_idle(deadline) {
+        Ok(()) => Ok(0),
+        Err(AcquireError::TimedOut) => {
+            eprintln!("permits: {:?} is still held", args.name);
+            Ok(TIMED_OUT)
+        }
+        Err(e) => Err(Failure::other(format!(
+            "cannot wait for {:?}: {e}",
+            args.name
+        ))),
+    }
+}
+
+/// `permits status`: capacity, holders and waiters, as text or JSON.
+pub fn status(args: StatusArgs) -> Result<i32, Failure> {
+    let names = match &args.name {
+        Some(name) => vec![name.clone()],
+        None => NamedSemaphore::list().map_err(|e| Failure::io("cannot list semaphores", e))?,
+    };
+    let mut all = Vec::new();
+    for name in &names {
+        let sem = match NamedSemaphore::join(name) {
+            Ok(sem) => sem,
+            Err(e) if e.is_not_found() && args.name.is_some() => {
+                return Err(Failure::with_code(
+                    1,
+                    format!("no semaphore named {name:?}"),
+                ));
+            }
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(Failure::named(name, e)),
+        };
+        let status = sem
+            .status()
+            .map_err(|e| Failure::io("cannot read the semaphore's state", e))?;
+        all.push((name.clone(), status));
+    }
+    if args.json {
+        let list: Vec<_> = all.iter().map(|(n, s)| status_json(n, s)).collect();
+        let value = if args.name.is_some() {
+            list.into_iter().next().unwrap_or(serde_json::Value::Null)
+        } else {
+            serde_json::Value::Array(list)
+        };
+        println!("{value}");
+    } else if all.is_empty() {
+        println!("no named semaphores");
+    } else {
+        for (name, status) in &all {
+            print_status(name, status);
+        }
+    }
+    Ok(0)
+}
+
+fn millis(t: Option<SystemTime>) -> Option<u128> {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis())
+}
+
+fn status_json(name: &str, s: &NamedStatus) -> serde_json::Value {
+    let holders: Vec<_> = s
+        .holders
+        .iter()
+        .map(|h| json!({"slot": h.slot, "pid": h.pid, "since_ms": millis(h.since), "label": h.label}))
+        .collect();
+    json!({"name": name, "capacity": s.capacity, "held": s.held, "waiters": s.waiters, "holders": holders})
+}
+
+fn print_status(name: &str, s: &NamedStatus) {
+    println!(
+        "{name}: {} of {} held, {} waiting",
+        s.held, s.capacity, s.waiters
+    );
+    let now = SystemTime::now();
+    for h in &s.holders {
+        let pid = h.pid.map_or("?".to_owned(), |p| p.to_string());
+        let since = h
+            .since
+            .and_then(|t| now.duration_since(t).ok())
+            .map_or("?".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()));
+        let label = h.label.as_deref().unwrap_or("");
+        println!("  slot {}: pid {pid}, for {since}: {label}", h.slot);
+    }
+}

@@ -1,0 +1,213 @@
+//! Child processes, Linux only: each child is watched through a pidfd, so
+//! waiting can be combined with a deadline and a cancel signal in one
+//! `poll(2)`, and signals always reach the right process (a pidfd cannot
+//! point at a recycled PID; a process group is signalled only while its
+//! leader is not yet reaped, so its id cannot be recycled either).
+
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::process::{kill_process_group, pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+use std::io;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// How long a job gets between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// A running child with a pidfd.
+pub struct Running {
+    child: Child,
+    pidfd: OwnedFd,
+    /// Signal the whole process group (the child leads its own group).
+    group: bool,
+}
+
+/// Why [`Running::wait_until`] returned.
+pub enum Wake {
+    /// The child exited (reaped).
+    Exited(ExitStatus),
+    /// The deadline passed first.
+    TimedOut,
+    /// The cancel event fired first.
+    Cancelled,
+}
+
+impl Running {
+    /// Watches `child`. `group`: it was spawned as the leader of its own
+    /// process group, and signals go to the whole group.
+    pub fn new(child: Child, group: bool) -> io::Result<Running> {
+        let pid =
+            Pid::from_raw(child.id() as i32).ok_or_else(|| io::Error::other("child has no pid"))?;
+        let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
+        Ok(Running {
+            child,
+            pidfd,
+            group,
+        })
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Mutable access to the child (for its pipes).
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// A handle that can signal the child from another thread while this
+    /// one waits (it cannot reach another process, even after a reap).
+    pub fn signaller(&self) -> io::Result<Signaller> {
+        Ok(Signaller {
+            pidfd: self.pidfd.try_clone()?,
+        })
+    }
+
+    /// Sends `sig` to the child (or its group) unless it was reaped.
+    pub fn signal(&self, sig: Signal) -> io::Result<()> {
+        if self.group {
+            // The leader is our unreaped child, so its group id is not
+            // recycled while we hold it.
+            let pgid = Pid::from_raw(self.child.id() as i32)
+                .ok_or_else(|| io::Error::other("child has no pid"))?;
+            match kill_process_group(pgid, sig) {
+                Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
+                other => other.map_err(io::Error::from),
+            }
+        } else {
+            match pidfd_send_signal(&self.pidfd, sig) {
+                Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
+                other => other.map_err(io::Error::from),
+            }
+        }
+    }
+
+    /// Waits until the child exits, `deadline` passes, or `cancel` (an
+    /// event from [`Cancel`]) fires. Retries `EINTR`.
+    pub fn wait_until(
+        &mut self,
+        deadline: Option<Instant>,
+        cancel: Option<&Cancel>,
+    ) -> io::Result<Wake> {
+        loop {
+            let timeout = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(self.try_reap()?.map_or(Wake::TimedOut, Wake::Exited));
+                    }
+                    Some(Timespec {
+                        tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+                        tv_nsec: left.subsec_nanos().into(),
+                    })
+                }
+            };
+            let mut fds = vec![PollFd::new(&self.pidfd, PollFlags::IN)];
+            if let Some(cancel) = cancel {
+                fds.push(PollFd::new(&cancel.fd, PollFlags::IN));
+            }
+            match poll(&mut fds, timeout.as_ref()) {
+                Err(e) if e == rustix::io::Errno::INTR => continue,
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            let exited = !fds[0].revents().is_empty();
+            let cancelled = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+            drop(fds);
+            if exited {
+                return Ok(Wake::Exited(self.child.wait()?));
+            }
+            if cancelled {
+                return Ok(Wake::Cancelled);
+            }
+        }
+    }
+
+    /// Reaps the child if it has exited.
+    fn try_reap(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// Stops the child: SIGTERM, then SIGKILL after [`GRACE`]; reaps it.
+    pub fn terminate(&mut self) -> io::Result<ExitStatus> {
+        self.signal(Signal::TERM)?;
+        if let Wake::Exited(status) = self.wait_until(Some(Instant::now() + GRACE), None)? {
+            return Ok(status);
+        }
+        self.signal(Signal::KILL)?;
+        self.child.wait()
+    }
+}
+
+/// Signals one child through its own pidfd; see [`Running::signaller`].
+pub struct Signaller {
+    pidfd: OwnedFd,
+}
+
+impl Signaller {
+    /// Sends `sig`; a child that is already gone is not an error.
+    pub fn signal(&self, sig: Signal) -> io::Result<()> {
+        match pidfd_send_signal(&self.pidfd, sig) {
+            Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
+            other => other.map_err(io::Error::from),
+        }
+    }
+}
+
+/// A one-shot cancel event that any number of waiters can poll.
+pub struct Cancel {
+    fd: OwnedFd,
+}
+
+impl Cancel {
+    /// A new, unfired event.
+    pub fn new() -> io::Result<Cancel> {
+        Ok(Cancel {
+            fd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+        })
+    }
+
+    /// Fires it (idempotent: the counter stays readable).
+    pub fn fire(&self) {
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+    }
+
+    /// Whether it has fired.
+    pub fn fired(&self) -> bool {
+        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        poll(&mut fds, Some(&zero)).is_ok_and(|n| n > 0)
+    }
+}
+
+impl AsFd for Cancel {
+    fn as_fd(&self) -> rustix::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The exit code a shell would report: the code, or 128 + the signal.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 1,
+    }
+}
+
+/// Whether this process is in the terminal's foreground process group
+/// (then a Ctrl-C from the terminal reaches our children directly).
+pub fn in_terminal_foreground() -> bool {
+    rustix::termios::tcgetpgrp(std::io::stdin()).is_ok_and(|pg| pg == rustix::process::getpgrp())
+}
+
+/// A signal by number, if it is a known one.
+pub fn signal_from_raw(sig: i32) -> Option<Signal> {
+    Signal::from_named_raw(sig)
+}
