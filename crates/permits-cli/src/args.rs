@@ -29,7 +29,12 @@ the commands it runs share that pool: `-j` means N in total, not per level.";
 
 /// Bound how many commands run at once.
 #[derive(Debug, Parser)]
-#[command(name = "permits", version, about, after_help = EXAMPLES)]
+#[command(
+    name = "permits",
+    version,
+    about = "Bound how many commands run at once: named crash-safe semaphores, make-jobserver aware",
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -65,7 +70,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub label: Option<String>,
     /// Return as soon as the command has started; it keeps the slot until
-    /// it ends (like `sem` without `--fg`)
+    /// it ends (like `sem` without `--fg`). It still writes to this
+    /// process's stdout and stderr: redirect them if a caller reads those
+    /// pipes to their end
     #[arg(long)]
     pub bg: bool,
     /// The command and its arguments (after `--`)

@@ -530,3 +530,63 @@ fn nested_makes_share_the_pool_of_permits_batch() {
     assert_eq!(ran, 12);
     assert!(peak <= 2, "{peak} jobs at once under permits batch -j 2");
 }
+
+#[test]
+fn run_bg_returns_at_once_and_the_command_keeps_the_slot() {
+    let sb = Sandbox::new("bg");
+    let fifo = sb.path("go");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // The background command blocks until something opens the fifo. It
+    // lets go of the output pipes this test reads to their end.
+    let wait_for_go = format!("exec >/dev/null 2>&1; cat {} > /dev/null", fifo.display());
+    sb.permits()
+        .args([
+            "run",
+            "--bg",
+            "--name",
+            &sb.name,
+            "-j",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            &wait_for_go,
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("in the background"));
+    sb.permits()
+        .args([
+            "run",
+            "--name",
+            &sb.name,
+            "-j",
+            "1",
+            "--timeout",
+            "300ms",
+            "--",
+            "true",
+        ])
+        .assert()
+        .code(124);
+    // Let it finish: open the fifo for writing and close it.
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    sb.permits()
+        .args([
+            "run",
+            "--name",
+            &sb.name,
+            "-j",
+            "1",
+            "--timeout",
+            "20",
+            "--",
+            "true",
+        ])
+        .assert()
+        .success();
+}
