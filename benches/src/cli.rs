@@ -45,16 +45,19 @@ pub enum Family {
     Starvation,
     /// Workload 5: sizes and allocations.
     Memory,
+    /// Workload 6: limiting OS processes (permits CLI, xargs, parallel, sem).
+    Processes,
 }
 
 impl Family {
     /// Every family, in run order.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Memory,
         Family::Uncontended,
         Family::Contended,
         Family::Async,
         Family::Starvation,
+        Family::Processes,
     ];
 
     /// The name used in reports.
@@ -65,6 +68,7 @@ impl Family {
             Family::Async => "async",
             Family::Starvation => "starvation",
             Family::Memory => "memory",
+            Family::Processes => "processes",
         }
     }
 }

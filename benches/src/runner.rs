@@ -6,7 +6,7 @@ use crate::report::{Report, Settings};
 use crate::section::calibrate;
 use crate::stats::Summary;
 use crate::sys::{machine, NoiseMeter};
-use crate::workloads::{async_tasks, contended, memory, starvation, uncontended, Plan};
+use crate::workloads::{async_tasks, contended, memory, processes, starvation, uncontended, Plan};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The repetition counts and sizes of one mode.
@@ -36,7 +36,7 @@ fn mode(quick: bool) -> Mode {
                 Family::Contended | Family::Async => 9,
                 Family::Uncontended => 7,
                 Family::Starvation => 7,
-                Family::Memory => 5,
+                Family::Memory | Family::Processes => 5,
             },
             loop_time: Duration::from_millis(20),
             window: Duration::from_millis(100),
@@ -115,6 +115,7 @@ pub fn run(config: &Config) -> Report {
             Family::Async => report.workloads.extend(async_tasks::run(&plan)),
             Family::Starvation => report.workloads.extend(starvation::run(&plan)),
             Family::Memory => report.workloads.extend(memory::run(&plan)),
+            Family::Processes => report.workloads.extend(processes::run(&plan)),
         }
         let noise = meter.stop();
         eprintln!(

@@ -8,6 +8,7 @@
 pub mod async_tasks;
 pub mod contended;
 pub mod memory;
+pub mod processes;
 pub mod starvation;
 pub mod uncontended;
 
