@@ -2,29 +2,17 @@
 //! semantics, FIFO order shared by threads and tasks, deterministic
 //! `try_wait`, real deadlines, and cancel safety of the wait futures.
 
+mod common;
+
+use common::counting_waker as counting;
 use permits::event::{AutoResetEvent, ManualResetEvent};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A waker that counts its wake-ups.
-#[derive(Default)]
-struct CountingWaker(AtomicUsize);
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting() -> (Arc<CountingWaker>, Waker) {
-    let c = Arc::new(CountingWaker::default());
-    (Arc::clone(&c), Waker::from(c))
-}
 
 fn poll<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
     Pin::new(fut).poll(&mut Context::from_waker(waker))
@@ -83,8 +71,8 @@ fn auto_reset_set_releases_the_earliest_waiter_only() {
     assert!(poll(&mut first, &w1).is_pending());
     assert!(poll(&mut second, &w2).is_pending());
     ev.set();
-    assert_eq!(c1.0.load(Ordering::SeqCst), 1);
-    assert_eq!(c2.0.load(Ordering::SeqCst), 0);
+    assert_eq!(c1.count(), 1);
+    assert_eq!(c2.count(), 0);
     assert!(poll(&mut first, &w1).is_ready());
     assert!(poll(&mut second, &w2).is_pending());
     assert!(!ev.is_set(), "the signal went to the waiter, not the event");
@@ -103,7 +91,7 @@ fn auto_reset_granted_then_dropped_waiter_passes_the_signal_on() {
     assert!(poll(&mut second, &w2).is_pending());
     ev.set(); // granted to `first`
     drop(first); // never collected: must go to `second`
-    assert_eq!(c2.0.load(Ordering::SeqCst), 1);
+    assert_eq!(c2.count(), 1);
     assert!(poll(&mut second, &w2).is_ready());
     assert!(!ev.is_set());
 }
@@ -134,7 +122,7 @@ fn cancelled_queued_waiter_keeps_the_others_in_order() {
     ev.set();
     assert!(poll(&mut a, &w).is_ready());
     ev.set();
-    assert_eq!(c3.0.load(Ordering::SeqCst), 1);
+    assert_eq!(c3.count(), 1);
     assert!(poll(&mut c, &w3).is_ready());
 }
 
@@ -145,9 +133,9 @@ fn pending_wait_really_parks_and_is_woken_once() {
     let mut fut = ev.wait_async();
     assert!(poll(&mut fut, &w).is_pending());
     assert!(poll(&mut fut, &w).is_pending());
-    assert_eq!(c.0.load(Ordering::SeqCst), 0, "no spurious self-wake");
+    assert_eq!(c.count(), 0, "no spurious self-wake");
     ev.set();
-    assert_eq!(c.0.load(Ordering::SeqCst), 1);
+    assert_eq!(c.count(), 1);
     assert!(poll(&mut fut, &w).is_ready());
 }
 
@@ -160,8 +148,8 @@ fn repolling_with_a_new_waker_wakes_the_new_one() {
     assert!(poll(&mut fut, &old).is_pending());
     assert!(poll(&mut fut, &new).is_pending());
     ev.set();
-    assert_eq!(old_count.0.load(Ordering::SeqCst), 0);
-    assert_eq!(new_count.0.load(Ordering::SeqCst), 1);
+    assert_eq!(old_count.count(), 0);
+    assert_eq!(new_count.count(), 1);
 }
 
 #[test]
@@ -173,7 +161,7 @@ fn manual_reset_releases_queued_and_later_waiters_until_reset() {
     assert!(poll(&mut a, &w).is_pending());
     assert!(poll(&mut b, &w).is_pending());
     ev.set();
-    assert_eq!(c.0.load(Ordering::SeqCst), 2);
+    assert_eq!(c.count(), 2);
     assert!(poll(&mut a, &w).is_ready());
     assert!(poll(&mut b, &w).is_ready());
     assert!(ev.try_wait() && ev.try_wait());

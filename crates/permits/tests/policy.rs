@@ -3,26 +3,15 @@
 //! is woken to compete and is handed permits once it has been passed over
 //! `Semaphore::OVERTAKE_LIMIT` times, so no waiter starves.
 
+mod common;
+
+use common::counting_waker as counting;
 use permits::{AcquireError, Policy, Semaphore};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-
-#[derive(Default)]
-struct CountingWaker(AtomicUsize);
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting() -> (Arc<CountingWaker>, Waker) {
-    let c = Arc::new(CountingWaker::default());
-    (Arc::clone(&c), Waker::from(c))
-}
+use std::task::{Context, Poll, Waker};
 
 fn poll<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
     Pin::new(fut).poll(&mut Context::from_waker(waker))
@@ -50,7 +39,7 @@ fn a_release_wakes_the_head_but_a_running_thread_may_take_the_permit() {
     // The permit is available to whoever asks first...
     assert_eq!(sem.available_permits(), 1);
     // ...and the head was woken to compete for it.
-    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    assert_eq!(count.count(), 1);
     let barger = sem
         .try_acquire()
         .expect("throughput lets a running thread barge");
@@ -59,7 +48,7 @@ fn a_release_wakes_the_head_but_a_running_thread_may_take_the_permit() {
     assert_eq!(sem.waiters(), 1);
     drop(barger);
     // Woken again; this time it gets the permit.
-    assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    assert_eq!(count.count(), 2);
     let permit = match poll(&mut head, &waker) {
         Poll::Ready(p) => p.unwrap(),
         Poll::Pending => panic!("the head should take the available permit"),
@@ -135,7 +124,7 @@ fn a_cancelled_notified_head_wakes_the_next_waiter() {
     assert!(poll(&mut second, &w2).is_pending());
     drop(held); // `first` is woken to compete
     drop(first); // and leaves: `second` must be woken for the permit
-    assert_eq!(c2.0.load(Ordering::SeqCst), 1);
+    assert_eq!(c2.count(), 1);
     assert!(matches!(poll(&mut second, &w2), Poll::Ready(Ok(_))));
 }
 

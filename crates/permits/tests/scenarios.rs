@@ -9,6 +9,9 @@
 //! shrink their iteration counts under Miri; tests that must let real time
 //! pass are ignored there.
 
+mod common;
+
+use common::{counting_waker, Task};
 use permits::{AcquireError, OwnedPermit, Permit, Policy, Semaphore, MAX_PERMITS};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -27,85 +30,12 @@ use std::time::{Duration, Instant};
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// Counts how often a waker made from it was woken.
-#[derive(Default)]
-struct WakeCounter(AtomicUsize);
-
-impl WakeCounter {
-    fn count(&self) -> usize {
-        self.0.load(SeqCst)
-    }
-}
-
-impl Wake for WakeCounter {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
-
-fn counting_waker() -> (Arc<WakeCounter>, Waker) {
-    let counter = Arc::new(WakeCounter::default());
-    let waker = Waker::from(Arc::clone(&counter));
-    (counter, waker)
-}
-
 /// Unparks a thread (which may have exited by then).
 struct ThreadWaker(thread::Thread);
 
 impl Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {
         self.0.unpark();
-    }
-}
-
-/// A future polled by hand with its own counting waker.
-struct Task<F: Future> {
-    fut: Pin<Box<F>>,
-    counter: Arc<WakeCounter>,
-    waker: Waker,
-}
-
-impl<F: Future> Task<F> {
-    fn new(fut: F) -> Self {
-        let (counter, waker) = counting_waker();
-        Task {
-            fut: Box::pin(fut),
-            counter,
-            waker,
-        }
-    }
-
-    fn poll(&mut self) -> Poll<F::Output> {
-        self.fut
-            .as_mut()
-            .poll(&mut Context::from_waker(&self.waker))
-    }
-
-    fn poll_with(&mut self, waker: &Waker) -> Poll<F::Output> {
-        self.fut.as_mut().poll(&mut Context::from_waker(waker))
-    }
-
-    fn wakes(&self) -> usize {
-        self.counter.count()
-    }
-
-    #[track_caller]
-    fn assert_pending(&mut self) {
-        assert!(
-            self.poll().is_pending(),
-            "expected the future to be pending"
-        );
-    }
-
-    #[track_caller]
-    fn ready(&mut self) -> F::Output {
-        match self.poll() {
-            Poll::Ready(out) => out,
-            Poll::Pending => panic!("expected the future to be ready"),
-        }
     }
 }
 

@@ -10,6 +10,9 @@
 //! `waiters()`, never by sleeping. The regression scenarios collected from
 //! other implementations live in `tests/scenarios.rs`.
 
+mod common;
+
+use common::{counting_waker, Task};
 use permits::{
     Acquire, AcquireError, AcquireOwned, AddPermitsError, Elapsed, OwnedPermit, Permit, Semaphore,
     WaitIdle, MAX_PERMITS,
@@ -27,81 +30,6 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Counts how often a waker made from it was woken.
-#[derive(Default)]
-struct WakeCounter(AtomicUsize);
-
-impl WakeCounter {
-    fn count(&self) -> usize {
-        self.0.load(SeqCst)
-    }
-}
-
-impl Wake for WakeCounter {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
-
-fn counting_waker() -> (Arc<WakeCounter>, Waker) {
-    let counter = Arc::new(WakeCounter::default());
-    let waker = Waker::from(Arc::clone(&counter));
-    (counter, waker)
-}
-
-/// A future polled by hand with its own counting waker (the shape of
-/// tokio-test's `task::spawn`).
-struct Task<F: Future> {
-    fut: Pin<Box<F>>,
-    counter: Arc<WakeCounter>,
-    waker: Waker,
-}
-
-impl<F: Future> Task<F> {
-    fn new(fut: F) -> Self {
-        let (counter, waker) = counting_waker();
-        Task {
-            fut: Box::pin(fut),
-            counter,
-            waker,
-        }
-    }
-
-    fn poll(&mut self) -> Poll<F::Output> {
-        self.fut
-            .as_mut()
-            .poll(&mut Context::from_waker(&self.waker))
-    }
-
-    fn poll_with(&mut self, waker: &Waker) -> Poll<F::Output> {
-        self.fut.as_mut().poll(&mut Context::from_waker(waker))
-    }
-
-    /// How often this task's waker was woken.
-    fn wakes(&self) -> usize {
-        self.counter.count()
-    }
-
-    #[track_caller]
-    fn assert_pending(&mut self) {
-        assert!(
-            self.poll().is_pending(),
-            "expected the future to be pending"
-        );
-    }
-
-    #[track_caller]
-    fn ready(&mut self) -> F::Output {
-        match self.poll() {
-            Poll::Ready(out) => out,
-            Poll::Pending => panic!("expected the future to be ready"),
-        }
-    }
-}
 
 /// Yields until `sem` has at least `n` queued acquirers.
 fn wait_for_waiters(sem: &Semaphore, n: usize) {

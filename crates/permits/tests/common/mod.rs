@@ -1,0 +1,85 @@
+//! Helpers shared by the public-API test files: a waker that counts its
+//! wake-ups and a future polled by hand with it (the shape of tokio-test's
+//! `task::spawn`). Each test file uses what it needs.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+/// Counts how often a waker made from it was woken.
+#[derive(Default)]
+pub struct WakeCounter(AtomicUsize);
+
+impl WakeCounter {
+    pub fn count(&self) -> usize {
+        self.0.load(SeqCst)
+    }
+}
+
+impl Wake for WakeCounter {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+pub fn counting_waker() -> (Arc<WakeCounter>, Waker) {
+    let counter = Arc::new(WakeCounter::default());
+    let waker = Waker::from(Arc::clone(&counter));
+    (counter, waker)
+}
+
+/// A future polled by hand with its own counting waker (the shape of
+/// tokio-test's `task::spawn`).
+pub struct Task<F: Future> {
+    fut: Pin<Box<F>>,
+    counter: Arc<WakeCounter>,
+    waker: Waker,
+}
+
+impl<F: Future> Task<F> {
+    pub fn new(fut: F) -> Self {
+        let (counter, waker) = counting_waker();
+        Task {
+            fut: Box::pin(fut),
+            counter,
+            waker,
+        }
+    }
+
+    pub fn poll(&mut self) -> Poll<F::Output> {
+        self.fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.waker))
+    }
+
+    pub fn poll_with(&mut self, waker: &Waker) -> Poll<F::Output> {
+        self.fut.as_mut().poll(&mut Context::from_waker(waker))
+    }
+
+    /// How often this task's waker was woken.
+    pub fn wakes(&self) -> usize {
+        self.counter.count()
+    }
+
+    #[track_caller]
+    pub fn assert_pending(&mut self) {
+        assert!(
+            self.poll().is_pending(),
+            "expected the future to be pending"
+        );
+    }
+
+    #[track_caller]
+    pub fn ready(&mut self) -> F::Output {
+        match self.poll() {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("expected the future to be ready"),
+        }
+    }
+}
