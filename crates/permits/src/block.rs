@@ -47,3 +47,52 @@ pub(crate) fn block<W: Wait>(wait: &mut W, deadline: Option<Instant>) -> W::Outp
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
+
+/// The blocking methods of a wait that can only complete or time out
+/// (`Wait<Output = Result<(), Elapsed>>`): `wait`, `wait_timeout` and
+/// `wait_deadline`, documented with `$until` ("no permit is held") and
+/// `$missed` (what the `Elapsed` error means).
+macro_rules! elapsed_waits {
+    ($until:literal, $missed:literal) => {
+        #[doc = concat!("Blocks the calling thread until ", $until, ".")]
+        ///
+        /// # Blocking
+        ///
+        /// Parks the thread; do not call it from async code.
+        pub fn wait(mut self) {
+            // Without a deadline the wait can only end by completing.
+            let _ = $crate::block::block(&mut self, None);
+        }
+
+        /// Like [`wait`](Self::wait), giving up after `timeout` (a deadline
+        /// computed once; a duration too large to represent waits forever).
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("[`Elapsed`](crate::Elapsed) if ", $missed, ".")]
+        ///
+        /// # Blocking
+        ///
+        /// Parks the thread for at most about `timeout`.
+        pub fn wait_timeout(mut self, timeout: std::time::Duration) -> Result<(), $crate::Elapsed> {
+            $crate::block::block(&mut self, $crate::block::deadline_after(timeout))
+        }
+
+        /// Like [`wait`](Self::wait), giving up at `deadline`.
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("[`Elapsed`](crate::Elapsed) if ", $missed, ".")]
+        ///
+        /// # Blocking
+        ///
+        /// Parks the thread until at most `deadline`.
+        pub fn wait_deadline(
+            mut self,
+            deadline: std::time::Instant,
+        ) -> Result<(), $crate::Elapsed> {
+            $crate::block::block(&mut self, Some(deadline))
+        }
+    };
+}
+pub(crate) use elapsed_waits;

@@ -32,7 +32,7 @@
 //! assert!(start.try_wait());
 //! ```
 
-use crate::block::{block, deadline_after, Wait};
+use crate::block::Wait;
 use crate::error::Elapsed;
 use crate::sync::{lock, AtomicUsize, Mutex, Ordering};
 use crate::waiters::{self, Key, Status, Waiters, Which, DONE, NIL};
@@ -231,42 +231,10 @@ pub struct EventWait<'a> {
 }
 
 impl EventWait<'_> {
-    /// Blocks the calling thread until the event lets it through.
-    ///
-    /// # Blocking
-    ///
-    /// Parks the thread; do not call it from async code.
-    pub fn wait(mut self) {
-        // Without a deadline the wait can only end by completing.
-        let _ = block(&mut self, None);
-    }
-
-    /// Like [`wait`](Self::wait), giving up after `timeout` (a deadline
-    /// computed once; a duration too large to represent waits forever).
-    ///
-    /// # Errors
-    ///
-    /// [`Elapsed`] if the event did not let it through in time.
-    ///
-    /// # Blocking
-    ///
-    /// Parks the thread for at most about `timeout`.
-    pub fn wait_timeout(mut self, timeout: Duration) -> Result<(), Elapsed> {
-        block(&mut self, deadline_after(timeout))
-    }
-
-    /// Like [`wait`](Self::wait), giving up at `deadline`.
-    ///
-    /// # Errors
-    ///
-    /// [`Elapsed`] if the event did not let it through in time.
-    ///
-    /// # Blocking
-    ///
-    /// Parks the thread until at most `deadline`.
-    pub fn wait_deadline(mut self, deadline: Instant) -> Result<(), Elapsed> {
-        block(&mut self, Some(deadline))
-    }
+    crate::block::elapsed_waits!(
+        "the event lets it through",
+        "the event did not let it through in time"
+    );
 }
 
 impl Wait for EventWait<'_> {

@@ -3,13 +3,12 @@
 //! blocking acquirers while it waits.
 
 use super::Semaphore;
-use crate::block::{block, deadline_after, Wait};
+use crate::block::Wait;
 use crate::error::Elapsed;
 use crate::waiters::{Key, Status, DONE, NIL};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 /// Future of [`Semaphore::wait_idle`]: completes when no permit is held.
 ///
@@ -38,42 +37,10 @@ impl<'a> WaitIdle<'a> {
         WaitIdle { sem, key: NIL }
     }
 
-    /// Blocks the calling thread until no permit is held.
-    ///
-    /// # Blocking
-    ///
-    /// Parks the thread; do not call it from async code.
-    pub fn wait(mut self) {
-        // Without a deadline the wait can only end by completing.
-        let _ = block(&mut self, None);
-    }
-
-    /// Like [`wait`](Self::wait), giving up after `timeout` (a deadline
-    /// computed once; a duration too large to represent waits forever).
-    ///
-    /// # Errors
-    ///
-    /// [`Elapsed`] if permits were still held at the deadline.
-    ///
-    /// # Blocking
-    ///
-    /// Parks the thread for at most about `timeout`.
-    pub fn wait_timeout(mut self, timeout: Duration) -> Result<(), Elapsed> {
-        block(&mut self, deadline_after(timeout))
-    }
-
-    /// Like [`wait`](Self::wait), giving up at `deadline`.
-    ///
-    /// # Errors
-    ///
-    /// [`Elapsed`] if permits were still held at the deadline.
-    ///
-    /// # Blocking
-    ///
-    /// Parks the thread until at most `deadline`.
-    pub fn wait_deadline(mut self, deadline: Instant) -> Result<(), Elapsed> {
-        block(&mut self, Some(deadline))
-    }
+    crate::block::elapsed_waits!(
+        "no permit is held",
+        "permits were still held at the deadline"
+    );
 }
 
 impl Wait for WaitIdle<'_> {
