@@ -56,6 +56,45 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// `permits run --name NAME -j JOBS --timeout TIMEOUT -- true`: does a
+    /// slot come free in time?
+    fn try_slot(&self, jobs: &str, timeout: &str) -> assert_cmd::assert::Assert {
+        self.permits()
+            .args([
+                "run",
+                "--name",
+                &self.name,
+                "-j",
+                jobs,
+                "--timeout",
+                timeout,
+            ])
+            .args(["--", "true"])
+            .assert()
+    }
+
+    /// Starts `permits run --name NAME -j JOBS EXTRA... -- sh -c 'echo
+    /// ready; read x'` and waits until the command holds its slot. The
+    /// command ends when the returned stdin is written to or dropped.
+    fn holder(&self, jobs: &str, extra: &[&str]) -> (Child, std::process::ChildStdin) {
+        let mut child = self
+            .permits_std()
+            .args(["run", "--name", &self.name, "-j", jobs])
+            .args(extra)
+            .args(["--", "sh", "-c", "echo ready; read x"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert_eq!(read_line(&mut child), "ready\n");
+        // `Child::wait` would close the command's stdin (ending it): the
+        // caller keeps it.
+        let stdin = child.stdin.take().unwrap();
+        (child, stdin)
+    }
+}
+
 /// A shell job that logs `+` when it starts and `-` when it ends.
 fn logged_job(log: &Path) -> String {
     format!(
@@ -336,82 +375,20 @@ fn run_forwards_sigterm_to_the_command() {
 #[test]
 fn a_sigkilled_run_frees_its_slot_when_its_command_ends() {
     let sb = Sandbox::new("crash");
-    let mut holder = sb
-        .permits_std()
-        .args([
-            "run",
-            "--name",
-            &sb.name,
-            "-j",
-            "1",
-            "--",
-            "sh",
-            "-c",
-            "echo ready; read x",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert_eq!(read_line(&mut holder), "ready\n");
-    // `Child::wait` would close the command's stdin (ending it): keep it.
-    let stdin = holder.stdin.take();
+    let (mut holder, stdin) = sb.holder("1", &[]);
     kill(&holder, 9);
     holder.wait().unwrap();
     // The command still runs and still holds the only slot.
-    sb.permits()
-        .args([
-            "run",
-            "--name",
-            &sb.name,
-            "-j",
-            "1",
-            "--timeout",
-            "300ms",
-            "--",
-            "true",
-        ])
-        .assert()
-        .code(124);
+    sb.try_slot("1", "300ms").code(124);
     // It ends (its stdin closes): the slot comes back.
     drop(stdin);
-    sb.permits()
-        .args([
-            "run",
-            "--name",
-            &sb.name,
-            "-j",
-            "1",
-            "--timeout",
-            "20",
-            "--",
-            "true",
-        ])
-        .assert()
-        .success();
+    sb.try_slot("1", "20").success();
 }
 
 #[test]
 fn wait_returns_only_when_every_holder_is_gone() {
     let sb = Sandbox::new("wait");
-    let mut holder = sb
-        .permits_std()
-        .args([
-            "run",
-            "--name",
-            &sb.name,
-            "-j",
-            "2",
-            "--",
-            "sh",
-            "-c",
-            "echo ready; read x",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert_eq!(read_line(&mut holder), "ready\n");
+    let (mut holder, mut stdin) = sb.holder("2", &[]);
     sb.permits()
         .args(["wait", "--name", &sb.name, "--timeout", "300ms"])
         .assert()
@@ -421,7 +398,8 @@ fn wait_returns_only_when_every_holder_is_gone() {
         .args(["wait", "--name", &sb.name, "--timeout", "30"])
         .spawn()
         .unwrap();
-    holder.stdin.take().unwrap().write_all(b"done\n").unwrap();
+    stdin.write_all(b"done\n").unwrap();
+    drop(stdin);
     assert!(holder.wait().unwrap().success());
     assert!(waiter.wait().unwrap().success());
 }
@@ -429,17 +407,7 @@ fn wait_returns_only_when_every_holder_is_gone() {
 #[test]
 fn status_reports_holders_as_json() {
     let sb = Sandbox::new("status-json");
-    let mut holder = sb
-        .permits_std()
-        .args([
-            "run", "--name", &sb.name, "-j", "3", "--label", "encoder", "--",
-        ])
-        .args(["sh", "-c", "echo ready; read x"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert_eq!(read_line(&mut holder), "ready\n");
+    let (mut holder, stdin) = sb.holder("3", &["--label", "encoder"]);
     let out = sb
         .permits()
         .args(["status", "--name", &sb.name, "--json"])
@@ -454,7 +422,7 @@ fn status_reports_holders_as_json() {
     assert_eq!(status["capacity"], 3);
     assert_eq!(status["held"], 1);
     assert_eq!(status["holders"][0]["label"], "encoder");
-    drop(holder.stdin.take());
+    drop(stdin);
     holder.wait().unwrap();
     sb.permits()
         .args(["status", "--name", "no-such-semaphore-here"])
@@ -559,34 +527,8 @@ fn run_bg_returns_at_once_and_the_command_keeps_the_slot() {
         .assert()
         .success()
         .stderr(predicate::str::contains("in the background"));
-    sb.permits()
-        .args([
-            "run",
-            "--name",
-            &sb.name,
-            "-j",
-            "1",
-            "--timeout",
-            "300ms",
-            "--",
-            "true",
-        ])
-        .assert()
-        .code(124);
+    sb.try_slot("1", "300ms").code(124);
     // Let it finish: open the fifo for writing and close it.
     drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
-    sb.permits()
-        .args([
-            "run",
-            "--name",
-            &sb.name,
-            "-j",
-            "1",
-            "--timeout",
-            "20",
-            "--",
-            "true",
-        ])
-        .assert()
-        .success();
+    sb.try_slot("1", "20").success();
 }
