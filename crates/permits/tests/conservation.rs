@@ -566,7 +566,11 @@ fn compare(
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(ProptestConfig {
+        // Single-threaded and cheap: many more cases than the threads.
+        cases: if cfg!(miri) { 4 } else { 512 },
+        ..config()
+    })]
 
     /// The semaphore behaves exactly like the reference model, operation by
     /// operation, including queued weighted requests, cancellation, resize
