@@ -47,17 +47,24 @@ pub enum Family {
     Memory,
     /// Workload 6: limiting OS processes (permits CLI, xargs, parallel, sem).
     Processes,
+    /// Workload 7: jobserver tokens (permits-process, the jobserver crate,
+    /// POSIX named semaphores), in one process and between two.
+    Jobserver,
+    /// Workload 8: auto-reset events (permits, rsevents, Mutex+Condvar).
+    Events,
 }
 
 impl Family {
     /// Every family, in run order.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 8] = [
         Family::Memory,
         Family::Uncontended,
         Family::Contended,
         Family::Async,
         Family::Starvation,
         Family::Processes,
+        Family::Jobserver,
+        Family::Events,
     ];
 
     /// The name used in reports.
@@ -69,6 +76,8 @@ impl Family {
             Family::Starvation => "starvation",
             Family::Memory => "memory",
             Family::Processes => "processes",
+            Family::Jobserver => "jobserver",
+            Family::Events => "events",
         }
     }
 }

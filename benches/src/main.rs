@@ -31,6 +31,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The child process of the jobserver handoff workload, if started as one.
+    if let Some(code) = workloads::jobserver::child_main() {
+        return code;
+    }
     let config = cli::parse();
     // Fail on unwritable output before minutes of measuring, not after.
     for dir in [&config.out_dir, &config.plots_dir] {

@@ -6,7 +6,9 @@ use crate::report::{Report, Settings};
 use crate::section::calibrate;
 use crate::stats::Summary;
 use crate::sys::{machine, NoiseMeter};
-use crate::workloads::{async_tasks, contended, memory, processes, starvation, uncontended, Plan};
+use crate::workloads::{
+    async_tasks, contended, events, jobserver, memory, processes, starvation, uncontended, Plan,
+};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The repetition counts and sizes of one mode.
@@ -34,7 +36,7 @@ fn mode(quick: bool) -> Mode {
             name: "full",
             reps: |f| match f {
                 Family::Contended | Family::Async => 9,
-                Family::Uncontended => 7,
+                Family::Uncontended | Family::Jobserver | Family::Events => 7,
                 Family::Starvation => 7,
                 Family::Memory | Family::Processes => 5,
             },
@@ -116,6 +118,8 @@ pub fn run(config: &Config) -> Report {
             Family::Starvation => report.workloads.extend(starvation::run(&plan)),
             Family::Memory => report.workloads.extend(memory::run(&plan)),
             Family::Processes => report.workloads.extend(processes::run(&plan)),
+            Family::Jobserver => report.workloads.extend(jobserver::run(&plan)),
+            Family::Events => report.workloads.extend(events::run(&plan)),
         }
         let noise = meter.stop();
         eprintln!(

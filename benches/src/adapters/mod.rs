@@ -41,6 +41,8 @@ pub const COMPETITORS: &[(&str, &str)] = &[
     ("rsevents-extra", "0.2.2"),
     ("parking_lot", "0.13.0"),
     ("crossbeam-channel", "0.5.17"),
+    ("jobserver", "0.1.35"),
+    ("rsevents", "0.3.1"),
 ];
 
 /// How a semaphore serves a request for several permits.

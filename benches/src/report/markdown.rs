@@ -94,12 +94,18 @@ fn fmt_extra(fmt: Fmt, v: Option<&Value>) -> String {
 }
 
 /// Workload families in report order, with their headings.
-const FAMILIES: [(&str, &str); 5] = [
+const FAMILIES: [(&str, &str); 8] = [
     ("uncontended", "Workload 1: uncontended acquire + release"),
     ("contended", "Workload 2: contended threads"),
     ("async", "Workload 3: many async tasks"),
     ("starvation", "Workload 4: acquire_many(8) under pressure"),
     ("memory", "Workload 5: sizes and allocations"),
+    ("processes", "Workload 6: limiting OS processes"),
+    (
+        "jobserver",
+        "Workload 7: jobserver tokens and process-to-process hand-off",
+    ),
+    ("events", "Workload 8: events"),
 ];
 
 /// The Markdown form of a report; `images` are links to the plots.

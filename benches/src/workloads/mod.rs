@@ -7,8 +7,11 @@
 
 pub mod async_tasks;
 pub mod contended;
+pub mod events;
+pub mod jobserver;
 pub mod memory;
 pub mod processes;
+pub mod repeat;
 pub mod starvation;
 pub mod uncontended;
 
