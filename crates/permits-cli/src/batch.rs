@@ -234,23 +234,58 @@ fn choose_slots(
     }
     let server =
         Server::new(jobs).map_err(|e| Failure::other(format!("cannot create a jobserver: {e}")))?;
+    // Every job shares the pool: inherit it without a pre_exec hook, which
+    // keeps spawning on the fast posix_spawn path.
+    server
+        .inherit_in_all_children()
+        .map_err(|e| Failure::io("cannot share our jobserver", e))?;
     let sem = server
         .semaphore()
         .map_err(|e| Failure::io("cannot use our jobserver", e))?;
     Ok((Slots::Jobserver(sem), Some(server), None))
 }
 
-/// `sh -c COMMAND` in a process group of its own, stdin closed, output
-/// captured.
+/// The job's command in a process group of its own, stdin closed, output
+/// captured: a plain `program arg...` line (nothing a shell would
+/// interpret, and `program` an executable file rather than a shell
+/// builtin such as `exit`) runs directly, anything else as `sh -c COMMAND`.
 fn shell(command: &str) -> Command {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
+    let plain = command
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" -_./=:,+@%".contains(&b));
+    let mut words = command.split_ascii_whitespace();
+    let mut cmd = match (plain, words.next()) {
+        (true, Some(program)) if is_executable(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words);
+            cmd
+        }
+        _ => {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(command);
+            cmd
+        }
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     cmd
+}
+
+/// Whether `program` names an executable file (as a path, or in `PATH`).
+fn is_executable(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return runnable(program.as_ref());
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .any(|dir| runnable(&dir.join(program)))
 }
 
 /// Runs one job to its end.

@@ -532,3 +532,19 @@ fn run_bg_returns_at_once_and_the_command_keeps_the_slot() {
     drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
     sb.try_slot("1", "20").success();
 }
+
+#[test]
+fn batch_runs_plain_commands_directly_and_the_rest_through_the_shell() {
+    let sb = Sandbox::new("direct");
+    sb.permits()
+        .args(["batch", "-j", "1", "-k", "--"])
+        .args([
+            "echo plain",
+            "echo \"two  spaces\"",
+            "exit 0",
+            "X=1; echo $X",
+        ])
+        .assert()
+        .success()
+        .stdout("plain\ntwo  spaces\n1\n");
+}

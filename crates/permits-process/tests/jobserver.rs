@@ -426,3 +426,22 @@ fn local_fallback_semaphore() {
     drop((a, b));
     assert!(JobserverSemaphore::local(0).try_acquire().is_ok());
 }
+
+/// `inherit_in_all_children` hands the pool to configured children without
+/// a `pre_exec` hook: the descriptors named in `MAKEFLAGS` are open there.
+#[test]
+fn pool_inherited_by_all_children_reaches_configured_ones() {
+    let server = Server::new(3).unwrap();
+    server.inherit_in_all_children().unwrap();
+    server.inherit_in_all_children().unwrap(); // idempotent
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(
+        "a=${MAKEFLAGS##*--jobserver-auth=}; r=${a%%,*}; w=${a#*,}; w=${w%% *}; \
+         [ -e /proc/self/fd/$r ] && [ -e /proc/self/fd/$w ] && echo ok",
+    );
+    server.configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    // Nothing was taken: the pool still holds its 2 tokens.
+    assert_eq!(server.available().unwrap(), 2);
+}

@@ -562,7 +562,13 @@ impl Client {
     /// call only).
     pub fn configure(&self, cmd: &mut Command) -> io::Result<()> {
         let jobs = self.inner.jobs;
-        configure_env(cmd, &self.inner.style, jobs, self.inheritable()?.as_ref());
+        configure_env(
+            cmd,
+            &self.inner.style,
+            jobs,
+            self.inheritable()?.as_ref(),
+            false,
+        );
         Ok(())
     }
 
@@ -625,13 +631,14 @@ pub(crate) fn configure_env(
     style: &Style,
     jobs: Option<Jobs>,
     inherit: Option<&(Arc<sys::Fd>, Arc<sys::Fd>)>,
+    inherited_by_all: bool,
 ) {
     let fds = inherit.map(|(r, w)| (sys::raw(r), sys::raw(w)));
     let value = makeflags(style, jobs, fds);
     for var in ENV_VARIABLES {
         cmd.env(var, &value);
     }
-    if let Some((r, w)) = inherit {
+    if let Some((r, w)) = inherit.filter(|_| !inherited_by_all) {
         sys::inherit_in_child(cmd, vec![Arc::clone(r), Arc::clone(w)]);
     }
 }

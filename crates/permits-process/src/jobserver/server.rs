@@ -151,6 +151,7 @@ impl ServerBuilder {
         fill(&client, self.slots - 1, self.token)?;
         Ok(Server {
             inner: Arc::new(ServerInner {
+                inherited_by_all: std::sync::atomic::AtomicBool::new(false),
                 slots: self.slots,
                 token: self.token,
                 client,
@@ -244,6 +245,9 @@ pub struct Server {
 }
 
 struct ServerInner {
+    /// The pool's descriptors are inheritable by every child
+    /// ([`Server::inherit_in_all_children`]).
+    inherited_by_all: std::sync::atomic::AtomicBool,
     slots: usize,
     token: u8,
     client: Client,
@@ -321,6 +325,29 @@ impl Server {
         self.inner.client.available()
     }
 
+    /// Makes the pool's descriptors inheritable by *every* child this
+    /// process spawns from now on, so [`configure`](Self::configure) needs
+    /// no `pre_exec` hook and `Command::spawn` keeps its fast `posix_spawn`
+    /// path (a fork of a large multi-threaded process costs far more). For
+    /// a process whose children are all meant to share the pool, such as a
+    /// job runner; children not configured get the descriptors but no
+    /// `MAKEFLAGS`, so they ignore them. Pipe style only (a fifo needs no
+    /// descriptors); idempotent.
+    ///
+    /// # Errors
+    ///
+    /// If the descriptors cannot be reopened or changed.
+    pub fn inherit_in_all_children(&self) -> io::Result<()> {
+        if let Some((read, write)) = self.inner.client.inheritable()? {
+            sys::inherit_in_all_children(&read)?;
+            sys::inherit_in_all_children(&write)?;
+            self.inner
+                .inherited_by_all
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
     /// Makes `cmd`'s child a client of this pool (`MAKEFLAGS`, `MFLAGS`,
     /// `CARGO_MAKEFLAGS` with `-jN`; pipe descriptors inherited by that
     /// child only). The child is not tracked: after this, the server never
@@ -335,7 +362,11 @@ impl Server {
         let client = &self.inner.client;
         // A server's inheritable ends exist from the start: no I/O here.
         let inherit = client.inheritable().ok().flatten();
-        configure_env(cmd, client.style(), client.jobs(), inherit.as_ref());
+        let all = self
+            .inner
+            .inherited_by_all
+            .load(std::sync::atomic::Ordering::SeqCst);
+        configure_env(cmd, client.style(), client.jobs(), inherit.as_ref(), all);
     }
 
     /// Configures `cmd` as [`configure`](Self::configure) does and spawns

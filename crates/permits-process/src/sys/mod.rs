@@ -10,7 +10,9 @@
 //!
 //! * `Fd` is an owned, close-on-exec descriptor. Descriptors the crate
 //!   creates are always `CLOEXEC`; only [`inherit_in_child`] clears the flag,
-//!   in the forked child, for the descriptors it is given.
+//!   in the forked child, for the descriptors it is given, and
+//!   [`inherit_in_all_children`] in this process, when a server is asked to
+//!   share its pool with every child.
 //! * Reads and writes of jobserver bytes never block: they report "would
 //!   block" and the caller waits with [`wait_ready`], which retries `EINTR`
 //!   and never extends its deadline.

@@ -75,6 +75,9 @@ pub(crate) fn pipe_capacity(fd: &Fd) -> io::Result<usize> {
 pub(crate) fn set_pipe_capacity(fd: &Fd, _bytes: usize) -> io::Result<usize> {
     match *fd {}
 }
+pub(crate) fn inherit_in_all_children(fd: &Fd) -> io::Result<()> {
+    match *fd {}
+}
 pub(crate) fn inherit_in_child(_cmd: &mut Command, fds: Vec<Arc<Fd>>) {
     if let Some(fd) = fds.first() {
         match **fd {}
