@@ -147,7 +147,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             family: "processes",
             title: format!("Processes: {JOBS} jobs of /bin/true, at most 4 at once"),
             description: format!(
-                "Wall time per job for {JOBS} jobs through each limiter (a row with no number: the tool is not installed; `apt-get install parallel`). `shell_loop` runs them one after another with no limiter at all: the cost of starting a process. `permits batch` runs every job as `sh -c`, so `xargs_p4_sh` is its like-for-like comparison."
+                "Wall time per job for {JOBS} jobs through each limiter (a row with no number: the tool is not installed; `apt-get install parallel`). `shell_loop` runs them one after another with no limiter at all: the cost of starting a process. `permits batch` runs a plain `program args` line directly (as here) and anything else through `sh -c` (compare that with `xargs_p4_sh`)."
             ),
             unit: Unit::Us,
             reference: Some("xargs_p4"),

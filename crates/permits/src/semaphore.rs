@@ -316,9 +316,15 @@ impl Semaphore {
     #[inline]
     pub fn acquire_many_blocking(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
         match self.try_take(n) {
-            Err(AcquireError::NoPermits) => self.acquire_many(n).wait(),
+            Err(AcquireError::NoPermits) => self.acquire_many_blocking_slow(n),
             done => done.map(|()| Permit::new(self, n)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn acquire_many_blocking_slow(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
+        self.acquire_many(n).wait()
     }
 
     /// Blocks for one permit for at most `timeout` (a deadline computed
