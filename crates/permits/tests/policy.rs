@@ -9,8 +9,6 @@ use common::counting_waker as counting;
 use permits::{AcquireError, Policy, Semaphore};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 fn poll<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
@@ -130,26 +128,9 @@ fn a_cancelled_notified_head_wakes_the_next_waiter() {
 
 #[test]
 fn threads_never_exceed_the_capacity_and_all_finish() {
-    const THREADS: usize = 8;
     let rounds = if cfg!(miri) { 5 } else { 2_000 };
-    let sem = Arc::new(throughput(2));
-    let inside = Arc::new(AtomicUsize::new(0));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (sem, inside) = (Arc::clone(&sem), Arc::clone(&inside));
-            std::thread::spawn(move || {
-                for _ in 0..rounds {
-                    let _p = sem.acquire_blocking().unwrap();
-                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                    assert!(now <= 2, "{now} inside a 2-permit semaphore");
-                    inside.fetch_sub(1, Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    let sem = throughput(2);
+    common::assert_never_more_than(2, 8, rounds, || sem.acquire_blocking().unwrap());
     assert_eq!(sem.available_permits(), 2);
     assert_eq!(sem.waiters(), 0);
 }

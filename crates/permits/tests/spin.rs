@@ -1,9 +1,9 @@
 //! Public-API tests of `permits::SpinSemaphore`: the same safety model as
 //! the core semaphore (capacity, checked add, forget, RAII) without std.
 
+mod common;
+
 use permits::{AcquireError, SpinSemaphore, MAX_PERMITS};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 #[test]
 fn const_new_and_raii() {
@@ -74,26 +74,9 @@ fn mem_forget_on_a_guard_counts_as_held_forever() {
 
 #[test]
 fn threads_never_exceed_the_capacity() {
-    const THREADS: usize = 4;
-    const ROUNDS: usize = if cfg!(miri) { 10 } else { 5_000 };
-    let sem = Arc::new(SpinSemaphore::new(2));
-    let inside = Arc::new(AtomicUsize::new(0));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (sem, inside) = (Arc::clone(&sem), Arc::clone(&inside));
-            std::thread::spawn(move || {
-                for _ in 0..ROUNDS {
-                    let _p = sem.acquire().unwrap();
-                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                    assert!(now <= 2, "{now} inside a 2-permit semaphore");
-                    inside.fetch_sub(1, Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    let rounds = if cfg!(miri) { 10 } else { 5_000 };
+    let sem = SpinSemaphore::new(2);
+    common::assert_never_more_than(2, 4, rounds, || sem.acquire().unwrap());
     assert_eq!(sem.available_permits(), 2);
 }
 

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
 
 /// Counts how often a waker made from it was woken.
 #[derive(Default)]
@@ -82,4 +83,29 @@ impl<F: Future> Task<F> {
             Poll::Pending => panic!("expected the future to be ready"),
         }
     }
+}
+
+/// Runs `threads` threads that each take a guard with `acquire` `rounds`
+/// times and count how many are inside at once; panics if that ever
+/// exceeds `limit`. Returns after every thread finished.
+pub fn assert_never_more_than<G>(
+    limit: usize,
+    threads: usize,
+    rounds: usize,
+    acquire: impl Fn() -> G + Sync,
+) {
+    let inside = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..rounds {
+                    let guard = acquire();
+                    let now = inside.fetch_add(1, SeqCst) + 1;
+                    assert!(now <= limit, "{now} inside a {limit}-permit semaphore");
+                    inside.fetch_sub(1, SeqCst);
+                    drop(guard);
+                }
+            });
+        }
+    });
 }
