@@ -1,6 +1,6 @@
-//! Sizing one repetition to a target length, for the jobserver and events
-//! families (the same calibration as the uncontended family's loops, but
-//! a run may fail: then the repetition has no value).
+//! Sizing one repetition to a target length, shared by the families that
+//! time loops (uncontended, jobserver, events). A run may fail: then the
+//! repetition has no value.
 
 use super::Sample;
 use std::time::Duration;

@@ -59,31 +59,10 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
 }
 
-/// Turns "run `n` iterations, return the time" into a repetition: the
-/// first call finds the iteration count that fills `target`, every call
-/// reports ns per iteration.
+/// Turns "run `n` iterations, return the time" into a repetition
+/// reporting ns per iteration (see [`super::repeat::timed`]).
 fn timed(target: Duration, mut body: impl FnMut(u64) -> Duration) -> impl FnMut() -> Sample {
-    let mut iters = 0u64;
-    move || {
-        if iters == 0 {
-            let mut n = 64u64;
-            loop {
-                let took = body(n);
-                if took >= target / 8 || n >= 1 << 32 {
-                    let scale = target.as_secs_f64() / took.as_secs_f64().max(1e-9);
-                    iters = ((n as f64 * scale).ceil() as u64).max(1);
-                    break;
-                }
-                n *= 4;
-            }
-            body(iters); // warm at the final size
-        }
-        let took = body(iters);
-        Sample {
-            value: Some(took.as_nanos() as f64 / iters as f64),
-            ..Sample::default()
-        }
-    }
+    super::repeat::timed(target, 1.0, move |n| Some(body(n)))
 }
 
 /// The floor: acquire and release of a one-word spin semaphore with no

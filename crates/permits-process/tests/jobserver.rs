@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{role_cmd, TempDir};
+use common::{role_cmd, until, TempDir};
 use permits_process::jobserver::{Client, JobserverSemaphore, Server, ServerError, Style};
 use permits_process::AcquireError;
 use std::future::Future;
@@ -19,15 +19,6 @@ use std::time::{Duration, Instant};
 #[test]
 fn child() {
     common::child_entry();
-}
-
-/// Waits (bounded) for a condition another thread or process brings about.
-fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let limit = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < limit, "gave up waiting for {what}");
-        std::thread::yield_now();
-    }
 }
 
 #[test]

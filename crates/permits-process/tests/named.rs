@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{role_cmd, Staged, TempDir};
+use common::{role_cmd, until, Staged, TempDir};
 use permits_process::named::{NamedError, NamedSemaphore};
 use permits_process::AcquireError;
 use std::os::unix::fs::PermissionsExt;
@@ -22,14 +22,6 @@ fn open(dir: &TempDir, name: &str, capacity: usize) -> Result<NamedSemaphore, Na
         .capacity(capacity)
         .dir(dir.path())
         .open()
-}
-
-fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let limit = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < limit, "gave up waiting for {what}");
-        std::thread::yield_now();
-    }
 }
 
 #[test]

@@ -11,17 +11,15 @@
 
 mod common;
 
-use common::{counting_waker, Task};
+use common::{catch_panic, counting_waker, Task};
 use permits::{AcquireError, OwnedPermit, Permit, Policy, Semaphore, MAX_PERMITS};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config as ProptestConfig;
-use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Barrier, Mutex, Once, PoisonError};
+use std::sync::{Arc, Barrier, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -136,46 +134,6 @@ impl Drop for PermitWaker {
             drop(permit);
         }
     }
-}
-
-thread_local! {
-    static CAPTURING: Cell<bool> = const { Cell::new(false) };
-    static CAPTURED: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Runs `f`, which must panic, and returns the file the panic was reported
-/// in and its message. The panic is not printed.
-fn catch_panic<R>(f: impl FnOnce() -> R) -> (String, String) {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let default = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if CAPTURING.try_with(Cell::get).unwrap_or(false) {
-                let file = info.location().map(|l| l.file().to_owned());
-                CAPTURED.with(|c| *c.borrow_mut() = file);
-            } else {
-                default(info);
-            }
-        }));
-    });
-    CAPTURED.with(|c| c.borrow_mut().take());
-    CAPTURING.with(|c| c.set(true));
-    let result = panic::catch_unwind(AssertUnwindSafe(f));
-    CAPTURING.with(|c| c.set(false));
-    let Err(payload) = result else {
-        panic!("expected a panic");
-    };
-    let message = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        String::new()
-    };
-    let file = CAPTURED
-        .with(|c| c.borrow_mut().take())
-        .expect("the panic hook saw the panic's location");
-    (file, message)
 }
 
 // ---------------------------------------------------------------------------
@@ -948,7 +906,7 @@ fn max_permits_boundary_uses_the_exported_constant() {
         MAX_PERMITS
     );
     assert_eq!(sem.available_permits(), MAX_PERMITS);
-    let (file, message) = catch_panic(|| Semaphore::new(MAX_PERMITS + 1));
+    let common::CaughtPanic { file, message } = catch_panic(|| Semaphore::new(MAX_PERMITS + 1));
     assert_eq!(file, file!());
     assert!(message.contains("MAX_PERMITS"), "{message}");
 
@@ -1135,14 +1093,15 @@ fn merging_a_foreign_permit_panics_at_the_caller() {
     let a = Semaphore::new(1);
     let b = Arc::new(Semaphore::new(1));
     let mut mine = a.try_acquire().unwrap();
-    let (file, message) = catch_panic(|| mine.merge(b.try_acquire().unwrap()));
+    let common::CaughtPanic { file, message } =
+        catch_panic(|| mine.merge(b.try_acquire().unwrap()));
     assert_eq!(file, file!());
     assert!(message.contains("different semaphores"), "{message}");
     assert_eq!((mine.num_permits(), b.available_permits()), (1, 1));
 
     let c = Arc::new(Semaphore::new(1));
     let mut owned = Arc::clone(&b).try_acquire_owned().unwrap();
-    let (file, _) = catch_panic(|| owned.merge(Arc::clone(&c).try_acquire_owned().unwrap()));
+    let file = catch_panic(|| owned.merge(Arc::clone(&c).try_acquire_owned().unwrap())).file;
     assert_eq!(file, file!());
     assert_eq!((owned.num_permits(), c.available_permits()), (1, 1));
     drop((mine, owned));

@@ -12,17 +12,16 @@
 
 mod common;
 
-use common::{counting_waker, Task};
+use common::{catch_panic, counting_waker, Task};
 use permits::{
     Acquire, AcquireError, AcquireOwned, AddPermitsError, Elapsed, OwnedPermit, Permit, Semaphore,
     WaitIdle, MAX_PERMITS,
 };
-use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Barrier, Once};
+use std::sync::{mpsc, Arc, Barrier};
 use std::task::{Context, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -52,53 +51,6 @@ fn lock_is_free(sem: &Semaphore) -> bool {
 }
 
 fn assert_send_sync<T: Send + Sync>() {}
-
-/// What a caught panic said and where it was reported.
-#[derive(Debug)]
-struct CaughtPanic {
-    message: String,
-    file: String,
-}
-
-thread_local! {
-    static CAPTURING: Cell<bool> = const { Cell::new(false) };
-    static CAPTURED: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Runs `f`, which must panic, and reports where the panic was located.
-/// The panic is not printed; panics on other threads print as usual.
-fn catch_panic<R>(f: impl FnOnce() -> R) -> CaughtPanic {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let default = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if CAPTURING.try_with(Cell::get).unwrap_or(false) {
-                let file = info.location().map(|l| l.file().to_owned());
-                CAPTURED.with(|c| *c.borrow_mut() = file);
-            } else {
-                default(info);
-            }
-        }));
-    });
-    CAPTURED.with(|c| c.borrow_mut().take());
-    CAPTURING.with(|c| c.set(true));
-    let result = panic::catch_unwind(AssertUnwindSafe(f));
-    CAPTURING.with(|c| c.set(false));
-    let Err(payload) = result else {
-        panic!("expected a panic");
-    };
-    let message = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        String::new()
-    };
-    let file = CAPTURED
-        .with(|c| c.borrow_mut().take())
-        .expect("the panic hook saw the panic's location");
-    CaughtPanic { message, file }
-}
 
 // ---------------------------------------------------------------------------
 // Capacity and existence

@@ -19,7 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const ROLE: &str = "PERMITS_TEST_ROLE";
 
@@ -426,4 +426,14 @@ pub fn make_path() -> String {
         "GNU make is required by the make interop tests (apt-get install make)"
     );
     "make".to_owned()
+}
+
+/// Waits (bounded, as a hang guard) for a condition another thread or
+/// process brings about.
+pub fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let limit = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < limit, "gave up waiting for {what}");
+        std::thread::yield_now();
+    }
 }

@@ -1,12 +1,15 @@
 //! Helpers shared by the public-API test files: a waker that counts its
 //! wake-ups and a future polled by hand with it (the shape of tokio-test's
-//! `task::spawn`). Each test file uses what it needs.
+//! `task::spawn`), a panic catcher that reports the panic's location, and
+//! a concurrency-bound check. Each test file uses what it needs.
 #![allow(dead_code)]
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 
@@ -108,4 +111,53 @@ pub fn assert_never_more_than<G>(
             });
         }
     });
+}
+
+/// What a caught panic said and where it was reported.
+#[derive(Debug)]
+pub struct CaughtPanic {
+    /// The panic message.
+    pub message: String,
+    /// The file the panic was reported in.
+    pub file: String,
+}
+
+thread_local! {
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+    static CAPTURED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, which must panic, and reports where the panic was located.
+/// The panic is not printed; panics on other threads print as usual.
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> CaughtPanic {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if CAPTURING.try_with(Cell::get).unwrap_or(false) {
+                let file = info.location().map(|l| l.file().to_owned());
+                CAPTURED.with(|c| *c.borrow_mut() = file);
+            } else {
+                default(info);
+            }
+        }));
+    });
+    CAPTURED.with(|c| c.borrow_mut().take());
+    CAPTURING.with(|c| c.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    CAPTURING.with(|c| c.set(false));
+    let Err(payload) = result else {
+        panic!("expected a panic");
+    };
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        String::new()
+    };
+    let file = CAPTURED
+        .with(|c| c.borrow_mut().take())
+        .expect("the panic hook saw the panic's location");
+    CaughtPanic { message, file }
 }
