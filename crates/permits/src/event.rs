@@ -2,9 +2,10 @@
 //! [`AutoResetEvent`] (each `set` releases exactly one waiter) and
 //! [`ManualResetEvent`] (`set` releases everyone until `reset`).
 //!
-//! Both run on one engine: a state word (`SET`, `WAITERS`) whose
+//! Both run on one engine: a state word (`SET`, `WAITERS`, `ENTRY`) whose
 //! uncontended `set`, `reset` and `try_wait` are single atomic operations,
-//! and the crate's FIFO waiter slab behind a lock for those who must wait.
+//! and, for those who must wait, a FIFO queue in the crate's global waiter
+//! table (so an event is one word: 8 bytes).
 //! Blocking and async waiters share one queue. Invariant: `SET` is never
 //! on while someone is queued (a `set` with waiters hands the signal to
 //! them instead), and `WAITERS` is on exactly while the queue is non-empty
@@ -34,8 +35,9 @@
 
 use crate::block::Wait;
 use crate::error::Elapsed;
-use crate::sync::{lock, AtomicUsize, Mutex, Ordering};
-use crate::waiters::{self, Key, Status, Waiters, Which, DONE, NIL};
+use crate::sync::{AtomicUsize, Ordering};
+use crate::table::{self, Inner};
+use crate::waiters::{self, Key, Status, Which, DONE, NIL};
 use crate::wake::WakeList;
 use core::fmt;
 use core::future::Future;
@@ -47,6 +49,9 @@ use std::time::{Duration, Instant};
 const SET: usize = 0b01;
 /// Someone is queued: `set` must take the lock.
 const WAITERS: usize = 0b10;
+/// The event has had waiters, so it may have an entry in the waiter table
+/// (set with the first `WAITERS`, never cleared; see `table.rs`).
+const ENTRY: usize = 0b100;
 
 /// How a `set` treats waiters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +65,6 @@ enum Reset {
 /// The engine both event types share.
 struct RawEvent {
     state: AtomicUsize,
-    waiters: Mutex<Waiters>,
 }
 
 impl RawEvent {
@@ -68,7 +72,6 @@ impl RawEvent {
     const fn new(set: bool) -> Self {
         RawEvent {
             state: AtomicUsize::new(if set { SET } else { 0 }),
-            waiters: Mutex::new(Waiters::new()),
         }
     }
 
@@ -76,7 +79,6 @@ impl RawEvent {
     fn new(set: bool) -> Self {
         RawEvent {
             state: AtomicUsize::new(if set { SET } else { 0 }),
-            waiters: Mutex::new(Waiters::new()),
         }
     }
 
@@ -99,11 +101,16 @@ impl RawEvent {
         self.set_slow(mode);
     }
 
+    /// Runs `f` under the lock on the event's waiters (in the global waiter
+    /// table, keyed by the event's address).
+    fn locked<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        table::with_entry((self as *const Self).addr(), f)
+    }
+
     #[cold]
     fn set_slow(&self, mode: Reset) {
         let mut wakes = WakeList::new();
-        {
-            let mut waiters = lock(&self.waiters);
+        self.locked(|Inner { waiters, .. }| {
             match mode {
                 Reset::Auto => match waiters.front(Which::Queue) {
                     Some(head) => wakes.push(waiters.unlink(Which::Queue, head, Status::Granted)),
@@ -118,13 +125,13 @@ impl RawEvent {
                     }
                 }
             }
-            self.sync_waiters_flag(&waiters);
-        }
+            self.sync_waiters_flag(waiters);
+        });
         wakes.wake_all();
     }
 
     /// Keeps `WAITERS` equal to "the queue is non-empty". Under the lock.
-    fn sync_waiters_flag(&self, waiters: &Waiters) {
+    fn sync_waiters_flag(&self, waiters: &crate::waiters::Waiters) {
         if waiters.len(Which::Queue) == 0 {
             self.state.fetch_and(!WAITERS, Ordering::AcqRel);
         }
@@ -159,55 +166,66 @@ impl RawEvent {
         // Declared before the guard, so an unqueued waker is dropped after
         // unlocking (dropping it may run user code).
         let mut waker = Some(waker.clone());
-        let mut waiters = lock(&self.waiters);
-        let mut s = self.state.load(Ordering::Acquire);
-        loop {
-            let (next, queue) = if s & SET != 0 {
-                match mode {
-                    Reset::Auto => (s & !SET, false),
-                    Reset::Manual => return None,
+        self.locked(|Inner { waiters, .. }| {
+            let mut s = self.state.load(Ordering::Acquire);
+            loop {
+                let (next, queue) = if s & SET != 0 {
+                    match mode {
+                        Reset::Auto => (s & !SET, false),
+                        Reset::Manual => return None,
+                    }
+                } else {
+                    (s | WAITERS | ENTRY, true)
+                };
+                // On the snapshot `s`: a concurrent lock-free `set` either lands
+                // first (we retry and see it) or sees WAITERS and takes the lock.
+                match self
+                    .state
+                    .compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) if queue => {
+                        let waker = waker.take().expect("the waker is queued once");
+                        return Some(waiters.push_back(Which::Queue, Status::Queued, 1, 0, waker));
+                    }
+                    Ok(_) => return None,
+                    Err(actual) => s = actual,
                 }
-            } else {
-                (s | WAITERS, true)
-            };
-            // On the snapshot `s`: a concurrent lock-free `set` either lands
-            // first (we retry and see it) or sees WAITERS and takes the lock.
-            match self
-                .state
-                .compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) if queue => {
-                    let waker = waker.take().expect("the waker is queued once");
-                    return Some(waiters.push_back(Which::Queue, Status::Queued, 1, 0, waker));
-                }
-                Ok(_) => return None,
-                Err(actual) => s = actual,
             }
-        }
+        })
     }
 
     /// Leaves the queue; `true` if the slot had been granted the signal.
     fn withdraw(&self, key: Key) -> bool {
         // The slot's waker is dropped only after the lock is released:
         // dropping it may run user code that re-enters the lock.
-        let (granted, _waker) = {
-            let mut waiters = lock(&self.waiters);
+        let (granted, _waker) = self.locked(|Inner { waiters, .. }| {
             let mut waker = None;
             if waiters.slot(key).status == Status::Queued {
                 waker = waiters.unlink(Which::Queue, key, Status::Closed);
-                self.sync_waiters_flag(&waiters);
+                self.sync_waiters_flag(waiters);
             }
             let granted = waiters.slot(key).status == Status::Granted;
             (granted, waker.or(waiters.free(key)))
-        };
+        });
         granted
     }
 
     fn poll_slot(&self, key: Key, waker: &Waker) -> Poll<()> {
         waiters::poll_slot(waker, |fresh| {
-            lock(&self.waiters).poll_locked(key, waker, fresh)
+            self.locked(|inner| inner.waiters.poll_locked(key, waker, fresh))
         })
         .map(|_| ())
+    }
+}
+
+impl Drop for RawEvent {
+    /// Removes what waits leaked with `mem::forget` left in the waiter
+    /// table; locks nothing unless the event ever had waiters.
+    fn drop(&mut self) {
+        // Relaxed: `&mut self` means every other access happened-before.
+        if self.state.load(Ordering::Relaxed) & ENTRY != 0 {
+            table::purge((self as *const Self).addr());
+        }
     }
 }
 

@@ -51,17 +51,23 @@
 //!
 //! ## Design and caveats
 //!
-//! * The uncontended acquire and release are one compare-and-swap each on a
-//!   single state word. Contended waiters queue in a slab-backed FIFO behind
-//!   a short internal lock; released permits go straight to the head of the
-//!   queue, so a large request gathers permits and is never overtaken, and
-//!   `try_acquire` never barges. A blocking acquire spins for about a
-//!   microsecond before it parks.
+//! * A [`Semaphore`] is 16 bytes: two state words. The uncontended acquire
+//!   and release are one compare-and-swap each on the first. Contended
+//!   waiters queue in a FIFO kept in a global waiter table (64 buckets, each
+//!   behind a short lock, keyed by the semaphore's address, as
+//!   `parking_lot` parks threads); released permits go straight to the head
+//!   of the queue, so a large request gathers permits and is never
+//!   overtaken, and `try_acquire` never barges. A blocking acquire spins for
+//!   about a microsecond before it parks.
+//! * Unrelated semaphores whose addresses hash to the same bucket share its
+//!   lock while they have waiters; that costs some contention, never
+//!   correctness.
 //! * Strict FIFO costs throughput under heavy contention: once threads
-//!   queue, every permit is handed to a sleeping thread. There is no
-//!   barging mode (yet).
-//! * Waiting allocates nothing in the steady state: the waiter slab grows
-//!   to the most simultaneous waiters and is reused. Waking more than four
+//!   queue, every permit is handed to a sleeping thread.
+//!   [`Policy::Throughput`] trades strict order for speed, with a bound on
+//!   overtaking.
+//! * Waiting allocates nothing in the steady state: a bucket's slabs grow to
+//!   the most simultaneous waiters and are reused. Waking more than four
 //!   waiters in one operation (close, a large release) spills to a `Vec`.
 //! * The crate contains no `unsafe` code. Its state machine is checked with
 //!   [loom](https://docs.rs/loom) (`RUSTFLAGS="--cfg permits_loom"`) and its
@@ -92,6 +98,8 @@ mod state;
 #[cfg(feature = "std")]
 mod sync;
 #[cfg(feature = "std")]
+mod table;
+#[cfg(feature = "std")]
 mod waiters;
 #[cfg(feature = "std")]
 mod wake;
@@ -108,9 +116,18 @@ pub use spin::{SpinPermit, SpinSemaphore};
 #[cfg(feature = "std")]
 pub use state::Policy;
 
-/// The largest capacity a semaphore can have.
+/// The largest capacity a semaphore can have: 2^40 - 1 (about 1.1 × 10^12)
+/// where `usize` has 64 bits, `usize::MAX / 2` where it has 32.
 ///
 /// Every count the engines keep (available, held, assigned to waiters, in
 /// existence) is at most this, so sums of two counts never overflow a
-/// `usize` and the available count fits in a state word with two flag bits.
-pub const MAX_PERMITS: usize = usize::MAX >> 3;
+/// `usize`, and three counts and the flags fit in the [`Semaphore`]'s two
+/// 64-bit words.
+pub const MAX_PERMITS: usize = if MAX_COUNT > (usize::MAX >> 1) as u64 {
+    usize::MAX >> 1
+} else {
+    MAX_COUNT as usize
+};
+
+/// 2^40 - 1: the widest count a semaphore's state words hold.
+const MAX_COUNT: u64 = (1 << 40) - 1;

@@ -12,9 +12,9 @@ pub use idle::WaitIdle;
 use crate::error::{AcquireError, AddPermitsError};
 use crate::permit::{OwnedPermit, Permit};
 use crate::state::{self, Policy, MAX_PERMITS};
-use crate::sync::{lock, try_lock, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicU64, Ordering};
+use crate::waiters::Which;
 use core::fmt;
-use engine::Inner;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,12 +67,12 @@ use std::time::{Duration, Instant};
 /// # drop(b);
 /// ```
 pub struct Semaphore {
-    /// Available permits and flags; see `state.rs`.
-    state: AtomicUsize,
-    /// Written only under the lock; read lock-free for `capacity()` and to
-    /// reject impossible requests.
-    capacity: AtomicUsize,
-    inner: Mutex<Inner>,
+    /// Available permits, flags and the high bits of the existing count;
+    /// see `state.rs`.
+    state: AtomicU64,
+    /// The capacity (read lock-free) and the low bits of the existing
+    /// count; written only under the lock.
+    limits: AtomicU64,
 }
 
 /// Declares a constructor that is `const` except under loom (whose
@@ -170,9 +170,8 @@ impl Semaphore {
                 "more permits available than the semaphore's capacity"
             );
             Semaphore {
-                state: AtomicUsize::new(state::initial(available, policy)),
-                capacity: AtomicUsize::new(capacity),
-                inner: Mutex::new(Inner::new(available)),
+                state: AtomicU64::new(state::initial(available, available, policy)),
+                limits: AtomicU64::new(state::initial_limits(capacity, available)),
             }
         }
     }
@@ -423,12 +422,12 @@ impl Semaphore {
     /// ```
     pub fn add_permits(&self, n: usize) -> Result<(), AddPermitsError> {
         self.locked(|sem, inner, wakes| {
-            let capacity = sem.capacity.load(Ordering::Relaxed);
-            let room = capacity.saturating_sub(inner.existing);
+            let existing = sem.existing();
+            let room = sem.capacity_now().saturating_sub(existing);
             if n > room {
                 return Err(AddPermitsError { requested: n, room });
             }
-            inner.existing += n;
+            sem.set_existing(existing + n);
             sem.give(inner, n, wakes);
             Ok(())
         })
@@ -523,13 +522,12 @@ impl Semaphore {
     ///
     /// Takes the internal lock briefly.
     pub fn held_permits(&self) -> usize {
-        let inner = lock(&self.inner);
-        inner.held(self.state.load(Ordering::Acquire))
+        self.with_entry(|inner| self.held_at(inner, self.state.load(Ordering::Acquire)))
     }
 
     /// The capacity: the most permits that may exist.
     pub fn capacity(&self) -> usize {
-        self.capacity.load(Ordering::Relaxed)
+        self.capacity_now()
     }
 
     /// Number of acquirers queued right now.
@@ -538,7 +536,7 @@ impl Semaphore {
     ///
     /// Takes the internal lock briefly.
     pub fn waiters(&self) -> usize {
-        lock(&self.inner).waiters.len(crate::waiters::Which::Queue)
+        self.with_entry(|inner| inner.waiters.len(Which::Queue))
     }
 
     /// The policy chosen at construction.
@@ -569,20 +567,30 @@ impl fmt::Debug for Semaphore {
     /// Never blocks: lock-protected fields show as `None` while the lock is
     /// taken.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = try_lock(&self.inner);
-        // Read after locking, so `held` is computed from a consistent view.
+        // Read under the lock, so `held` comes from a consistent view.
+        let locked = self.try_with_entry(|inner| {
+            let s = self.state.load(Ordering::Acquire);
+            (self.held_at(inner, s), inner.waiters.len(Which::Queue))
+        });
         let s = self.state.load(Ordering::Acquire);
         f.debug_struct("Semaphore")
             .field("capacity", &self.capacity())
             .field("available", &state::available(s))
-            .field("held", &inner.as_ref().map(|i| i.held(s)))
-            .field(
-                "waiters",
-                &inner
-                    .as_ref()
-                    .map(|i| i.waiters.len(crate::waiters::Which::Queue)),
-            )
+            .field("held", &locked.map(|(held, _)| held))
+            .field("waiters", &locked.map(|(_, waiters)| waiters))
             .field("closed", &(s & state::CLOSED != 0))
             .finish()
+    }
+}
+
+impl Drop for Semaphore {
+    /// Removes what waiting futures leaked with `mem::forget` left in the
+    /// waiter table, so a semaphore created later at the same address
+    /// starts clean. Locks nothing unless the semaphore ever had waiters.
+    fn drop(&mut self) {
+        // Relaxed: `&mut self` means every other access happened-before.
+        if self.state.load(Ordering::Relaxed) & state::ENTRY != 0 {
+            crate::table::purge(self.addr());
+        }
     }
 }

@@ -1,13 +1,27 @@
-//! The semaphore's state word: the permits available right now plus three
-//! flags, in one `AtomicUsize` so the uncontended acquire and release are a
-//! single compare-and-swap each.
+//! The semaphore's two state words. A [`Semaphore`](crate::Semaphore) is
+//! nothing else: its waiters live in the global table (`table.rs`) while
+//! anyone waits.
 //!
-//! | bits        | name      | meaning                                                     |
-//! |-------------|-----------|-------------------------------------------------------------|
-//! | 0           | `CLOSED`  | the semaphore is closed; set once, never cleared             |
-//! | 1           | `SLOW`    | a release must take the lock (waiters, idle waiters or debt) |
-//! | 2           | `BARGE`   | the [`Policy::Throughput`] mode; fixed at construction       |
-//! | 3..         | available | permits that exist and are neither held nor assigned        |
+//! `state` holds what the uncontended acquire and release touch (one
+//! compare-and-swap each):
+//!
+//! | bits   | name        | meaning                                                      |
+//! |--------|-------------|--------------------------------------------------------------|
+//! | 0      | `CLOSED`    | the semaphore is closed; set once, never cleared              |
+//! | 1      | `SLOW`      | a release must take the lock (waiters, idle waiters or debt)  |
+//! | 2      | `BARGE`     | the [`Policy::Throughput`] mode; fixed at construction        |
+//! | 3      | `ENTRY`     | the semaphore has an entry in the waiter table                |
+//! | 4..44  | available   | permits that exist and are neither held nor assigned         |
+//! | 44..64 | existing/hi | the high 20 bits of the count of permits in existence        |
+//!
+//! `limits` holds the capacity (bits 0..40), read lock-free, a `BIG` flag
+//! (bit 40) and the low 23 bits of the existing count (bits 41..64). Only
+//! while `BIG` is set (2^23 or more permits exist) do the high bits in
+//! `state` matter; so with the usual counts, reading and writing the
+//! existing count under the lock touches `limits` alone and never competes
+//! with the lock-free acquires and releases on `state`. Both words change
+//! only under the bucket lock, except `available`, which lock-free acquires
+//! and releases change; `existing` is read only under the lock.
 //!
 //! Who may change what:
 //!
@@ -21,48 +35,141 @@
 //!   available to whoever runs first, and the queue's head is woken to
 //!   compete for them until it has been passed over too often (see
 //!   `engine.rs`).
-//! * `CLOSED` is set under the lock and never cleared.
+//! * `CLOSED` is set under the lock and never cleared; `ENTRY` is set and
+//!   cleared under the lock.
 //!
-//! Every read-modify-write of the word is `AcqRel`/`Acquire`: a permit
+//! Every read-modify-write of `state` is `AcqRel`/`Acquire`: a permit
 //! released by one thread and taken by another is a release/acquire pair on
 //! this word (or on the lock), so everything the releaser did while it held
-//! the permit happens-before everything the acquirer does with it.
+//! the permit happens-before everything the acquirer does with it. Every
+//! lock-free update of `available` rewrites the other fields as it read
+//! them, so it cannot disturb what the lock holder keeps there.
 
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// The semaphore is closed.
-pub(crate) const CLOSED: usize = 0b01;
+pub(crate) const CLOSED: u64 = 0b0001;
 /// Releases must take the lock.
-pub(crate) const SLOW: usize = 0b10;
+pub(crate) const SLOW: u64 = 0b0010;
 /// Throughput policy: running threads may take permits before the head.
-pub(crate) const BARGE: usize = 0b100;
-/// All the flag bits.
-const FLAGS: usize = CLOSED | SLOW | BARGE;
+pub(crate) const BARGE: u64 = 0b0100;
+/// The semaphore has an entry in the waiter table.
+pub(crate) const ENTRY: u64 = 0b1000;
 /// How far the available count is shifted.
-const SHIFT: u32 = 3;
+const SHIFT: u32 = 4;
+/// Width of every count field.
+const COUNT_BITS: u32 = 40;
+/// A count field's mask, unshifted.
+const COUNT: u64 = (1 << COUNT_BITS) - 1;
+/// The available field in place.
+const AVAILABLE: u64 = COUNT << SHIFT;
+/// Where the high part of `existing` sits in `state`.
+const EXISTING_HI_SHIFT: u32 = SHIFT + COUNT_BITS;
+/// In `limits`: the existing count has high bits in `state`.
+const BIG: u64 = 1 << COUNT_BITS;
+/// Where the low part of `existing` sits in `limits`.
+const EXISTING_LO_SHIFT: u32 = COUNT_BITS + 1;
+/// Bits of `existing` kept in `limits`.
+const EXISTING_LO_BITS: u32 = 64 - EXISTING_LO_SHIFT;
+
+/// The largest count the words can hold: [`crate::MAX_PERMITS`] is at most
+/// this.
+pub(crate) const MAX_COUNT: u64 = COUNT;
 
 pub(crate) use crate::MAX_PERMITS;
 
+const _: () = assert!(MAX_PERMITS as u64 <= MAX_COUNT);
+
+/// A word into a count. Every count is at most `MAX_PERMITS`, which fits a
+/// `usize` on every platform.
+#[inline]
+const fn count(word: u64) -> usize {
+    (word & COUNT) as usize
+}
+
 /// Number of permits available in the state word `s`.
 #[inline]
-pub(crate) const fn available(s: usize) -> usize {
-    s >> SHIFT
+pub(crate) const fn available(s: u64) -> usize {
+    count(s >> SHIFT)
 }
 
-/// The state word with `n` permits available and the given flags.
+/// The state word `s` with `n` permits available.
 #[inline]
-pub(crate) const fn with_available(s: usize, n: usize) -> usize {
-    (n << SHIFT) | (s & FLAGS)
+pub(crate) const fn with_available(s: u64, n: usize) -> u64 {
+    ((n as u64) << SHIFT) | (s & !AVAILABLE)
 }
 
-/// The state word of a new semaphore with `n` permits available.
+/// `n` permits in the available field, to add to or subtract from a word.
 #[inline]
-pub(crate) const fn initial(n: usize, policy: Policy) -> usize {
-    (n << SHIFT)
-        | match policy {
-            Policy::Fifo => 0,
-            Policy::Throughput => BARGE,
-        }
+pub(crate) const fn permits(n: usize) -> u64 {
+    (n as u64) << SHIFT
+}
+
+/// The initial state word: `available` permits available of `existing`.
+#[inline]
+pub(crate) const fn initial(available: usize, existing: usize, policy: Policy) -> u64 {
+    let barge = match policy {
+        Policy::Fifo => 0,
+        Policy::Throughput => BARGE,
+    };
+    permits(available) | barge | ((existing as u64 >> EXISTING_LO_BITS) << EXISTING_HI_SHIFT)
+}
+
+/// The limits word of capacity `capacity` with `existing` permits.
+#[inline]
+pub(crate) const fn initial_limits(capacity: usize, existing: usize) -> u64 {
+    let e = existing as u64;
+    let big = if e >> EXISTING_LO_BITS != 0 { BIG } else { 0 };
+    capacity as u64 | big | (e << EXISTING_LO_SHIFT)
+}
+
+/// The capacity in the limits word `l`.
+#[inline]
+pub(crate) const fn capacity(l: u64) -> usize {
+    count(l)
+}
+
+/// The limits word `l` with capacity `c`.
+#[inline]
+pub(crate) const fn with_capacity(l: u64, c: usize) -> u64 {
+    (l & !COUNT) | c as u64
+}
+
+/// Permits in existence (read under the lock), from the limits word `l`
+/// and, only if `l` says the count is big, the state word from `state`.
+#[inline]
+pub(crate) fn existing(l: u64, state: impl FnOnce() -> u64) -> usize {
+    let lo = l >> EXISTING_LO_SHIFT;
+    if l & BIG == 0 {
+        return lo as usize;
+    }
+    (((state() >> EXISTING_HI_SHIFT) << EXISTING_LO_BITS) | lo) as usize
+}
+
+/// Sets the existing count (under the lock): the low bits in `limits`, and
+/// the high bits in `state` when they are or were non-zero (only for counts
+/// of 2^23 and more).
+pub(crate) fn set_existing(state: &AtomicU64, limits: &AtomicU64, e: usize) {
+    let e = e as u64;
+    debug_assert!(e <= MAX_COUNT);
+    let hi = e >> EXISTING_LO_BITS;
+    // Relaxed: `limits` changes only under the lock, whose release and
+    // acquire order it; lock-free readers read only the capacity bits,
+    // which this store rewrites unchanged.
+    let l = limits.load(Ordering::Relaxed);
+    if hi != 0 || l & BIG != 0 {
+        // AcqRel like every RMW of `state`; a fetch_update because
+        // lock-free acquires and releases may change `available` meanwhile.
+        let keep = (1 << EXISTING_HI_SHIFT) - 1;
+        let _ = state.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
+            Some((s & keep) | (hi << EXISTING_HI_SHIFT))
+        });
+    }
+    let big = if hi != 0 { BIG } else { 0 };
+    limits.store(
+        (l & COUNT) | big | (e << EXISTING_LO_SHIFT),
+        Ordering::Relaxed,
+    );
 }
 
 /// How a [`Semaphore`](crate::Semaphore) orders waiters against running
@@ -102,7 +209,7 @@ pub(crate) enum Take {
 /// the semaphore is open. Never fails spuriously: it retries until it
 /// either succeeds or sees a state in which the request cannot be met.
 #[inline]
-pub(crate) fn try_take(word: &AtomicUsize, n: usize) -> Take {
+pub(crate) fn try_take(word: &AtomicU64, n: usize) -> Take {
     // Acquire: pairs with the Release half of `try_give` and of the locked
     // updates, so the permit's previous holder happens-before us.
     let mut s = word.load(Ordering::Acquire);
@@ -129,7 +236,7 @@ pub(crate) fn try_take(word: &AtomicUsize, n: usize) -> Take {
 /// Returns `n` permits without the lock, unless `SLOW` is set (then the
 /// caller must take the lock and distribute them). Returns whether it did.
 #[inline]
-pub(crate) fn try_give(word: &AtomicUsize, n: usize) -> bool {
+pub(crate) fn try_give(word: &AtomicU64, n: usize) -> bool {
     let mut s = word.load(Ordering::Relaxed);
     loop {
         if s & SLOW != 0 {

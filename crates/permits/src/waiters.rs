@@ -126,6 +126,28 @@ impl Waiters {
         }
     }
 
+    /// Whether no slot is in use (queued, or finished but not yet freed by
+    /// its owner).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Frees every slot, collecting their wakers into `wakes` (for the
+    /// caller to drop after unlocking). Keeps the slab's memory unless it
+    /// is large.
+    pub(crate) fn clear(&mut self, wakes: &mut crate::wake::WakeList) {
+        for slot in self.slots.drain(..) {
+            wakes.push(slot.waker);
+        }
+        if self.slots.capacity() > KEEP_SLOTS {
+            self.slots = Vec::new();
+        }
+        self.free = NIL;
+        self.live = 0;
+        self.queue = List::EMPTY;
+        self.idle = List::EMPTY;
+    }
+
     /// First slot of `which`, if any.
     pub(crate) fn front(&self, which: Which) -> Option<Key> {
         let head = match which {

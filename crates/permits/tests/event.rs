@@ -252,3 +252,31 @@ fn debug_shows_state() {
         "AutoResetEvent { set: true, waiters: false }"
     );
 }
+
+#[test]
+fn events_are_one_word() {
+    // Waiters live in the crate's global waiter table.
+    assert!(std::mem::size_of::<AutoResetEvent>() <= 8);
+    assert!(std::mem::size_of::<ManualResetEvent>() <= 8);
+}
+
+#[test]
+fn leaked_waits_do_not_haunt_a_new_event_at_the_same_address() {
+    let (_, waker) = counting();
+    let mut place = Some(AutoResetEvent::new(false));
+    let ev = place.as_ref().unwrap();
+    let addr = std::ptr::from_ref(ev).addr();
+    let mut leaked = ev.wait_async();
+    assert!(poll(&mut leaked, &waker).is_pending());
+    std::mem::forget(leaked);
+    place = Some(AutoResetEvent::new(false));
+    let ev = place.as_ref().unwrap();
+    assert_eq!(std::ptr::from_ref(ev).addr(), addr, "built in place");
+    let (wakes, waker) = counting();
+    let mut fresh = ev.wait_async();
+    assert!(poll(&mut fresh, &waker).is_pending());
+    ev.set();
+    assert_eq!(wakes.count(), 1, "the signal went to the new waiter");
+    assert!(poll(&mut fresh, &waker).is_ready());
+    assert!(!ev.try_wait(), "and was consumed by it");
+}

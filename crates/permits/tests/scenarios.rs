@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{catch_panic, counting_waker, Task};
+use common::{catch_panic, counting_waker, lock_is_free, Task};
 use permits::{AcquireError, OwnedPermit, Permit, Policy, Semaphore, MAX_PERMITS};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -69,13 +69,6 @@ fn wait_for_waiters(sem: &Semaphore, n: usize) {
 fn past() -> Instant {
     let now = Instant::now();
     now.checked_sub(Duration::from_secs(1)).unwrap_or(now)
-}
-
-/// Whether the semaphore's internal lock is free right now (its `Debug`
-/// never blocks and shows `held: None` while the lock is taken). Only
-/// meaningful where no other thread can be holding the lock.
-fn lock_is_free(sem: &Semaphore) -> bool {
-    format!("{sem:?}").contains("held: Some")
 }
 
 /// A waker that owns a permit, so dropping its last reference returns the

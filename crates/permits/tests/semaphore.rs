@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{catch_panic, counting_waker, Task};
+use common::{catch_panic, counting_waker, lock_is_free, Task};
 use permits::{
     Acquire, AcquireError, AcquireOwned, AddPermitsError, Elapsed, OwnedPermit, Permit, Semaphore,
     WaitIdle, MAX_PERMITS,
@@ -41,13 +41,6 @@ fn wait_for_waiters(sem: &Semaphore, n: usize) {
 fn past() -> Instant {
     let now = Instant::now();
     now.checked_sub(Duration::from_secs(1)).unwrap_or(now)
-}
-
-/// Whether the semaphore's internal lock is free right now: its `Debug`
-/// never blocks and shows lock-protected fields as `None` while the lock is
-/// taken. Only meaningful where no other thread can hold the lock.
-fn lock_is_free(sem: &Semaphore) -> bool {
-    format!("{sem:?}").contains("held: Some")
 }
 
 fn assert_send_sync<T: Send + Sync>() {}
@@ -246,6 +239,69 @@ fn mem_forget_on_a_guard_holds_its_permits_forever() {
     sem.resize(5);
     assert_eq!(sem.available_permits(), 3);
     assert_eq!(sem.held_permits(), 2);
+}
+
+#[test]
+fn mem_forget_on_waiting_futures_does_not_haunt_a_new_semaphore_at_the_same_address() {
+    // Waiters live in a global table keyed by the semaphore's address. A
+    // leaked waiting future never withdraws, so the semaphore's drop must
+    // clear what it left; the new semaphore is built in the same place.
+    let mut place = Some(Semaphore::new(1));
+    let sem = place.as_ref().unwrap();
+    let addr = std::ptr::from_ref(sem).addr();
+    let held = sem.try_acquire().unwrap();
+    let mut queued = Task::new(sem.acquire());
+    queued.assert_pending();
+    let mut idle = Task::new(sem.wait_idle());
+    idle.assert_pending();
+    std::mem::forget(held);
+    std::mem::forget(queued);
+    std::mem::forget(idle);
+    place = Some(Semaphore::new(1));
+    let sem = place.as_ref().unwrap();
+    assert_eq!(std::ptr::from_ref(sem).addr(), addr, "built in place");
+    assert_eq!((sem.waiters(), sem.held_permits()), (0, 0));
+    let held = sem.try_acquire().unwrap();
+    let mut next = Task::new(sem.acquire());
+    next.assert_pending();
+    assert_eq!(sem.waiters(), 1, "only the new waiter is queued");
+    drop(held);
+    assert_eq!(next.wakes(), 1, "the release went to the new waiter");
+    drop(next.ready().unwrap());
+    assert!(sem.is_idle());
+    assert_eq!(sem.available_permits(), 1);
+}
+
+#[test]
+fn semaphores_sharing_the_waiter_table_do_not_interfere() {
+    // More semaphores than the table has buckets, each with a waiter.
+    let sems: Vec<Semaphore> = (0..200).map(|_| Semaphore::new(1)).collect();
+    let held: Vec<_> = sems.iter().map(|s| s.try_acquire().unwrap()).collect();
+    let mut waiters: Vec<_> = sems.iter().map(|s| Task::new(s.acquire())).collect();
+    for w in &mut waiters {
+        w.assert_pending();
+    }
+    assert!(sems
+        .iter()
+        .all(|s| s.waiters() == 1 && s.held_permits() == 1));
+    // Release every other one: exactly those waiters are woken.
+    let mut held: Vec<_> = held.into_iter().map(Some).collect();
+    for h in held.iter_mut().step_by(2) {
+        drop(h.take());
+    }
+    for (i, w) in waiters.iter().enumerate() {
+        assert_eq!(w.wakes(), usize::from(i % 2 == 0), "waiter {i}");
+    }
+    for (i, s) in sems.iter().enumerate() {
+        assert_eq!(s.waiters(), i % 2, "semaphore {i}");
+    }
+    drop(held);
+    for mut w in waiters {
+        drop(w.ready().unwrap());
+    }
+    assert!(sems
+        .iter()
+        .all(|s| s.available_permits() == 1 && s.is_idle()));
 }
 
 // ---------------------------------------------------------------------------
@@ -1747,7 +1803,7 @@ fn debug_shows_the_semaphore_state() {
     let held = sem.try_acquire().unwrap();
     let mut waiter = Task::new(sem.acquire_many(3));
     waiter.assert_pending();
-    let text = format!("{sem:?}");
+    let text = common::debug_unlocked(&sem).expect("the lock is free here");
     for field in [
         "capacity: 3",
         "available: 0",
@@ -1794,6 +1850,18 @@ fn debug_formats_a_consistent_snapshot_under_contention() {
 // ---------------------------------------------------------------------------
 // Send and Sync
 // ---------------------------------------------------------------------------
+
+#[test]
+fn sizes_meet_the_targets() {
+    use std::mem::size_of;
+    // The waiters live in a global table: a semaphore is two words.
+    assert!(size_of::<Semaphore>() <= 16, "{}", size_of::<Semaphore>());
+    assert!(size_of::<Permit<'static>>() <= 16);
+    assert!(size_of::<OwnedPermit>() <= 16);
+    assert!(size_of::<Acquire<'static>>() <= 32);
+    assert!(size_of::<AcquireOwned>() <= 32);
+    assert!(size_of::<WaitIdle<'static>>() <= 32);
+}
 
 #[test]
 fn public_types_are_send_and_sync() {

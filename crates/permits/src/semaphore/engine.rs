@@ -1,11 +1,15 @@
 //! The engine behind [`Semaphore`]: every operation that needs the lock.
 //!
-//! Bookkeeping kept under the lock (`Inner`):
+//! The lock is the semaphore's bucket in the global waiter table
+//! (`table.rs`); what is kept there (`Inner`) exists only while someone
+//! waits. Bookkeeping kept under the lock:
 //!
-//! * `existing`: permits in existence = available + assigned + held.
-//!   Changes only here: `add_permits` (+), `Permit::forget` (-), resize
-//!   (+ on grow; - from available and by paying debt on shrink).
-//! * `assigned`: permits handed to queued waiters that still need more.
+//! * `existing` (in the state words, see `state.rs`): permits in existence
+//!   = available + assigned + held. Changes only here: `add_permits` (+),
+//!   `Permit::forget` (-), resize (+ on grow; - from available and by
+//!   paying debt on shrink).
+//! * `assigned` (in the table entry): permits handed to queued waiters that
+//!   still need more.
 //! * debt = `existing - capacity` when positive (after a shrink below what
 //!   was held): released permits pay it off before anyone gets them, and
 //!   `available` stays 0 until it is paid.
@@ -20,34 +24,12 @@
 
 use super::Semaphore;
 use crate::error::AcquireError;
-use crate::state::{self, Take, BARGE, CLOSED, SLOW};
-use crate::sync::{lock, Ordering};
-use crate::waiters::{self, Key, Status, Waiters, Which};
+use crate::state::{self, Take, BARGE, CLOSED, ENTRY, SLOW};
+use crate::sync::Ordering;
+use crate::table::{self, Inner};
+use crate::waiters::{self, Key, Status, Which};
 use crate::wake::WakeList;
 use core::task::{Poll, Waker};
-
-/// State kept under the lock.
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) waiters: Waiters,
-    pub(crate) existing: usize,
-    pub(crate) assigned: usize,
-}
-
-impl Inner {
-    pub(crate) const fn new(existing: usize) -> Self {
-        Inner {
-            waiters: Waiters::new(),
-            existing,
-            assigned: 0,
-        }
-    }
-
-    /// Permits held, given the state word `s` read under the lock.
-    pub(crate) fn held(&self, s: usize) -> usize {
-        self.existing - self.assigned - state::available(s)
-    }
-}
 
 /// Result of trying to join the queue.
 pub(crate) enum Enqueued {
@@ -71,18 +53,61 @@ impl Semaphore {
         self.locked(|sem, inner, wakes| sem.give(inner, n, wakes));
     }
 
+    /// The semaphore's address: its key in the waiter table.
+    pub(crate) fn addr(&self) -> usize {
+        (self as *const Self).addr()
+    }
+
+    /// Runs `f` under the lock with the semaphore's table entry (a vacant,
+    /// empty one if it has none); see [`table::with_entry`].
+    ///
+    /// Only [`locked`](Self::locked) operations may queue a waiter (their
+    /// settling sets `ENTRY`); `f` here may only look or remove.
+    pub(crate) fn with_entry<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        table::with_entry(self.addr(), f)
+    }
+
+    /// [`with_entry`](Self::with_entry) if the lock is free right now.
+    pub(crate) fn try_with_entry<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> Option<R> {
+        table::try_with_entry(self.addr(), f)
+    }
+
     /// Runs `f` under the lock, then settles the state and wakes whoever
     /// `f` and the settling collected, after unlocking.
     pub(crate) fn locked<R>(&self, f: impl FnOnce(&Self, &mut Inner, &mut WakeList) -> R) -> R {
         let mut wakes = WakeList::new();
-        let result = {
-            let mut inner = lock(&self.inner);
-            let result = f(self, &mut inner, &mut wakes);
-            self.settle(&mut inner, &mut wakes);
+        let result = self.with_entry(|inner| {
+            let result = f(self, inner, &mut wakes);
+            self.settle(inner, &mut wakes);
             result
-        };
+        });
         wakes.wake_all();
         result
+    }
+
+    /// The capacity (lock-free).
+    #[inline]
+    pub(crate) fn capacity_now(&self) -> usize {
+        // Relaxed: a snapshot; it changes only under the lock.
+        state::capacity(self.limits.load(Ordering::Relaxed))
+    }
+
+    /// Permits in existence (under the lock).
+    pub(crate) fn existing(&self) -> usize {
+        // Relaxed: both words' count bits change only under the lock.
+        let l = self.limits.load(Ordering::Relaxed);
+        state::existing(l, || self.state.load(Ordering::Relaxed))
+    }
+
+    /// Sets the permits in existence (under the lock).
+    pub(crate) fn set_existing(&self, existing: usize) {
+        state::set_existing(&self.state, &self.limits, existing);
+    }
+
+    /// Permits held, given the state word `s` read under the lock.
+    pub(crate) fn held_at(&self, inner: &Inner, s: u64) -> usize {
+        let l = self.limits.load(Ordering::Relaxed);
+        state::existing(l, || s) - inner.assigned - state::available(s)
     }
 
     /// Hands `n` permits that are in no one's hands to where they belong:
@@ -93,9 +118,12 @@ impl Semaphore {
     /// `OVERTAKE_LIMIT` times; until then they become available to whoever
     /// asks first and [`Semaphore::settle`] wakes the head to compete.
     pub(crate) fn give(&self, inner: &mut Inner, mut n: usize, wakes: &mut WakeList) {
-        let capacity = self.capacity.load(Ordering::Relaxed);
-        let paid = inner.existing.saturating_sub(capacity).min(n);
-        inner.existing -= paid;
+        let capacity = self.capacity_now();
+        let existing = self.existing();
+        let paid = existing.saturating_sub(capacity).min(n);
+        if paid > 0 {
+            self.set_existing(existing - paid);
+        }
         n -= paid;
         let barge = self.is_barging();
         while n > 0 {
@@ -126,8 +154,7 @@ impl Semaphore {
         if n > 0 {
             // Nobody queued is owed these (fifo: the queue is empty). AcqRel:
             // pairs with the Acquire of `state::try_take` that takes them.
-            self.state
-                .fetch_add(state::with_available(0, n), Ordering::AcqRel);
+            self.state.fetch_add(state::permits(n), Ordering::AcqRel);
         }
     }
 
@@ -142,7 +169,7 @@ impl Semaphore {
         if max == 0 {
             return 0;
         }
-        let update = |s: usize| {
+        let update = |s: u64| {
             let avail = state::available(s);
             Some(state::with_available(s, avail - avail.min(max)))
         };
@@ -183,7 +210,7 @@ impl Semaphore {
         // Acquire: pairs with the lock-free acquire/release CASes; only
         // acquires can run now if `SLOW` is set, and they only raise `held`.
         let s = self.state.load(Ordering::Acquire);
-        if inner.waiters.len(Which::Idle) > 0 && inner.held(s) == 0 {
+        if inner.waiters.len(Which::Idle) > 0 && self.held_at(inner, s) == 0 {
             while let Some(key) = inner.waiters.front(Which::Idle) {
                 wakes.push(inner.waiters.unlink(Which::Idle, key, Status::IdleDone));
             }
@@ -201,12 +228,16 @@ impl Semaphore {
                 }
             }
         }
-        let capacity = self.capacity.load(Ordering::Relaxed);
+        let l = self.limits.load(Ordering::Relaxed);
         let slow = inner.waiters.len(Which::Queue) > 0
             || inner.waiters.len(Which::Idle) > 0
-            || inner.existing > capacity;
-        if slow && s & SLOW == 0 {
-            self.state.fetch_or(SLOW, Ordering::AcqRel);
+            || state::existing(l, || s) > state::capacity(l);
+        // `ENTRY` is never cleared (see `table.rs`); joining the queue sets
+        // it together with `SLOW`, so this is only a safety net.
+        let entry = if inner.is_empty() { 0 } else { ENTRY };
+        let set = if slow { SLOW | entry } else { entry };
+        if set & !s != 0 {
+            self.state.fetch_or(set, Ordering::AcqRel);
         } else if !slow && s & SLOW != 0 {
             self.state.fetch_and(!SLOW, Ordering::AcqRel);
         }
@@ -219,7 +250,7 @@ impl Semaphore {
         // locking, and if it is not queued, drop it after unlocking.
         let mut waker = Some(waker.clone());
         self.locked(|sem, inner, _| {
-            let capacity = sem.capacity.load(Ordering::Relaxed);
+            let capacity = sem.capacity_now();
             let mut s = sem.state.load(Ordering::Acquire);
             let assigned = loop {
                 if s & CLOSED != 0 {
@@ -239,9 +270,9 @@ impl Semaphore {
                 let (next, assigned) = if avail >= n {
                     (state::with_available(s, avail - n), None)
                 } else if s & BARGE != 0 {
-                    (s | SLOW, Some(0))
+                    (s | SLOW | ENTRY, Some(0))
                 } else {
-                    (state::with_available(s, 0) | SLOW, Some(avail))
+                    (state::with_available(s, 0) | SLOW | ENTRY, Some(avail))
                 };
                 // AcqRel: the snapshot `s` must still hold when we queue, so
                 // a concurrent lock-free release either lands before (we
@@ -276,15 +307,18 @@ impl Semaphore {
         self.locked(|sem, inner, _| {
             let mut s = sem.state.load(Ordering::Acquire);
             loop {
-                if inner.held(s) == 0 {
+                if sem.held_at(inner, s) == 0 {
                     return None;
                 }
                 // Setting SLOW on the same snapshot we judged: from now on
                 // every release comes through the lock and re-checks idle.
-                match sem
-                    .state
-                    .compare_exchange(s, s | SLOW, Ordering::AcqRel, Ordering::Acquire)
-                {
+                // (`ENTRY`: this semaphore now has a waiter in the table.)
+                match sem.state.compare_exchange(
+                    s,
+                    s | SLOW | ENTRY,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
                     Ok(_) => break,
                     Err(actual) => s = actual,
                 }
@@ -307,12 +341,15 @@ impl Semaphore {
     /// (the caller spins and polls again soon).
     pub(crate) fn poll_slot(&self, key: Key, waker: &Waker, park: bool) -> Poll<(Status, usize)> {
         waiters::poll_slot(waker, |fresh| {
-            let mut inner = lock(&self.inner);
-            if inner.waiters.slot(key).status != Status::Notified {
-                // Nothing but this slot changes: no settling needed.
-                return inner.waiters.poll_locked(key, waker, fresh);
+            // Nothing but this slot changes unless it is a `Notified` head:
+            // no settling needed.
+            let quick = self.with_entry(|inner| {
+                (inner.waiters.slot(key).status != Status::Notified)
+                    .then(|| inner.waiters.poll_locked(key, waker, fresh))
+            });
+            if let Some(step) = quick {
+                return step;
             }
-            drop(inner);
             self.locked(|sem, inner, _| {
                 if inner.waiters.slot(key).status == Status::Notified
                     && !sem.claim(inner, key)
@@ -377,10 +414,13 @@ impl Semaphore {
 
     /// Sets the capacity (already checked against `MAX_PERMITS`).
     pub(crate) fn resize_locked(&self, inner: &mut Inner, new: usize, wakes: &mut WakeList) {
-        let old = self.capacity.load(Ordering::Relaxed);
-        self.capacity.store(new, Ordering::Relaxed);
+        let old = self.capacity_now();
+        // Relaxed: lock-free readers only take a snapshot of the capacity.
+        let limits = self.limits.load(Ordering::Relaxed);
+        self.limits
+            .store(state::with_capacity(limits, new), Ordering::Relaxed);
         if new >= old {
-            inner.existing += new - old;
+            self.set_existing(self.existing() + new - old);
             self.give(inner, new - old, wakes);
             return;
         }
@@ -397,9 +437,10 @@ impl Semaphore {
         // that is not enough, the rest is a debt, and `SLOW` must be set in
         // the same atomic step, so that no lock-free release can slip a
         // permit into `available` past the debt.
-        let excess = inner.existing.saturating_sub(new);
+        let existing = self.existing();
+        let excess = existing.saturating_sub(new);
         if excess > 0 {
-            let update = |s: usize| {
+            let update = |s: u64| {
                 let avail = state::available(s);
                 let next = state::with_available(s, avail - avail.min(excess));
                 Some(if avail < excess { next | SLOW } else { next })
@@ -410,7 +451,7 @@ impl Semaphore {
             {
                 Ok(prev) | Err(prev) => prev,
             };
-            inner.existing -= state::available(prev).min(excess);
+            self.set_existing(existing - state::available(prev).min(excess));
         }
         // ...the rest is debt, which `give` pays before anything else.
         self.give(inner, freed, wakes);
@@ -430,7 +471,7 @@ impl Semaphore {
             Take::Taken => Ok(()),
             Take::Closed => Err(AcquireError::Closed),
             Take::Short => {
-                let capacity = self.capacity.load(Ordering::Relaxed);
+                let capacity = self.capacity_now();
                 if n > capacity {
                     Err(AcquireError::TooLarge {
                         requested: n,

@@ -1,7 +1,7 @@
 //! Unit tests of the internal pieces: the state word and the waiter slab.
 
 use crate::state::{self, Take, CLOSED, SLOW};
-use crate::sync::AtomicUsize;
+use crate::sync::{AtomicU64, Ordering};
 use crate::waiters::{Status, Waiters, Which};
 use core::task::Waker;
 
@@ -10,8 +10,11 @@ fn state_word_round_trips_available_and_flags() {
     let s = state::with_available(CLOSED | SLOW, crate::MAX_PERMITS);
     assert_eq!(state::available(s), crate::MAX_PERMITS);
     assert_eq!(s & (CLOSED | SLOW), CLOSED | SLOW);
-    assert_eq!(state::available(state::initial(7, state::Policy::Fifo)), 7);
-    let barging = state::initial(7, state::Policy::Throughput);
+    assert_eq!(
+        state::available(state::initial(7, 7, state::Policy::Fifo)),
+        7
+    );
+    let barging = state::initial(7, 7, state::Policy::Throughput);
     assert_eq!(state::available(barging), 7);
     assert_eq!(barging & state::BARGE, state::BARGE);
     // Changing the count keeps the flags.
@@ -22,27 +25,60 @@ fn state_word_round_trips_available_and_flags() {
 }
 
 #[test]
+fn existing_count_spans_both_words_and_survives_lock_free_updates() {
+    let max = crate::MAX_PERMITS;
+    for existing in [0, 1, (1 << 23) - 1, 1 << 23, (1 << 24) + 5, max - 1, max] {
+        for capacity in [0, 3, max] {
+            let state = AtomicU64::new(state::initial(0, existing, state::Policy::Throughput));
+            let limits = AtomicU64::new(state::initial_limits(capacity, existing));
+            let read = || {
+                let (s, l) = (
+                    state.load(Ordering::Relaxed),
+                    limits.load(Ordering::Relaxed),
+                );
+                (
+                    state::existing(l, || s),
+                    state::capacity(l),
+                    state::available(s),
+                )
+            };
+            assert_eq!(read(), (existing, capacity, 0));
+            // The lock-free paths rewrite `available` only.
+            assert!(state::try_give(&state, max));
+            assert_eq!(read(), (existing, capacity, max));
+            assert!(matches!(state::try_take(&state, max), Take::Taken));
+            // Setting the count keeps the capacity, the flags and `available`.
+            state.fetch_add(state::permits(2), Ordering::Relaxed);
+            let other = max - existing;
+            state::set_existing(&state, &limits, other);
+            assert_eq!(read(), (other, capacity, 2));
+            assert_eq!(state.load(Ordering::Relaxed) & state::BARGE, state::BARGE);
+            // Back to a small count: the high bits are cleared too.
+            state::set_existing(&state, &limits, 5);
+            assert_eq!(read(), (5, capacity, 2));
+            let l = limits.load(Ordering::Relaxed);
+            assert_eq!(state::capacity(state::with_capacity(l, 1)), 1);
+            assert_eq!(state::existing(state::with_capacity(l, 1), || 0), 5);
+        }
+    }
+}
+
+#[test]
 fn try_take_is_exact_at_equality_and_refuses_closed() {
-    let word = AtomicUsize::new(state::initial(3, state::Policy::Fifo));
+    let word = AtomicU64::new(state::initial(3, 3, state::Policy::Fifo));
     assert!(matches!(state::try_take(&word, 4), Take::Short));
     assert!(matches!(state::try_take(&word, 3), Take::Taken));
-    assert_eq!(
-        state::available(word.load(crate::sync::Ordering::Relaxed)),
-        0
-    );
+    assert_eq!(state::available(word.load(Ordering::Relaxed)), 0);
     assert!(state::try_give(&word, 2));
-    word.fetch_or(CLOSED, crate::sync::Ordering::Relaxed);
+    word.fetch_or(CLOSED, Ordering::Relaxed);
     assert!(matches!(state::try_take(&word, 1), Take::Closed));
 }
 
 #[test]
 fn try_give_refuses_when_slow() {
-    let word = AtomicUsize::new(state::initial(0, state::Policy::Fifo) | SLOW);
+    let word = AtomicU64::new(state::initial(0, 0, state::Policy::Fifo) | SLOW);
     assert!(!state::try_give(&word, 1));
-    assert_eq!(
-        state::available(word.load(crate::sync::Ordering::Relaxed)),
-        0
-    );
+    assert_eq!(state::available(word.load(Ordering::Relaxed)), 0);
 }
 
 #[test]

@@ -161,3 +161,26 @@ pub fn catch_panic<R>(f: impl FnOnce() -> R) -> CaughtPanic {
         .expect("the panic hook saw the panic's location");
     CaughtPanic { message, file }
 }
+
+/// The semaphore's `Debug` text with its lock-protected fields shown, or
+/// `None` if the calling thread holds the semaphore's internal lock (its
+/// `Debug` never blocks and shows those fields as `None` while the lock is
+/// taken). The lock is a bucket of a table shared with other semaphores,
+/// so another test's thread may hold it for a moment: look again a while.
+/// If this thread holds it, it stays held however often we look.
+pub fn debug_unlocked(sem: &permits::Semaphore) -> Option<String> {
+    (0..10_000).find_map(|_| {
+        let text = format!("{sem:?}");
+        if text.contains("held: Some") {
+            Some(text)
+        } else {
+            thread::yield_now();
+            None
+        }
+    })
+}
+
+/// Whether the calling thread is outside the semaphore's internal lock.
+pub fn lock_is_free(sem: &permits::Semaphore) -> bool {
+    debug_unlocked(sem).is_some()
+}
