@@ -129,8 +129,8 @@ pub(crate) const fn capacity(l: u64) -> usize {
     count(l)
 }
 
+#[cfg(test)]
 /// The limits word `l` with capacity `c`.
-#[inline]
 pub(crate) const fn with_capacity(l: u64, c: usize) -> u64 {
     (l & !COUNT) | c as u64
 }
@@ -150,6 +150,12 @@ pub(crate) fn existing(l: u64, state: impl FnOnce() -> u64) -> usize {
 /// the high bits in `state` when they are or were non-zero (only for counts
 /// of 2^23 and more).
 pub(crate) fn set_existing(state: &AtomicU64, limits: &AtomicU64, e: usize) {
+    set_counts(state, limits, None, e);
+}
+
+/// Sets the existing count and, if given, the capacity (under the lock), in
+/// one store to `limits`.
+pub(crate) fn set_counts(state: &AtomicU64, limits: &AtomicU64, capacity: Option<usize>, e: usize) {
     let e = e as u64;
     debug_assert!(e <= MAX_COUNT);
     let hi = e >> EXISTING_LO_BITS;
@@ -166,10 +172,8 @@ pub(crate) fn set_existing(state: &AtomicU64, limits: &AtomicU64, e: usize) {
         });
     }
     let big = if hi != 0 { BIG } else { 0 };
-    limits.store(
-        (l & COUNT) | big | (e << EXISTING_LO_SHIFT),
-        Ordering::Relaxed,
-    );
+    let capacity = capacity.map_or(l & COUNT, |c| c as u64);
+    limits.store(capacity | big | (e << EXISTING_LO_SHIFT), Ordering::Relaxed);
 }
 
 /// How a [`Semaphore`](crate::Semaphore) orders waiters against running

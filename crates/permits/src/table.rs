@@ -184,3 +184,10 @@ pub(crate) fn purge(addr: usize) {
     lock_bucket(addr).purge(addr, &mut leaked);
     drop(leaked);
 }
+
+/// Loom: builds the table before the model's threads start, so that which
+/// thread happens to build it does not multiply the interleavings.
+#[cfg(permits_loom)]
+pub(crate) fn init() {
+    let _ = &TABLE[0];
+}

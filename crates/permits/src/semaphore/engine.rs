@@ -104,6 +104,11 @@ impl Semaphore {
         state::set_existing(&self.state, &self.limits, existing);
     }
 
+    /// Sets the capacity and the permits in existence (under the lock).
+    fn set_counts(&self, capacity: usize, existing: usize) {
+        state::set_counts(&self.state, &self.limits, Some(capacity), existing);
+    }
+
     /// Permits held, given the state word `s` read under the lock.
     pub(crate) fn held_at(&self, inner: &Inner, s: u64) -> usize {
         let l = self.limits.load(Ordering::Relaxed);
@@ -415,12 +420,9 @@ impl Semaphore {
     /// Sets the capacity (already checked against `MAX_PERMITS`).
     pub(crate) fn resize_locked(&self, inner: &mut Inner, new: usize, wakes: &mut WakeList) {
         let old = self.capacity_now();
-        // Relaxed: lock-free readers only take a snapshot of the capacity.
-        let limits = self.limits.load(Ordering::Relaxed);
-        self.limits
-            .store(state::with_capacity(limits, new), Ordering::Relaxed);
+        let existing = self.existing();
         if new >= old {
-            self.set_existing(self.existing() + new - old);
+            self.set_counts(new, existing + new - old);
             self.give(inner, new - old, wakes);
             return;
         }
@@ -437,8 +439,8 @@ impl Semaphore {
         // that is not enough, the rest is a debt, and `SLOW` must be set in
         // the same atomic step, so that no lock-free release can slip a
         // permit into `available` past the debt.
-        let existing = self.existing();
         let excess = existing.saturating_sub(new);
+        let mut removed = 0;
         if excess > 0 {
             let update = |s: u64| {
                 let avail = state::available(s);
@@ -451,8 +453,11 @@ impl Semaphore {
             {
                 Ok(prev) | Err(prev) => prev,
             };
-            self.set_existing(existing - state::available(prev).min(excess));
+            removed = state::available(prev).min(excess);
         }
+        // Lock-free readers may see the new capacity before or after the
+        // available permits went: either is a moment between two states.
+        self.set_counts(new, existing - removed);
         // ...the rest is debt, which `give` pays before anything else.
         self.give(inner, freed, wakes);
     }

@@ -20,7 +20,7 @@ fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
 /// `set`s before anyone waits leave the event signalled once, by design.)
 #[test]
 fn auto_reset_set_racing_two_waiters() {
-    loom::model(|| {
+    super::loom_models::model(|| {
         let ev = Arc::new(AutoResetEvent::new(false));
         let passed = Arc::new(AtomicUsize::new(0));
         let waiters: Vec<_> = (0..2)
@@ -51,7 +51,7 @@ fn auto_reset_set_racing_two_waiters() {
 /// passes the signal on: to a waiter behind it, or the event stays set.
 #[test]
 fn auto_reset_cancelled_after_grant_passes_signal_on() {
-    loom::model(|| {
+    super::loom_models::model(|| {
         let ev = Arc::new(AutoResetEvent::new(false));
         let mut first = ev.wait_async();
         assert!(poll_once(&mut first).is_pending());
@@ -71,7 +71,7 @@ fn auto_reset_cancelled_after_grant_passes_signal_on() {
 /// after it queued.)
 #[test]
 fn auto_reset_timeout_racing_set() {
-    loom::model(|| {
+    super::loom_models::model(|| {
         let ev = Arc::new(AutoResetEvent::new(false));
         let e2 = Arc::clone(&ev);
         let waiter = thread::spawn(move || e2.wait_timeout(Duration::from_secs(1)).is_ok());
@@ -84,7 +84,7 @@ fn auto_reset_timeout_racing_set() {
 /// A manual `set` releases every waiter, queued or arriving.
 #[test]
 fn manual_reset_set_releases_everyone() {
-    loom::model(|| {
+    super::loom_models::model(|| {
         let ev = Arc::new(ManualResetEvent::new(false));
         let waiters: Vec<_> = (0..2)
             .map(|_| {
@@ -104,7 +104,7 @@ fn manual_reset_set_releases_everyone() {
 /// and the permit is back at the end.
 #[test]
 fn spin_semaphore_excludes() {
-    loom::model(|| {
+    super::loom_models::model(|| {
         let sem = Arc::new(SpinSemaphore::new(1));
         let inside = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..2)
@@ -129,7 +129,7 @@ fn spin_semaphore_excludes() {
 /// than the capacity exist.
 #[test]
 fn spin_add_racing_forget() {
-    loom::model(|| {
+    super::loom_models::model(|| {
         let sem = Arc::new(SpinSemaphore::with_available(1, 1));
         let s2 = Arc::clone(&sem);
         let forgetter = thread::spawn(move || s2.try_acquire().unwrap().forget());

@@ -24,8 +24,11 @@ fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
 
 /// Runs `f` under loom, exhaustively unless `LOOM_MAX_PREEMPTIONS` bounds it
 /// (these models are small enough to explore every interleaving).
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    loom::model::Builder::new().check(f);
+pub(super) fn model(f: impl Fn() + Sync + Send + 'static) {
+    loom::model::Builder::new().check(move || {
+        crate::table::init();
+        f();
+    });
 }
 
 /// Declares a model once per [`Policy`]: `mod NAME { fifo, throughput }`.
