@@ -42,20 +42,25 @@ pub fn blocking_allocs<S: BlockingSemaphore>(adds: u32) -> (f64, f64) {
         }
     });
 
+    // The warm-up starts together, so that every thread meets contention
+    // (and makes its one-time per-thread allocations, such as a cached
+    // thread waker) before the counting starts.
+    let start = Barrier::new(THREADS);
     let warmed = Barrier::new(THREADS + 1);
     let go = Barrier::new(THREADS + 1);
     let finished = Barrier::new(THREADS + 1);
     let contended = std::thread::scope(|s| {
         for _ in 0..THREADS {
-            let (sem, warmed, go, finished) = (&sem, &warmed, &go, &finished);
+            let (sem, start, warmed, go, finished) = (&sem, &start, &warmed, &go, &finished);
             s.spawn(move || {
                 take_part();
+                start.wait();
                 let cycle = || {
                     let permit = sem.acquire();
                     busy(adds);
                     drop(permit);
                 };
-                for _ in 0..200 {
+                for _ in 0..2_000 {
                     cycle();
                 }
                 warmed.wait();
