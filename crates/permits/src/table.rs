@@ -56,9 +56,10 @@ impl Inner {
         }
     }
 
-    /// Whether nothing is left in it: no slot is in use.
+    /// Whether nothing is left in it: no slot is in use (`assigned` is
+    /// only ever non-zero while a slot is queued).
     pub(crate) fn is_empty(&self) -> bool {
-        self.waiters.is_empty() && self.assigned == 0
+        self.waiters.is_empty()
     }
 }
 
