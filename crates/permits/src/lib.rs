@@ -58,7 +58,7 @@
 //!   `parking_lot` parks threads); released permits go straight to the head
 //!   of the queue, so a large request gathers permits and is never
 //!   overtaken, and `try_acquire` never barges. A blocking acquire spins for
-//!   about a microsecond before it parks.
+//!   a few microseconds before it parks, unless others are already queued.
 //! * Unrelated semaphores whose addresses hash to the same bucket share its
 //!   lock while they have waiters; that costs some contention, never
 //!   correctness.
