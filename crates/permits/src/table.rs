@@ -111,19 +111,25 @@ impl Bucket {
     }
 
     /// The index of the entry to use for the object at `addr`: its own if
-    /// it has one, otherwise a vacant one (which is empty). Pair with
-    /// [`Bucket::finish`].
+    /// it has one, otherwise the vacant one (which is empty) with the most
+    /// room, so that an object whose queue keeps emptying and refilling
+    /// gets back a slab at least as large as the one it left, rather than a
+    /// smaller one another object left (which would have to grow). Pair
+    /// with [`Bucket::finish`].
     fn open(&mut self, addr: usize) -> usize {
-        let mut vacant = None;
+        let mut vacant: Option<(usize, usize)> = None;
         for (index, entry) in self.entries.iter().enumerate() {
             if entry.addr == addr {
                 return index;
             }
-            if entry.addr == VACANT && vacant.is_none() {
-                vacant = Some(index);
+            if entry.addr == VACANT {
+                let room = entry.inner.waiters.room();
+                if vacant.is_none_or(|(_, most)| room > most) {
+                    vacant = Some((index, room));
+                }
             }
         }
-        vacant.unwrap_or_else(|| {
+        vacant.map(|(index, _)| index).unwrap_or_else(|| {
             // The first queue in this bucket (or more at once than ever
             // before): one allocation, kept for good.
             self.entries.push(Entry {
@@ -191,4 +197,65 @@ pub(crate) fn purge(addr: usize) {
 #[cfg(permits_loom)]
 pub(crate) fn init() {
     let _ = &TABLE[0];
+}
+
+#[cfg(all(test, not(permits_loom)))]
+mod tests {
+    use super::*;
+    use crate::waiters::{Status, Which};
+    use core::task::Waker;
+
+    /// Queues `n` waiters in the entry `index` (opened for `addr`), then
+    /// frees them all, so that the entry is left vacant with room for `n`.
+    fn fill_and_empty(bucket: &mut Bucket, addr: usize, n: usize) -> usize {
+        let index = bucket.open(addr);
+        let waiters = &mut bucket.entries[index].inner.waiters;
+        let keys: Vec<_> = (0..n)
+            .map(|_| waiters.push_back(Which::Queue, Status::Queued, 1, 0, Waker::noop().clone()))
+            .collect();
+        for key in keys {
+            drop(waiters.unlink(Which::Queue, key, Status::Closed));
+            drop(waiters.free(key));
+        }
+        bucket.finish(index, addr);
+        index
+    }
+
+    #[test]
+    fn a_returning_queue_gets_the_roomiest_vacant_slab_back() {
+        let mut bucket = Bucket::new();
+        // Two objects queue at once: two entries, a small and a large slab.
+        let small = bucket.open(0x1000);
+        bucket.entries[small].inner.waiters.push_back(
+            Which::Queue,
+            Status::Queued,
+            1,
+            0,
+            Waker::noop().clone(),
+        );
+        bucket.finish(small, 0x1000);
+        let large = fill_and_empty(&mut bucket, 0x2000, 8);
+        assert_ne!(small, large);
+        // The small one empties too; both entries are vacant now.
+        let waiters = &mut bucket.entries[small].inner.waiters;
+        let key = waiters.front(Which::Queue).expect("one queued");
+        drop(waiters.unlink(Which::Queue, key, Status::Closed));
+        drop(waiters.free(key));
+        bucket.finish(small, 0x1000);
+        assert!(bucket.entries.iter().all(|e| e.addr == VACANT));
+        let room = bucket.entries[large].inner.waiters.room();
+        assert!(room >= 8 && room > bucket.entries[small].inner.waiters.room());
+
+        // Whoever queues next gets the large slab, even though the small
+        // one comes first in the bucket: 8 waiters need no allocation.
+        let index = bucket.open(0x2000);
+        assert_eq!(index, large);
+        assert_eq!(fill_and_empty(&mut bucket, 0x3000, 8), large);
+        assert_eq!(
+            bucket.entries[large].inner.waiters.room(),
+            room,
+            "no growth"
+        );
+        assert_eq!(bucket.entries.len(), 2, "no new entry");
+    }
 }

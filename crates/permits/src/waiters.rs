@@ -126,6 +126,11 @@ impl Waiters {
         }
     }
 
+    /// How many waiters it can hold without allocating.
+    pub(crate) fn room(&self) -> usize {
+        self.slots.capacity()
+    }
+
     /// Whether no slot is in use (queued, or finished but not yet freed by
     /// its owner).
     pub(crate) fn is_empty(&self) -> bool {
