@@ -3,7 +3,9 @@
 //! counting global allocator in `alloc.rs`:
 //!
 //! * threads: 1,000 uncontended acquires; then 4 threads × 2,000 acquires
-//!   of 1 permit (with the ~100 ns section), after a warm-up, so waiters
+//!   of 1 permit (with the ~100 ns section), after a warm-up in which
+//!   every thread has blocked at least once (one-time per-thread costs,
+//!   such as a cached thread waker, are not per-acquire), so waiters
 //!   queue and park;
 //! * tasks: 1,000 uncontended acquires polled by hand; then rounds of "one
 //!   holder, 4 queued acquire futures, release, poll until all got through"
@@ -19,6 +21,7 @@ use crate::section::busy;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::task::{Context, Poll, Waker};
 
@@ -42,18 +45,25 @@ pub fn blocking_allocs<S: BlockingSemaphore>(adds: u32) -> (f64, f64) {
         }
     });
 
-    // The warm-up starts together, so that every thread meets contention
-    // (and makes its one-time per-thread allocations, such as a cached
-    // thread waker) before the counting starts.
+    // The warm-up makes every thread block at least once before the
+    // counting starts, so that one-time per-thread allocations (such as a
+    // cached thread waker, made on a thread's first blocking wait) are not
+    // counted as per-acquire costs: the workers first queue behind a permit
+    // the main thread holds. Then they cycle together, meeting contention.
+    let held = sem.acquire();
+    let queued = AtomicUsize::new(0);
     let start = Barrier::new(THREADS);
     let warmed = Barrier::new(THREADS + 1);
     let go = Barrier::new(THREADS + 1);
     let finished = Barrier::new(THREADS + 1);
     let contended = std::thread::scope(|s| {
         for _ in 0..THREADS {
-            let (sem, start, warmed, go, finished) = (&sem, &start, &warmed, &go, &finished);
+            let (sem, queued, start, warmed, go, finished) =
+                (&sem, &queued, &start, &warmed, &go, &finished);
             s.spawn(move || {
                 take_part();
+                queued.fetch_add(1, Ordering::SeqCst);
+                drop(sem.acquire());
                 start.wait();
                 let cycle = || {
                     let permit = sem.acquire();
@@ -71,6 +81,15 @@ pub fn blocking_allocs<S: BlockingSemaphore>(adds: u32) -> (f64, f64) {
                 finished.wait();
             });
         }
+        // Not a synchronisation: every worker is about to block on `held`
+        // already; the pause lets them get past any spinning into a real
+        // wait (a blocking semaphore that still has not blocked by then
+        // only makes the count stricter).
+        while queued.load(Ordering::SeqCst) < THREADS {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(held);
         warmed.wait();
         let ((), n) = count_allocations(|| {
             go.wait();

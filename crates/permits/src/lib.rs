@@ -67,8 +67,10 @@
 //!   [`Policy::Throughput`] trades strict order for speed, with a bound on
 //!   overtaking.
 //! * Waiting allocates nothing in the steady state: a bucket's slabs grow to
-//!   the most simultaneous waiters and are reused. Waking more than four
-//!   waiters in one operation (close, a large release) spills to a `Vec`.
+//!   the most simultaneous waiters and are reused, and a thread's first
+//!   blocking wait allocates the waker it reuses for good (without `unsafe`
+//!   a waker needs an `Arc`). Waking more than four waiters in one
+//!   operation (close, a large release) spills to a `Vec`.
 //! * The crate contains no `unsafe` code. Its state machine is checked with
 //!   [loom](https://docs.rs/loom) (`RUSTFLAGS="--cfg permits_loom"`) and its
 //!   tests run under Miri.
