@@ -346,15 +346,10 @@ impl Semaphore {
     /// (the caller spins and polls again soon).
     pub(crate) fn poll_slot(&self, key: Key, waker: &Waker, park: bool) -> Poll<(Status, usize)> {
         waiters::poll_slot(waker, |fresh| {
-            // Nothing but this slot changes unless it is a `Notified` head:
-            // no settling needed.
-            let quick = self.with_entry(|inner| {
-                (inner.waiters.slot(key).status != Status::Notified)
-                    .then(|| inner.waiters.poll_locked(key, waker, fresh))
-            });
-            if let Some(step) = quick {
-                return step;
-            }
+            // One lock round trip, settled like every locked operation
+            // (settling is only needed when a `Notified` head claims, but
+            // looking at the status first under a separate lock cost more
+            // than settling every time).
             self.locked(|sem, inner, _| {
                 if inner.waiters.slot(key).status == Status::Notified
                     && !sem.claim(inner, key)
