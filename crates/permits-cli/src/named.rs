@@ -3,6 +3,7 @@
 
 use crate::args::{default_jobs, RunArgs, StatusArgs, WaitArgs};
 use crate::proc::{exit_code, in_terminal_foreground, signal_from_raw, Running, Signaller, Wake};
+use crate::signals::Catcher;
 use crate::Failure;
 use permits_process::named::{NamedSemaphore, NamedStatus};
 use permits_process::AcquireError;
@@ -64,6 +65,10 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         permit.detach();
         return Ok(0);
     }
+    // Catch termination signals before the command starts: one that
+    // arrives before the forwarding is set up is forwarded then, instead
+    // of killing `permits` and leaving the command running unsignalled.
+    let catcher = Catcher::new().map_err(|e| Failure::io("cannot install signal handlers", e))?;
     let child = cmd
         .spawn()
         .map_err(|e| spawn_failure(&args.command[0], e))?;
@@ -72,7 +77,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let signaller = running
         .signaller()
         .map_err(|e| Failure::io("cannot watch the command", e))?;
-    forward_signals(signaller)?;
+    forward_signals(catcher, signaller)?;
     let status = loop {
         match running.wait_until(None, None) {
             Ok(Wake::Exited(status)) => break status,
@@ -87,20 +92,21 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
 /// Forwards termination signals to the child. A Ctrl-C or Ctrl-\ typed in
 /// the terminal already reached it (same foreground process group), so
 /// those are not sent twice.
-fn forward_signals(signaller: Signaller) -> Result<(), Failure> {
-    crate::signals::on_termination(move |sig| {
-        let from_terminal = matches!(
-            sig,
-            signal_hook::consts::SIGINT | signal_hook::consts::SIGQUIT
-        ) && in_terminal_foreground();
-        if from_terminal {
-            return;
-        }
-        if let Some(signal) = signal_from_raw(sig) {
-            let _ = signaller.signal(signal);
-        }
-    })
-    .map_err(|e| Failure::io("cannot install signal handlers", e))
+fn forward_signals(catcher: Catcher, signaller: Signaller) -> Result<(), Failure> {
+    catcher
+        .hand_to(move |sig| {
+            let from_terminal = matches!(
+                sig,
+                signal_hook::consts::SIGINT | signal_hook::consts::SIGQUIT
+            ) && in_terminal_foreground();
+            if from_terminal {
+                return;
+            }
+            if let Some(signal) = signal_from_raw(sig) {
+                let _ = signaller.signal(signal);
+            }
+        })
+        .map_err(|e| Failure::io("cannot install signal handlers", e))
 }
 
 fn spawn_failure(program: &std::ffi::OsStr, e: std::io::Error) -> Failure {

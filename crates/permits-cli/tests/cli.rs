@@ -373,6 +373,21 @@ fn run_forwards_sigterm_to_the_command() {
 }
 
 #[test]
+fn a_sigterm_right_at_the_start_is_forwarded_too() {
+    // The command signals `permits` the moment it starts, before `permits`
+    // may have finished setting up the forwarding: the signal must still
+    // reach the command (exit 42 from its trap), not kill `permits` and
+    // leave the command running.
+    let sb = Sandbox::new("early-term");
+    sb.permits()
+        .args(["run", "--name", &sb.name, "--", "sh", "-c"])
+        .arg("trap 'exit 42' TERM; kill -TERM $PPID; while :; do sleep 0.01; done")
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(42);
+}
+
+#[test]
 fn a_sigkilled_run_frees_its_slot_when_its_command_ends() {
     let sb = Sandbox::new("crash");
     let (mut holder, stdin) = sb.holder("1", &[]);
