@@ -2,10 +2,10 @@
 //! [`AutoResetEvent`] (each `set` releases exactly one waiter) and
 //! [`ManualResetEvent`] (`set` releases everyone until `reset`).
 //!
-//! Both run on one engine: a state word (`SET`, `WAITERS`, `ENTRY`) whose
+//! Both run on one engine: a state word (`SET`, `WAITERS`) whose
 //! uncontended `set`, `reset` and `try_wait` are single atomic operations,
-//! and, for those who must wait, a FIFO queue in the crate's global waiter
-//! table (so an event is one word: 8 bytes).
+//! and, for those who must wait, a FIFO queue the event owns (`queue.rs`:
+//! a lock and a box made on first contention; an event is 24 bytes).
 //! Blocking and async waiters share one queue. Invariant: `SET` is never
 //! on while someone is queued (a `set` with waiters hands the signal to
 //! them instead), and `WAITERS` is on exactly while the queue is non-empty
@@ -35,9 +35,9 @@
 
 use crate::block::Wait;
 use crate::error::Elapsed;
+use crate::queue::{Inner, Queue};
 use crate::sync::{AtomicUsize, Ordering};
-use crate::table::{self, Inner};
-use crate::waiters::{self, Key, Status, Which, DONE, NIL};
+use crate::waiters::{self, Key, Phase, Status, Which};
 use crate::wake::WakeList;
 use core::fmt;
 use core::future::Future;
@@ -49,9 +49,6 @@ use std::time::{Duration, Instant};
 const SET: usize = 0b01;
 /// Someone is queued: `set` must take the lock.
 const WAITERS: usize = 0b10;
-/// The event has had waiters, so it may have an entry in the waiter table
-/// (set with the first `WAITERS`, never cleared; see `table.rs`).
-const ENTRY: usize = 0b100;
 
 /// How a `set` treats waiters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,20 +62,17 @@ enum Reset {
 /// The engine both event types share.
 struct RawEvent {
     state: AtomicUsize,
+    /// The lock, and the waiters while anyone waits.
+    queue: Queue,
 }
 
 impl RawEvent {
-    #[cfg(not(permits_loom))]
-    const fn new(set: bool) -> Self {
-        RawEvent {
-            state: AtomicUsize::new(if set { SET } else { 0 }),
-        }
-    }
-
-    #[cfg(permits_loom)]
-    fn new(set: bool) -> Self {
-        RawEvent {
-            state: AtomicUsize::new(if set { SET } else { 0 }),
+    crate::sync::maybe_const! {
+        fn new(set: bool) -> Self {
+            RawEvent {
+                state: AtomicUsize::new(if set { SET } else { 0 }),
+                queue: Queue::new(),
+            }
         }
     }
 
@@ -101,10 +95,9 @@ impl RawEvent {
         self.set_slow(mode);
     }
 
-    /// Runs `f` under the lock on the event's waiters (in the global waiter
-    /// table, keyed by the event's address).
+    /// Runs `f` under the lock on the event's waiters.
     fn locked<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        table::with_entry((self as *const Self).addr(), f)
+        self.queue.with(f)
     }
 
     #[cold]
@@ -162,11 +155,11 @@ impl RawEvent {
     }
 
     /// Consumes (auto) or observes (manual) the signal, or joins the queue.
-    fn enqueue(&self, mode: Reset, waker: &Waker) -> Option<Key> {
-        // Declared before the guard, so an unqueued waker is dropped after
-        // unlocking (dropping it may run user code).
+    fn enqueue(&self, mode: Reset, waker: &Waker, wakes: &mut WakeList) -> Option<Key> {
+        // An unqueued waker is dropped after unlocking (dropping it may run
+        // user code).
         let mut waker = Some(waker.clone());
-        self.locked(|Inner { waiters, .. }| {
+        let key = self.locked(|Inner { waiters, .. }| {
             let mut s = self.state.load(Ordering::Acquire);
             loop {
                 let (next, queue) = if s & SET != 0 {
@@ -175,7 +168,7 @@ impl RawEvent {
                         Reset::Manual => return None,
                     }
                 } else {
-                    (s | WAITERS | ENTRY, true)
+                    (s | WAITERS, true)
                 };
                 // On the snapshot `s`: a concurrent lock-free `set` either lands
                 // first (we retry and see it) or sees WAITERS and takes the lock.
@@ -191,41 +184,31 @@ impl RawEvent {
                     Err(actual) => s = actual,
                 }
             }
-        })
+        });
+        wakes.discard(waker);
+        key
     }
 
-    /// Leaves the queue; `true` if the slot had been granted the signal.
-    fn withdraw(&self, key: Key) -> bool {
+    /// Leaves the queue; returns whether the signal had been handed over.
+    fn withdraw(&self, key: Key, wakes: &mut WakeList) -> bool {
         // The slot's waker is dropped only after the lock is released:
         // dropping it may run user code that re-enters the lock.
-        let (granted, _waker) = self.locked(|Inner { waiters, .. }| {
-            let mut waker = None;
+        self.locked(|Inner { waiters, .. }| {
             if waiters.slot(key).status == Status::Queued {
-                waker = waiters.unlink(Which::Queue, key, Status::Closed);
+                wakes.discard(waiters.unlink(Which::Queue, key, Status::Closed));
                 self.sync_waiters_flag(waiters);
             }
             let granted = waiters.slot(key).status == Status::Granted;
-            (granted, waker.or(waiters.free(key)))
-        });
-        granted
+            wakes.discard(waiters.free(key));
+            granted
+        })
     }
 
-    fn poll_slot(&self, key: Key, waker: &Waker) -> Poll<()> {
-        waiters::poll_slot(waker, |fresh| {
+    fn poll_slot(&self, key: Key, waker: &Waker, wakes: &mut WakeList) -> Poll<()> {
+        waiters::poll_slot(waker, wakes, |fresh, _| {
             self.locked(|inner| inner.waiters.poll_locked(key, waker, fresh))
         })
         .map(|_| ())
-    }
-}
-
-impl Drop for RawEvent {
-    /// Removes what waits leaked with `mem::forget` left in the waiter
-    /// table; locks nothing unless the event ever had waiters.
-    fn drop(&mut self) {
-        // Relaxed: `&mut self` means every other access happened-before.
-        if self.state.load(Ordering::Relaxed) & ENTRY != 0 {
-            table::purge((self as *const Self).addr());
-        }
     }
 }
 
@@ -245,7 +228,7 @@ impl Drop for RawEvent {
 pub struct EventWait<'a> {
     event: &'a RawEvent,
     mode: Reset,
-    key: Key,
+    phase: Phase,
 }
 
 impl EventWait<'_> {
@@ -259,29 +242,41 @@ impl Wait for EventWait<'_> {
     type Output = Result<(), Elapsed>;
 
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output> {
-        match self.key {
-            DONE => panic!("event wait polled after it completed"),
-            NIL => {
-                if !self.event.try_wait(self.mode) {
-                    if let Some(key) = self.event.enqueue(self.mode, waker) {
-                        self.key = key;
-                        return Poll::Pending;
-                    }
+        let mut wakes = WakeList::new();
+        let poll = match self.phase {
+            Phase::Done | Phase::Granted => panic!("event wait polled after it completed"),
+            Phase::Start if self.event.try_wait(self.mode) => Poll::Ready(()),
+            Phase::Start => match self.event.enqueue(self.mode, waker, &mut wakes) {
+                None => Poll::Ready(()),
+                Some(key) => {
+                    self.phase = Phase::Queued(key);
+                    Poll::Pending
                 }
-            }
-            key => {
-                if self.event.poll_slot(key, waker).is_pending() {
-                    return Poll::Pending;
-                }
-            }
+            },
+            Phase::Queued(key) => self.event.poll_slot(key, waker, &mut wakes),
+        };
+        if poll.is_ready() {
+            // Until the wakers below have run, the signal is not delivered:
+            // a wait dropped in between passes it on.
+            self.phase = Phase::Granted;
         }
-        self.key = DONE;
-        Poll::Ready(Ok(()))
+        wakes.wake_all();
+        if poll.is_ready() {
+            self.phase = Phase::Done;
+        }
+        poll.map(Ok)
     }
 
     fn expire(&mut self) -> Self::Output {
-        let key = core::mem::replace(&mut self.key, DONE);
-        if self.event.withdraw(key) {
+        let Phase::Queued(key) = self.phase else {
+            unreachable!("only a queued wait expires");
+        };
+        let mut wakes = WakeList::new();
+        let granted = self.event.withdraw(key, &mut wakes);
+        self.phase = if granted { Phase::Granted } else { Phase::Done };
+        wakes.wake_all();
+        self.phase = Phase::Done;
+        if granted {
             Ok(())
         } else {
             Err(Elapsed::new())
@@ -299,11 +294,19 @@ impl Future for EventWait<'_> {
 
 impl Drop for EventWait<'_> {
     fn drop(&mut self) {
-        if self.key != NIL && self.key != DONE && self.event.withdraw(self.key) {
-            // Granted but never collected: pass the signal on.
-            if self.mode == Reset::Auto {
-                self.event.set(Reset::Auto);
+        let granted = match core::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Queued(key) => {
+                let mut wakes = WakeList::new();
+                let granted = self.event.withdraw(key, &mut wakes);
+                wakes.wake_all();
+                granted
             }
+            Phase::Granted => true,
+            Phase::Start | Phase::Done => false,
+        };
+        // Granted but never delivered: pass the signal on.
+        if granted && self.mode == Reset::Auto {
+            self.event.set(Reset::Auto);
         }
     }
 }
@@ -312,7 +315,7 @@ impl fmt::Debug for EventWait<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventWait")
             .field("mode", &self.mode)
-            .field("queued", &(self.key != NIL && self.key != DONE))
+            .field("queued", &matches!(self.phase, Phase::Queued(_)))
             .finish()
     }
 }
@@ -366,7 +369,7 @@ macro_rules! event_type {
                 EventWait {
                     event: &self.raw,
                     mode: $mode,
-                    key: NIL,
+                    phase: Phase::Start,
                 }
             }
 

@@ -51,23 +51,33 @@
 //!
 //! ## Design and caveats
 //!
-//! * A [`Semaphore`] is 16 bytes: two state words. The uncontended acquire
-//!   and release are one compare-and-swap each on the first. Contended
-//!   waiters queue in a FIFO kept in a global waiter table (64 buckets, each
-//!   behind a short lock, keyed by the semaphore's address, as
-//!   `parking_lot` parks threads); released permits go straight to the head
-//!   of the queue, so a large request gathers permits and is never
-//!   overtaken, and `try_acquire` never barges. A blocking acquire spins for
-//!   a few microseconds before it parks, unless others are already queued.
-//! * Unrelated semaphores whose addresses hash to the same bucket share its
-//!   lock while they have waiters; that costs some contention, never
-//!   correctness.
+//! * A [`Semaphore`] is 32 bytes: two state words, its own lock and a
+//!   pointer to its waiter queue, which is allocated on first contention and
+//!   freed with the semaphore. The uncontended acquire and release are one
+//!   compare-and-swap each on the first word. Released permits go straight
+//!   to the head of the queue, so a large request gathers permits and is
+//!   never overtaken, and `try_acquire` never barges. A blocking acquire
+//!   spins for a few microseconds before it parks, unless others are
+//!   already queued.
+//! * Each semaphore and event owns its waiters: moving, swapping, leaking
+//!   (`mem::forget`) or never dropping one can never affect another. (An
+//!   earlier 16-byte design kept waiters in a global table keyed by
+//!   address, and a leaked waiting future haunted the next object built at
+//!   that address; without `unsafe`, a lazily allocated queue costs the
+//!   16 bytes of a lock and a pointer.) A waiting future leaked while queued
+//!   keeps its place in its own semaphore's queue for good: permits handed
+//!   to it are lost to that semaphore, never added to another.
+//! * Wakers run after the lock is released and after every outcome is
+//!   recorded, so a waker that panics (at a release, hand-off, close,
+//!   resize, cancel or event `set`) leaves every count and every waiter
+//!   intact; the panic propagates to the caller that woke it.
 //! * Strict FIFO costs throughput under heavy contention: once threads
 //!   queue, every permit is handed to a sleeping thread.
 //!   [`Policy::Throughput`] trades strict order for speed, with a bound on
 //!   overtaking.
-//! * Waiting allocates nothing in the steady state: a bucket's slabs grow to
-//!   the most simultaneous waiters and are reused, and a thread's first
+//! * Waiting allocates nothing in the steady state: a semaphore's queue is
+//!   allocated by its first contention, its slab grows to the most
+//!   simultaneous waiters and is reused, and a thread's first
 //!   blocking wait allocates the waker it reuses for good (without `unsafe`
 //!   a waker needs an `Arc`). Waking more than four waiters in one
 //!   operation (close, a large release) spills to a `Vec`.
@@ -93,14 +103,14 @@ pub mod event;
 #[cfg(feature = "std")]
 mod permit;
 #[cfg(feature = "std")]
+mod queue;
+#[cfg(feature = "std")]
 mod semaphore;
 mod spin;
 #[cfg(feature = "std")]
 mod state;
 #[cfg(feature = "std")]
 mod sync;
-#[cfg(feature = "std")]
-mod table;
 #[cfg(feature = "std")]
 mod waiters;
 #[cfg(feature = "std")]

@@ -128,6 +128,6 @@ permit_methods!(OwnedPermit, Arc::clone);
 impl Semaphore {
     /// Takes `n` held permits out of existence.
     pub(crate) fn forget(&self, n: usize) {
-        self.locked(|sem, _, _| sem.set_existing(sem.existing() - n));
+        self.locked_then_wake(|sem, _, _| sem.set_existing(sem.existing() - n));
     }
 }

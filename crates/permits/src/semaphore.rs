@@ -11,6 +11,7 @@ pub use idle::WaitIdle;
 
 use crate::error::{AcquireError, AddPermitsError};
 use crate::permit::{OwnedPermit, Permit};
+use crate::queue::Queue;
 use crate::state::{self, Policy, MAX_PERMITS};
 use crate::sync::{AtomicU64, Ordering};
 use crate::waiters::Which;
@@ -73,26 +74,15 @@ pub struct Semaphore {
     /// The capacity (read lock-free) and the low bits of the existing
     /// count; written only under the lock.
     limits: AtomicU64,
-}
-
-/// Declares a constructor that is `const` except under loom (whose
-/// primitives cannot be built in a constant).
-macro_rules! maybe_const {
-    ($(#[$attr:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) -> Self $body:block) => {
-        $(#[$attr])*
-        #[cfg(not(permits_loom))]
-        pub const fn $name($($arg: $ty),*) -> Self $body
-        $(#[$attr])*
-        #[cfg(permits_loom)]
-        pub fn $name($($arg: $ty),*) -> Self $body
-    };
+    /// The lock, and the waiters while anyone waits; see `queue.rs`.
+    queue: Queue,
 }
 
 impl Semaphore {
     /// The largest capacity a semaphore can have.
     pub const MAX_PERMITS: usize = MAX_PERMITS;
 
-    maybe_const! {
+    crate::sync::maybe_const! {
         /// A semaphore with capacity `permits`, all of them available.
         ///
         /// # Panics
@@ -125,7 +115,7 @@ impl Semaphore {
     /// beyond its turn: about 50 µs for 100 ns sections.
     pub const OVERTAKE_LIMIT: u32 = if cfg!(permits_loom) { 1 } else { 512 };
 
-    maybe_const! {
+    crate::sync::maybe_const! {
         /// A semaphore with capacity `capacity` of which only `available`
         /// permits exist at first; [`add_permits`](Self::add_permits) brings
         /// in more, up to the capacity. `available = 0` suits signalling.
@@ -149,7 +139,7 @@ impl Semaphore {
         }
     }
 
-    maybe_const! {
+    crate::sync::maybe_const! {
         /// Like [`with_available`](Self::with_available), choosing how
         /// waiters are ordered against running threads; see [`Policy`].
         ///
@@ -180,6 +170,7 @@ impl Semaphore {
             Semaphore {
                 state: AtomicU64::new(state::initial(available, available, policy)),
                 limits: AtomicU64::new(state::initial_limits(capacity, available)),
+                queue: Queue::new(),
             }
         }
     }
@@ -431,7 +422,7 @@ impl Semaphore {
     /// # drop(worker);
     /// ```
     pub fn add_permits(&self, n: usize) -> Result<(), AddPermitsError> {
-        self.locked(|sem, inner, wakes| {
+        self.locked_then_wake(|sem, inner, wakes| {
             let existing = sem.existing();
             let room = sem.capacity_now().saturating_sub(existing);
             if n > room {
@@ -461,7 +452,7 @@ impl Semaphore {
     /// assert!(sem.is_closed());
     /// ```
     pub fn close(&self) {
-        self.locked(|sem, inner, wakes| sem.close_locked(inner, wakes));
+        self.locked_then_wake(|sem, inner, wakes| sem.close_locked(inner, wakes));
     }
 
     /// Sets the capacity while permits may be held.
@@ -494,7 +485,7 @@ impl Semaphore {
             capacity <= MAX_PERMITS,
             "semaphore capacity exceeds Semaphore::MAX_PERMITS"
         );
-        self.locked(|sem, inner, wakes| sem.resize_locked(inner, capacity, wakes));
+        self.locked_then_wake(|sem, inner, wakes| sem.resize_locked(inner, capacity, wakes));
     }
 
     /// Completes when no permit is held; see [`WaitIdle`]. It takes no
@@ -532,7 +523,7 @@ impl Semaphore {
     ///
     /// Takes the internal lock briefly.
     pub fn held_permits(&self) -> usize {
-        self.with_entry(|inner| self.held_at(inner, self.state.load(Ordering::Acquire)))
+        self.look(|inner| self.held_at(inner, self.state.load(Ordering::Acquire)))
     }
 
     /// The capacity: the most permits that may exist.
@@ -546,7 +537,7 @@ impl Semaphore {
     ///
     /// Takes the internal lock briefly.
     pub fn waiters(&self) -> usize {
-        self.with_entry(|inner| inner.waiters.len(Which::Queue))
+        self.look(|inner| inner.waiters.len(Which::Queue))
     }
 
     /// The policy chosen at construction.
@@ -578,7 +569,7 @@ impl fmt::Debug for Semaphore {
     /// taken.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Read under the lock, so `held` comes from a consistent view.
-        let locked = self.try_with_entry(|inner| {
+        let locked = self.queue.try_look(|inner| {
             let s = self.state.load(Ordering::Acquire);
             (self.held_at(inner, s), inner.waiters.len(Which::Queue))
         });
@@ -590,17 +581,5 @@ impl fmt::Debug for Semaphore {
             .field("waiters", &locked.map(|(_, waiters)| waiters))
             .field("closed", &(s & state::CLOSED != 0))
             .finish()
-    }
-}
-
-impl Drop for Semaphore {
-    /// Removes what waiting futures leaked with `mem::forget` left in the
-    /// waiter table, so a semaphore created later at the same address
-    /// starts clean. Locks nothing unless the semaphore ever had waiters.
-    fn drop(&mut self) {
-        // Relaxed: `&mut self` means every other access happened-before.
-        if self.state.load(Ordering::Relaxed) & state::ENTRY != 0 {
-            crate::table::purge(self.addr());
-        }
     }
 }

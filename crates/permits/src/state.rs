@@ -1,6 +1,5 @@
-//! The semaphore's two state words. A [`Semaphore`](crate::Semaphore) is
-//! nothing else: its waiters live in the global table (`table.rs`) while
-//! anyone waits.
+//! The semaphore's two state words; its lock and waiters are in its own
+//! queue (`queue.rs`).
 //!
 //! `state` holds what the uncontended acquire and release touch (one
 //! compare-and-swap each):
@@ -10,7 +9,7 @@
 //! | 0      | `CLOSED`    | the semaphore is closed; set once, never cleared              |
 //! | 1      | `SLOW`      | a release must take the lock (waiters, idle waiters or debt)  |
 //! | 2      | `BARGE`     | the [`Policy::Throughput`] mode; fixed at construction        |
-//! | 3      | `ENTRY`     | the semaphore has an entry in the waiter table                |
+//! | 3      | (unused)    |                                                              |
 //! | 4..44  | available   | permits that exist and are neither held nor assigned         |
 //! | 44..64 | existing/hi | the high 20 bits of the count of permits in existence        |
 //!
@@ -35,8 +34,7 @@
 //!   available to whoever runs first, and the queue's head is woken to
 //!   compete for them until it has been passed over too often (see
 //!   `engine.rs`).
-//! * `CLOSED` is set under the lock and never cleared; `ENTRY` is set and
-//!   cleared under the lock.
+//! * `CLOSED` is set under the lock and never cleared.
 //!
 //! Every read-modify-write of `state` is `AcqRel`/`Acquire`: a permit
 //! released by one thread and taken by another is a release/acquire pair on
@@ -53,8 +51,6 @@ pub(crate) const CLOSED: u64 = 0b0001;
 pub(crate) const SLOW: u64 = 0b0010;
 /// Throughput policy: running threads may take permits before the head.
 pub(crate) const BARGE: u64 = 0b0100;
-/// The semaphore has an entry in the waiter table.
-pub(crate) const ENTRY: u64 = 0b1000;
 /// How far the available count is shifted.
 const SHIFT: u32 = 4;
 /// Width of every count field.
@@ -129,7 +125,7 @@ pub(crate) const fn capacity(l: u64) -> usize {
     count(l)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(permits_loom)))]
 /// The limits word `l` with capacity `c`.
 pub(crate) const fn with_capacity(l: u64, c: usize) -> u64 {
     (l & !COUNT) | c as u64

@@ -49,3 +49,18 @@ pub(crate) fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 pub(crate) fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     mutex.try_lock().ok()
 }
+
+/// Declares a constructor that is `const` except under loom, whose
+/// primitives cannot be built in a constant: the one place that makes that
+/// choice for every type of the crate.
+macro_rules! maybe_const {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> Self $body:block) => {
+        $(#[$attr])*
+        #[cfg(not(permits_loom))]
+        $vis const fn $name($($arg: $ty),*) -> Self $body
+        $(#[$attr])*
+        #[cfg(permits_loom)]
+        $vis fn $name($($arg: $ty),*) -> Self $body
+    };
+}
+pub(crate) use maybe_const;

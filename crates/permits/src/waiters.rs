@@ -13,14 +13,28 @@
 
 use core::task::{Poll, Waker};
 
-/// Index of a slot.
-pub(crate) type Key = usize;
+/// Index of a slot (32 bits, so a waiting future's [`Phase`] fits in 8
+/// bytes; 2^32 - 1 simultaneous waiters of one object is beyond any memory).
+pub(crate) type Key = u32;
 
-/// "No slot" in links and keys.
-pub(crate) const NIL: Key = usize::MAX;
+/// "No slot" in links.
+const NIL: Key = Key::MAX;
 
-/// The key a finished waiter keeps: it owns no slot any more.
-pub(crate) const DONE: Key = NIL - 1;
+/// Where a waiting future (or blocking call) is in its life: typed, so
+/// that no key value has a second meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not polled yet: owns nothing.
+    Start,
+    /// Owns this slot in the object's queue.
+    Queued(Key),
+    /// Its wait succeeded and the slot is gone, but the caller has not
+    /// collected what it got (a waker woken or dropped in between may have
+    /// panicked). Whoever drops it in this phase gives it back.
+    Granted,
+    /// Finished: owns nothing.
+    Done,
+}
 
 /// A slab larger than this is freed when it becomes empty.
 const KEEP_SLOTS: usize = 1024;
@@ -126,31 +140,10 @@ impl Waiters {
         }
     }
 
-    /// How many waiters it can hold without allocating.
-    pub(crate) fn room(&self) -> usize {
-        self.slots.capacity()
-    }
-
     /// Whether no slot is in use (queued, or finished but not yet freed by
     /// its owner).
     pub(crate) fn is_empty(&self) -> bool {
         self.live == 0
-    }
-
-    /// Frees every slot, collecting their wakers into `wakes` (for the
-    /// caller to drop after unlocking). Keeps the slab's memory unless it
-    /// is large.
-    pub(crate) fn clear(&mut self, wakes: &mut crate::wake::WakeList) {
-        for slot in self.slots.drain(..) {
-            wakes.push(slot.waker);
-        }
-        if self.slots.capacity() > KEEP_SLOTS {
-            self.slots = Vec::new();
-        }
-        self.free = NIL;
-        self.live = 0;
-        self.queue = List::EMPTY;
-        self.idle = List::EMPTY;
     }
 
     /// First slot of `which`, if any.
@@ -164,16 +157,16 @@ impl Waiters {
 
     /// The slot after `key` in its list, if any.
     pub(crate) fn next(&self, key: Key) -> Option<Key> {
-        let next = self.slots[key].next;
+        let next = self.slots[key as usize].next;
         (next != NIL).then_some(next)
     }
 
     pub(crate) fn slot(&self, key: Key) -> &Slot {
-        &self.slots[key]
+        &self.slots[key as usize]
     }
 
     pub(crate) fn slot_mut(&mut self, key: Key) -> &mut Slot {
-        &mut self.slots[key]
+        &mut self.slots[key as usize]
     }
 
     /// Takes a slot and links it at the back of `which`.
@@ -198,21 +191,25 @@ impl Waiters {
             overtaken: 0,
         };
         let key = if self.free == NIL {
+            let key = Key::try_from(self.slots.len())
+                .ok()
+                .filter(|&k| k != NIL)
+                .expect("more than 2^32 - 1 waiters on one object");
             self.slots.push(slot);
-            self.slots.len() - 1
+            key
         } else {
             let key = self.free;
-            self.free = self.slots[key].next;
-            self.slots[key] = slot;
+            self.free = self.slots[key as usize].next;
+            self.slots[key as usize] = slot;
             key
         };
         self.live += 1;
         let list = *self.list(which);
-        self.slots[key].prev = list.tail;
+        self.slots[key as usize].prev = list.tail;
         if list.tail == NIL {
             self.list(which).head = key;
         } else {
-            self.slots[list.tail].next = key;
+            self.slots[list.tail as usize].next = key;
         }
         let list = self.list(which);
         list.tail = key;
@@ -223,19 +220,19 @@ impl Waiters {
     /// Unlinks `key` from `which` and gives it `status`; the slot stays
     /// owned by its waiter. Returns the waker to wake (outside the lock).
     pub(crate) fn unlink(&mut self, which: Which, key: Key, status: Status) -> Option<Waker> {
-        let (prev, next) = (self.slots[key].prev, self.slots[key].next);
+        let (prev, next) = (self.slots[key as usize].prev, self.slots[key as usize].next);
         if prev == NIL {
             self.list(which).head = next;
         } else {
-            self.slots[prev].next = next;
+            self.slots[prev as usize].next = next;
         }
         if next == NIL {
             self.list(which).tail = prev;
         } else {
-            self.slots[next].prev = prev;
+            self.slots[next as usize].prev = prev;
         }
         self.list(which).len -= 1;
-        let slot = &mut self.slots[key];
+        let slot = &mut self.slots[key as usize];
         slot.prev = NIL;
         slot.next = NIL;
         slot.status = status;
@@ -245,7 +242,7 @@ impl Waiters {
     /// Returns an unlinked slot to the free list. Returns its waker so the
     /// caller can drop it after unlocking.
     pub(crate) fn free(&mut self, key: Key) -> Option<Waker> {
-        let slot = &mut self.slots[key];
+        let slot = &mut self.slots[key as usize];
         debug_assert!(!matches!(
             slot.status,
             Status::Free | Status::Queued | Status::Notified | Status::Idle
@@ -284,7 +281,7 @@ impl Waiters {
         waker: &Waker,
         fresh: &mut Option<Waker>,
     ) -> SlotPoll {
-        let slot = &mut self.slots[key];
+        let slot = &mut self.slots[key as usize];
         match slot.status {
             Status::Queued | Status::Notified | Status::Idle => {
                 if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
@@ -304,22 +301,24 @@ impl Waiters {
 }
 
 /// Polls a slot: `step` must lock, call [`Waiters::poll_locked`] and
-/// unlock. Wakers are cloned and dropped here, outside the lock (both may
-/// run user code that re-enters the lock).
+/// unlock (collecting what it must wake in the list it is given). Wakers are cloned here, outside the lock, and the ones replaced
+/// or freed go to `wakes`, to be dropped once the caller has recorded the
+/// outcome (both may run user code, which may re-enter the lock or panic).
 pub(crate) fn poll_slot(
     waker: &Waker,
-    mut step: impl FnMut(&mut Option<Waker>) -> SlotPoll,
+    wakes: &mut crate::wake::WakeList,
+    mut step: impl FnMut(&mut Option<Waker>, &mut crate::wake::WakeList) -> SlotPoll,
 ) -> Poll<(Status, usize)> {
     let mut fresh = None;
     loop {
-        match step(&mut fresh) {
+        match step(&mut fresh, wakes) {
             SlotPoll::Pending(old) => {
-                drop(old);
+                wakes.discard(old);
                 return Poll::Pending;
             }
             SlotPoll::NeedWaker => fresh = Some(waker.clone()),
             SlotPoll::Ready(status, needed, old) => {
-                drop(old);
+                wakes.discard(old);
                 return Poll::Ready((status, needed));
             }
         }

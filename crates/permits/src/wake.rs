@@ -8,14 +8,20 @@
 
 use core::task::Waker;
 
-/// Wakers collected under the lock, woken after it is released. Holds a few
-/// inline (one hand-off wakes one waiter: no allocation) and spills the rest.
+/// Wakers collected under the lock, to wake (or just drop) once the lock
+/// is released *and* the caller has recorded its own outcome: waking or
+/// dropping a waker runs user code, which may re-enter the object or
+/// panic, and a panic must find every count and every waiter's phase
+/// already settled. Holds a few inline (one hand-off wakes one waiter: no
+/// allocation) and spills the rest.
+#[must_use = "collected wakers must be woken with `wake_all`"]
 pub(crate) struct WakeList {
-    inline: [Option<Waker>; 4],
+    /// Each waker, and whether to wake it (or only drop it).
+    inline: [Option<(Waker, bool)>; 4],
     len: usize,
     /// Inline wakers already handed out by `pop`.
     popped: usize,
-    spill: Vec<Waker>,
+    spill: Vec<(Waker, bool)>,
 }
 
 impl WakeList {
@@ -28,19 +34,29 @@ impl WakeList {
         }
     }
 
+    /// Collects a waker to wake.
     pub(crate) fn push(&mut self, waker: Option<Waker>) {
+        self.add(waker, true);
+    }
+
+    /// Collects a waker only to drop it (a replaced or freed registration).
+    pub(crate) fn discard(&mut self, waker: Option<Waker>) {
+        self.add(waker, false);
+    }
+
+    fn add(&mut self, waker: Option<Waker>, wake: bool) {
         let Some(waker) = waker else { return };
         if let Some(slot) = self.inline.get_mut(self.len) {
-            *slot = Some(waker);
+            *slot = Some((waker, wake));
             self.len += 1;
         } else {
-            self.spill.push(waker);
+            self.spill.push((waker, wake));
         }
     }
 
     /// The next waker in the order they were pushed (the spill is
     /// reversed once, in `wake_all`, so popping it keeps that order).
-    fn pop(&mut self) -> Option<Waker> {
+    fn pop(&mut self) -> Option<(Waker, bool)> {
         if self.popped < self.len {
             self.popped += 1;
             return self.inline[self.popped - 1].take();
@@ -48,7 +64,8 @@ impl WakeList {
         self.spill.pop()
     }
 
-    /// Wakes everything collected. Call with the lock released.
+    /// Wakes (or drops) everything collected. Call with the lock released
+    /// and the caller's outcome recorded.
     ///
     /// A waker that panics does not stop the others: while the panic
     /// unwinds, the rest are still woken (a second panic then aborts, as
@@ -58,15 +75,20 @@ impl WakeList {
         struct Rest<'a>(&'a mut WakeList);
         impl Drop for Rest<'_> {
             fn drop(&mut self) {
-                while let Some(waker) = self.0.pop() {
-                    waker.wake();
+                while let Some(entry) = self.0.pop() {
+                    fire(entry);
                 }
             }
         }
+        fn fire((waker, wake): (Waker, bool)) {
+            if wake {
+                waker.wake();
+            }
+        }
         self.spill.reverse();
-        while let Some(waker) = self.pop() {
+        while let Some(entry) = self.pop() {
             let rest = Rest(&mut self);
-            waker.wake();
+            fire(entry);
             core::mem::forget(rest);
         }
     }

@@ -1,14 +1,15 @@
-//! The acquire futures, [`Acquire`] and [`AcquireOwned`], and the blocking
-//! loop every blocking wait of the crate runs on: a future polled with a
-//! waker that unparks the calling thread. One code path, one queue, one
-//! set of loom models for threads and tasks alike.
+//! The acquire futures, [`Acquire`] and [`AcquireOwned`], and their
+//! blocking waits, which poll the same state machine on the crate's one
+//! blocking loop (`block.rs`): one code path, one queue, one set of loom
+//! models for threads and tasks alike.
 
 use super::engine::Enqueued;
 use super::Semaphore;
 use crate::block::{block, deadline_after, Wait};
 use crate::error::AcquireError;
 use crate::permit::{OwnedPermit, Permit};
-use crate::waiters::{Key, Status, DONE, NIL};
+use crate::waiters::{Phase, Status};
+use crate::wake::WakeList;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -52,45 +53,66 @@ const HEAD_SPINS: u32 = 6;
 #[derive(Debug)]
 struct Waiting {
     n: usize,
-    /// `NIL` before the first poll, a slot while queued, `DONE` after.
-    key: Key,
+    phase: Phase,
 }
 
 impl Waiting {
     const fn new(n: usize) -> Self {
-        Waiting { n, key: NIL }
+        Waiting {
+            n,
+            phase: Phase::Start,
+        }
     }
 
     /// Polls once. `spin` (blocking callers, throughput policy): a woken
     /// head that finds its permits taken spins briefly and retries before
     /// it goes back to sleep, so releases need not wake it again.
+    ///
+    /// On success the phase is [`Phase::Granted`] until the caller
+    /// [collects](Self::collect) the permits: wakers run (and may panic)
+    /// before that, and a future dropped in between gives them back.
     fn poll(
         &mut self,
         sem: &Semaphore,
         waker: &Waker,
         spin: bool,
     ) -> Poll<Result<(), AcquireError>> {
-        let result = match self.key {
-            DONE => panic!("acquire future polled after it completed"),
-            NIL => match sem.try_take(self.n) {
-                Err(AcquireError::NoPermits) => match sem.enqueue(self.n, waker) {
+        let mut wakes = WakeList::new();
+        let result = self.poll_phase(sem, waker, spin, &mut wakes);
+        // Every outcome is recorded in `self.phase` by now.
+        wakes.wake_all();
+        result
+    }
+
+    fn poll_phase(
+        &mut self,
+        sem: &Semaphore,
+        waker: &Waker,
+        spin: bool,
+        wakes: &mut WakeList,
+    ) -> Poll<Result<(), AcquireError>> {
+        let result = match self.phase {
+            Phase::Done => panic!("acquire future polled after it completed"),
+            Phase::Granted => return Poll::Ready(Ok(())),
+            Phase::Start => match sem.try_take(self.n) {
+                Err(AcquireError::NoPermits) => match sem.enqueue(self.n, waker, wakes) {
                     Ok(Enqueued::Acquired) => Ok(()),
                     Ok(Enqueued::Queued(key)) => {
-                        self.key = key;
+                        self.phase = Phase::Queued(key);
                         return Poll::Pending;
                     }
                     Err(e) => Err(e),
                 },
                 other => other,
             },
-            key => {
+            Phase::Queued(key) => {
                 let mut spins = if spin && sem.is_barging() && !cfg!(any(permits_loom, miri)) {
                     HEAD_SPINS
                 } else {
                     0
                 };
                 loop {
-                    match sem.poll_slot(key, waker, spins == 0) {
+                    match sem.poll_slot(key, waker, spins == 0, wakes) {
                         Poll::Ready((status, needed)) => break outcome(status, needed),
                         Poll::Pending if spins == 0 => return Poll::Pending,
                         Poll::Pending => {
@@ -103,18 +125,32 @@ impl Waiting {
                 }
             }
         };
-        self.key = DONE;
+        self.phase = if result.is_ok() {
+            Phase::Granted
+        } else {
+            Phase::Done
+        };
         Poll::Ready(result)
+    }
+
+    /// The caller takes the granted permits into a guard.
+    fn collect(&mut self) {
+        debug_assert_eq!(self.phase, Phase::Granted);
+        self.phase = Phase::Done;
     }
 
     /// Blocks: fast path, a short spin, then the queue.
     #[inline]
     fn block(&mut self, sem: &Semaphore, deadline: Option<Instant>) -> Result<(), AcquireError> {
-        if self.key == NIL {
+        if self.phase == Phase::Start {
             match sem.try_take(self.n) {
                 Err(AcquireError::NoPermits) => {}
                 done => {
-                    self.key = DONE;
+                    self.phase = if done.is_ok() {
+                        Phase::Granted
+                    } else {
+                        Phase::Done
+                    };
                     return done;
                 }
             }
@@ -128,9 +164,13 @@ impl Waiting {
         sem: &Semaphore,
         deadline: Option<Instant>,
     ) -> Result<(), AcquireError> {
-        if self.key == NIL {
+        if self.phase == Phase::Start {
             if let Some(done) = spin_take(sem, self.n) {
-                self.key = DONE;
+                self.phase = if done.is_ok() {
+                    Phase::Granted
+                } else {
+                    Phase::Done
+                };
                 return done;
             }
         }
@@ -138,22 +178,35 @@ impl Waiting {
     }
 
     fn expire(&mut self, sem: &Semaphore) -> Result<(), AcquireError> {
-        let key = core::mem::replace(&mut self.key, DONE);
-        match sem.withdraw(key) {
+        let Phase::Queued(key) = self.phase else {
+            unreachable!("only a queued wait expires");
+        };
+        let mut wakes = WakeList::new();
+        let result = match sem.withdraw(key, true, &mut wakes) {
             Status::Queued => Err(AcquireError::TimedOut),
             status => outcome(status, self.n),
-        }
+        };
+        self.phase = if result.is_ok() {
+            Phase::Granted
+        } else {
+            Phase::Done
+        };
+        wakes.wake_all();
+        result
     }
 
     /// Drop: withdraw from the queue, passing on anything assigned; if the
     /// permits were granted but never collected, release them.
     #[inline]
     fn cancel(&mut self, sem: &Semaphore) {
-        if self.key != NIL && self.key != DONE {
-            let key = core::mem::replace(&mut self.key, DONE);
-            if sem.withdraw(key) == Status::Granted {
-                sem.release(self.n);
+        match core::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Queued(key) => {
+                let mut wakes = WakeList::new();
+                sem.withdraw(key, false, &mut wakes);
+                wakes.wake_all();
             }
+            Phase::Granted => sem.release(self.n),
+            Phase::Start | Phase::Done => {}
         }
     }
 }
@@ -302,8 +355,11 @@ macro_rules! acquire_future {
 
             #[inline]
             fn finish(&mut self, result: Result<(), AcquireError>) -> Result<$permit, AcquireError> {
-                #[allow(clippy::redundant_closure_call)]
-                result.map(|()| ($make)(&*self))
+                result.map(|()| {
+                    self.waiting.collect();
+                    #[allow(clippy::redundant_closure_call)]
+                    ($make)(&*self)
+                })
             }
         }
 

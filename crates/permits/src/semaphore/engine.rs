@@ -1,8 +1,7 @@
 //! The engine behind [`Semaphore`]: every operation that needs the lock.
 //!
-//! The lock is the semaphore's bucket in the global waiter table
-//! (`table.rs`); what is kept there (`Inner`) exists only while someone
-//! waits. Bookkeeping kept under the lock:
+//! The lock is the semaphore's own [`Queue`](crate::queue::Queue), which
+//! also holds its waiters (`Inner`). Bookkeeping kept under the lock:
 //!
 //! * `existing` (in the state words, see `state.rs`): permits in existence
 //!   = available + assigned + held. Changes only here: `add_permits` (+),
@@ -20,13 +19,17 @@
 //! Each locked operation checks everything that can fail before it mutates
 //! anything, runs no user code (wakers are cloned before locking, woken and
 //! dropped after unlocking), and ends with [`Semaphore::settle`], which
-//! wakes idle waiters and keeps the `SLOW` flag exact.
+//! wakes idle waiters and keeps the `SLOW` flag exact. Locked operations
+//! only *collect* the wakers to wake in a [`WakeList`] that their caller
+//! passes in; the caller first records its own outcome (a future's
+//! [`Phase`](crate::waiters::Phase), permits given back) and wakes last, so
+//! a waker that panics finds everything settled.
 
 use super::Semaphore;
 use crate::error::AcquireError;
-use crate::state::{self, Take, BARGE, CLOSED, ENTRY, SLOW};
+use crate::queue::Inner;
+use crate::state::{self, Take, BARGE, CLOSED, SLOW};
 use crate::sync::Ordering;
-use crate::table::{self, Inner};
 use crate::waiters::{self, Key, Status, Which};
 use crate::wake::WakeList;
 use core::task::{Poll, Waker};
@@ -50,39 +53,39 @@ impl Semaphore {
 
     #[cold]
     fn release_slow(&self, n: usize) {
-        self.locked(|sem, inner, wakes| sem.give(inner, n, wakes));
+        self.locked_then_wake(|sem, inner, wakes| sem.give(inner, n, wakes));
     }
 
-    /// The semaphore's address: its key in the waiter table.
-    pub(crate) fn addr(&self) -> usize {
-        (self as *const Self).addr()
-    }
-
-    /// Runs `f` under the lock with the semaphore's table entry (a vacant,
-    /// empty one if it has none); see [`table::with_entry`].
-    ///
-    /// Only [`locked`](Self::locked) operations may queue a waiter (their
-    /// settling sets `ENTRY`); `f` here may only look or remove.
-    pub(crate) fn with_entry<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        table::with_entry(self.addr(), f)
-    }
-
-    /// [`with_entry`](Self::with_entry) if the lock is free right now.
-    pub(crate) fn try_with_entry<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> Option<R> {
-        table::try_with_entry(self.addr(), f)
-    }
-
-    /// Runs `f` under the lock, then settles the state and wakes whoever
-    /// `f` and the settling collected, after unlocking.
-    pub(crate) fn locked<R>(&self, f: impl FnOnce(&Self, &mut Inner, &mut WakeList) -> R) -> R {
-        let mut wakes = WakeList::new();
-        let result = self.with_entry(|inner| {
-            let result = f(self, inner, &mut wakes);
-            self.settle(inner, &mut wakes);
+    /// Runs `f` under the lock, then settles the state; whoever `f` and
+    /// the settling collected in `wakes` is for the caller to wake.
+    pub(crate) fn locked<R>(
+        &self,
+        wakes: &mut WakeList,
+        f: impl FnOnce(&Self, &mut Inner, &mut WakeList) -> R,
+    ) -> R {
+        self.queue.with(|inner| {
+            let result = f(self, inner, wakes);
+            self.settle(inner, wakes);
             result
-        });
+        })
+    }
+
+    /// [`locked`](Self::locked), waking what it collected right after
+    /// unlocking: for operations that have no outcome of their own to
+    /// record first.
+    pub(crate) fn locked_then_wake<R>(
+        &self,
+        f: impl FnOnce(&Self, &mut Inner, &mut WakeList) -> R,
+    ) -> R {
+        let mut wakes = WakeList::new();
+        let result = self.locked(&mut wakes, f);
         wakes.wake_all();
         result
+    }
+
+    /// Runs `f` on the waiters under the lock, without changing anything.
+    pub(crate) fn look<R>(&self, f: impl FnOnce(&Inner) -> R) -> R {
+        self.queue.with(|inner| f(inner))
     }
 
     /// The capacity (lock-free).
@@ -237,12 +240,10 @@ impl Semaphore {
         let slow = inner.waiters.len(Which::Queue) > 0
             || inner.waiters.len(Which::Idle) > 0
             || state::existing(l, || s) > state::capacity(l);
-        // `ENTRY` is never cleared (see `table.rs`); joining the queue sets
-        // it together with `SLOW`, so this is only a safety net.
-        let entry = if inner.is_empty() { 0 } else { ENTRY };
-        let set = if slow { SLOW | entry } else { entry };
-        if set & !s != 0 {
-            self.state.fetch_or(set, Ordering::AcqRel);
+        // Joining a queue sets `SLOW` in the same atomic step, so this is
+        // only a safety net.
+        if slow && s & SLOW == 0 {
+            self.state.fetch_or(SLOW, Ordering::AcqRel);
         } else if !slow && s & SLOW != 0 {
             self.state.fetch_and(!SLOW, Ordering::AcqRel);
         }
@@ -250,11 +251,16 @@ impl Semaphore {
 
     /// Takes `n >= 1` permits, or joins the back of the queue with whatever
     /// is available assigned to it. Checks closed and capacity first.
-    pub(crate) fn enqueue(&self, n: usize, waker: &Waker) -> Result<Enqueued, AcquireError> {
+    pub(crate) fn enqueue(
+        &self,
+        n: usize,
+        waker: &Waker,
+        wakes: &mut WakeList,
+    ) -> Result<Enqueued, AcquireError> {
         // Cloning or dropping a waker may run user code: clone it before
         // locking, and if it is not queued, drop it after unlocking.
         let mut waker = Some(waker.clone());
-        self.locked(|sem, inner, _| {
+        let result = self.locked(wakes, |sem, inner, _| {
             let capacity = sem.capacity_now();
             let mut s = sem.state.load(Ordering::Acquire);
             let assigned = loop {
@@ -275,9 +281,9 @@ impl Semaphore {
                 let (next, assigned) = if avail >= n {
                     (state::with_available(s, avail - n), None)
                 } else if s & BARGE != 0 {
-                    (s | SLOW | ENTRY, Some(0))
+                    (s | SLOW, Some(0))
                 } else {
-                    (state::with_available(s, 0) | SLOW | ENTRY, Some(avail))
+                    (state::with_available(s, 0) | SLOW, Some(avail))
                 };
                 // AcqRel: the snapshot `s` must still hold when we queue, so
                 // a concurrent lock-free release either lands before (we
@@ -302,14 +308,16 @@ impl Semaphore {
                 assigned,
                 waker,
             )))
-        })
+        });
+        wakes.discard(waker);
+        result
     }
 
     /// Joins the idle list, unless nothing is held right now.
-    pub(crate) fn enqueue_idle(&self, waker: &Waker) -> Option<Key> {
+    pub(crate) fn enqueue_idle(&self, waker: &Waker, wakes: &mut WakeList) -> Option<Key> {
         // As in `enqueue`: an unqueued waker is dropped after unlocking.
         let mut waker = Some(waker.clone());
-        self.locked(|sem, inner, _| {
+        let result = self.locked(wakes, |sem, inner, _| {
             let mut s = sem.state.load(Ordering::Acquire);
             loop {
                 if sem.held_at(inner, s) == 0 {
@@ -317,13 +325,10 @@ impl Semaphore {
                 }
                 // Setting SLOW on the same snapshot we judged: from now on
                 // every release comes through the lock and re-checks idle.
-                // (`ENTRY`: this semaphore now has a waiter in the table.)
-                match sem.state.compare_exchange(
-                    s,
-                    s | SLOW | ENTRY,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
+                match sem
+                    .state
+                    .compare_exchange(s, s | SLOW, Ordering::AcqRel, Ordering::Acquire)
+                {
                     Ok(_) => break,
                     Err(actual) => s = actual,
                 }
@@ -334,7 +339,9 @@ impl Semaphore {
                     .waiters
                     .push_back(Which::Idle, Status::Idle, 0, 0, waker),
             )
-        })
+        });
+        wakes.discard(waker);
+        result
     }
 
     /// Polls a slot: `Pending` while it waits (re-registering `waker` if it
@@ -344,13 +351,19 @@ impl Semaphore {
     /// permits; if it cannot and `park` is set, it goes back to `Queued`, so
     /// the next release wakes it again. Without `park` it stays `Notified`
     /// (the caller spins and polls again soon).
-    pub(crate) fn poll_slot(&self, key: Key, waker: &Waker, park: bool) -> Poll<(Status, usize)> {
-        waiters::poll_slot(waker, |fresh| {
+    pub(crate) fn poll_slot(
+        &self,
+        key: Key,
+        waker: &Waker,
+        park: bool,
+        wakes: &mut WakeList,
+    ) -> Poll<(Status, usize)> {
+        waiters::poll_slot(waker, wakes, |fresh, wakes| {
             // One lock round trip, settled like every locked operation
             // (settling is only needed when a `Notified` head claims, but
             // looking at the status first under a separate lock cost more
             // than settling every time).
-            self.locked(|sem, inner, _| {
+            self.locked(wakes, |sem, inner, _| {
                 if inner.waiters.slot(key).status == Status::Notified
                     && !sem.claim(inner, key)
                     && park
@@ -364,9 +377,11 @@ impl Semaphore {
 
     /// Withdraws a slot whose owner is leaving (cancelled or timed out),
     /// passing on anything assigned to it, and frees it. Returns the
-    /// status it had: `Granted` means the owner now holds its permits.
-    pub(crate) fn withdraw(&self, key: Key) -> Status {
-        let (status, waker) = self.locked(|sem, inner, wakes| {
+    /// status it had: `Granted` means the permits had been handed over;
+    /// with `keep` the owner now holds them, without it they are released
+    /// here, in the same locked step.
+    pub(crate) fn withdraw(&self, key: Key, keep: bool, wakes: &mut WakeList) -> Status {
+        let status = self.locked(wakes, |sem, inner, wakes| {
             let status = inner.waiters.slot(key).status;
             // The slot's waker is dropped only after unlocking: dropping it
             // may run user code that re-enters the lock.
@@ -379,11 +394,17 @@ impl Semaphore {
                     waker
                 }
                 Status::Idle => inner.waiters.unlink(Which::Idle, key, Status::IdleDone),
+                Status::Granted if !keep => {
+                    let needed = inner.waiters.slot(key).needed;
+                    sem.give(inner, needed, wakes);
+                    None
+                }
                 _ => None,
             };
-            (status, waker.or(inner.waiters.free(key)))
+            wakes.discard(waker);
+            wakes.discard(inner.waiters.free(key));
+            status
         });
-        drop(waker);
         // A `Notified` slot was still waiting: report it as `Queued`.
         if status == Status::Notified {
             Status::Queued

@@ -5,7 +5,8 @@
 use super::Semaphore;
 use crate::block::Wait;
 use crate::error::Elapsed;
-use crate::waiters::{Key, Status, DONE, NIL};
+use crate::waiters::{Phase, Status};
+use crate::wake::WakeList;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -29,12 +30,15 @@ use core::task::{Context, Poll, Waker};
 #[derive(Debug)]
 pub struct WaitIdle<'a> {
     sem: &'a Semaphore,
-    key: Key,
+    phase: Phase,
 }
 
 impl<'a> WaitIdle<'a> {
     pub(crate) const fn new(sem: &'a Semaphore) -> Self {
-        WaitIdle { sem, key: NIL }
+        WaitIdle {
+            sem,
+            phase: Phase::Start,
+        }
     }
 
     crate::block::elapsed_waits!(
@@ -47,28 +51,36 @@ impl Wait for WaitIdle<'_> {
     type Output = Result<(), Elapsed>;
 
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output> {
-        match self.key {
-            DONE => panic!("`WaitIdle` polled after it completed"),
-            NIL => match self.sem.enqueue_idle(waker) {
-                None => {}
+        let mut wakes = WakeList::new();
+        let poll = match self.phase {
+            Phase::Done | Phase::Granted => panic!("`WaitIdle` polled after it completed"),
+            Phase::Start => match self.sem.enqueue_idle(waker, &mut wakes) {
+                None => Poll::Ready(Ok(())),
                 Some(key) => {
-                    self.key = key;
-                    return Poll::Pending;
+                    self.phase = Phase::Queued(key);
+                    Poll::Pending
                 }
             },
-            key => {
-                if self.sem.poll_slot(key, waker, true).is_pending() {
-                    return Poll::Pending;
-                }
-            }
+            Phase::Queued(key) => self
+                .sem
+                .poll_slot(key, waker, true, &mut wakes)
+                .map(|_| Ok(())),
+        };
+        if poll.is_ready() {
+            self.phase = Phase::Done;
         }
-        self.key = DONE;
-        Poll::Ready(Ok(()))
+        wakes.wake_all();
+        poll
     }
 
     fn expire(&mut self) -> Self::Output {
-        let key = core::mem::replace(&mut self.key, DONE);
-        match self.sem.withdraw(key) {
+        let Phase::Queued(key) = core::mem::replace(&mut self.phase, Phase::Done) else {
+            unreachable!("only a queued wait expires");
+        };
+        let mut wakes = WakeList::new();
+        let status = self.sem.withdraw(key, true, &mut wakes);
+        wakes.wake_all();
+        match status {
             Status::Idle => Err(Elapsed::new()),
             _ => Ok(()),
         }
@@ -85,8 +97,10 @@ impl Future for WaitIdle<'_> {
 
 impl Drop for WaitIdle<'_> {
     fn drop(&mut self) {
-        if self.key != NIL && self.key != DONE {
-            self.sem.withdraw(self.key);
+        if let Phase::Queued(key) = core::mem::replace(&mut self.phase, Phase::Done) {
+            let mut wakes = WakeList::new();
+            self.sem.withdraw(key, false, &mut wakes);
+            wakes.wake_all();
         }
     }
 }

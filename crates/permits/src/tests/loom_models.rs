@@ -25,10 +25,7 @@ fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
 /// Runs `f` under loom, exhaustively unless `LOOM_MAX_PREEMPTIONS` bounds it
 /// (these models are small enough to explore every interleaving).
 pub(super) fn model(f: impl Fn() + Sync + Send + 'static) {
-    loom::model::Builder::new().check(move || {
-        crate::table::init();
-        f();
-    });
+    loom::model::Builder::new().check(f);
 }
 
 /// Declares a model once per [`Policy`]: `mod NAME { fifo, throughput }`.
@@ -311,4 +308,82 @@ add_racing_forget_and_idle, |policy| {
         assert!(added);
         assert_at_rest(&sem, 1);
         assert_eq!(sem.capacity(), 2);
+});
+
+/// A waker that panics when woken (the bomb of `tests/ownership.rs`).
+struct Bomb;
+
+impl std::task::Wake for Bomb {
+    fn wake(self: Arc<Self>) {
+        panic!("waker panicked");
+    }
+}
+
+/// Runs `f`, letting a panic from a [`Bomb`] through silently.
+fn defuse(f: impl FnOnce()) {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&"waker panicked") {
+                default(info);
+            }
+        }));
+    });
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+}
+
+both_policies!(
+/// A waker that panics while a grant, a hand-off and a release race: A is
+/// polled on one thread while another releases, and B's waker panics in
+/// whichever of them wakes it. Every permit comes back, every slot is
+/// freed once (each object owns its queue; nothing is keyed by address).
+panicking_waker_racing_grant_and_release, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(2, 2, policy));
+        let mut held = Arc::clone(&sem).try_acquire_many_owned(2).unwrap();
+        let second = held.split(1).unwrap();
+        let mut a = Box::pin(Arc::clone(&sem).acquire_owned());
+        assert!(a.as_mut().poll(&mut noop_cx()).is_pending());
+        let bomb = Waker::from(Arc::new(Bomb));
+        let mut b = Box::pin(Arc::clone(&sem).acquire_owned());
+        assert!(b.as_mut().poll(&mut Context::from_waker(&bomb)).is_pending());
+        drop(held);
+        let t = thread::spawn(move || defuse(move || drop(second)));
+        defuse(|| {
+            if let Poll::Ready(permit) = a.as_mut().poll(&mut noop_cx()) {
+                drop(permit.unwrap());
+            }
+        });
+        t.join().unwrap();
+        drop(a);
+        defuse(|| {
+            if let Poll::Ready(permit) = b.as_mut().poll(&mut noop_cx()) {
+                drop(permit.unwrap());
+            }
+        });
+        drop(b);
+        assert_at_rest(&sem, 2);
+});
+
+both_policies!(
+/// Two semaphores, one swapped over the other while a waiter of the first
+/// was leaked: the waiter moves with its semaphore, and a release racing a
+/// new waiter on the other one reaches that waiter.
+leaked_waiter_moves_with_its_semaphore, |policy| {
+        let mut haunted = Semaphore::with_policy(1, 1, policy);
+        let mut clean = Semaphore::with_policy(1, 1, policy);
+        core::mem::forget(haunted.try_acquire().unwrap());
+        let mut ghost = Box::pin(haunted.acquire());
+        assert!(ghost.as_mut().poll(&mut noop_cx()).is_pending());
+        core::mem::forget(ghost);
+        core::mem::swap(&mut haunted, &mut clean);
+        let sem = Arc::new(haunted);
+        let held = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let t = thread::spawn(move || drop(held));
+        let permit = sem.acquire_blocking().unwrap();
+        t.join().unwrap();
+        drop(permit);
+        assert_at_rest(&sem, 1);
+        assert_eq!(clean.waiters(), 1);
+        core::mem::forget(clean);
 });

@@ -165,8 +165,7 @@ pub fn catch_panic<R>(f: impl FnOnce() -> R) -> CaughtPanic {
 /// The semaphore's `Debug` text with its lock-protected fields shown, or
 /// `None` if the calling thread holds the semaphore's internal lock (its
 /// `Debug` never blocks and shows those fields as `None` while the lock is
-/// taken). The lock is a bucket of a table shared with other semaphores,
-/// so another test's thread may hold it for a moment: look again a while.
+/// taken). Another thread may hold it for a moment: look again a while.
 /// If this thread holds it, it stays held however often we look.
 pub fn debug_unlocked(sem: &permits::Semaphore) -> Option<String> {
     (0..10_000).find_map(|_| {
