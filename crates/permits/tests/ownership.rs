@@ -12,7 +12,7 @@ use permits::event::{AutoResetEvent, ManualResetEvent};
 use permits::{Policy, Semaphore};
 use std::future::Future;
 use std::mem::{self, ManuallyDrop};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -23,11 +23,11 @@ use std::time::Duration;
 fn leave_ghosts(sem: &Semaphore, n: usize) {
     let mut cx = Context::from_waker(Waker::noop());
     mem::forget(sem.try_acquire().expect("a free permit"));
-    let mut queued = Box::pin(sem.acquire_many(n));
-    assert!(queued.as_mut().poll(&mut cx).is_pending());
-    let mut idle = Box::pin(sem.wait_idle());
-    assert!(idle.as_mut().poll(&mut cx).is_pending());
-    // Leak the futures in place: their slots stay queued for good.
+    let mut queued = sem.acquire_many(n);
+    assert!(Pin::new(&mut queued).poll(&mut cx).is_pending());
+    let mut idle = sem.wait_idle();
+    assert!(Pin::new(&mut idle).poll(&mut cx).is_pending());
+    // Leak the futures: their slots stay queued for good.
     mem::forget(queued);
     mem::forget(idle);
 }
@@ -76,7 +76,7 @@ fn a_semaphore_replaced_in_place_leaves_its_ghosts_behind() {
         assert_fresh(&sem);
         // The old semaphore kept its own ghost and its own counts.
         assert_eq!((old.waiters(), old.held_permits()), (1, 1));
-        mem::forget(old);
+        drop(old);
     });
 }
 
@@ -89,7 +89,7 @@ fn swapped_semaphores_take_their_waiters_with_them() {
         mem::swap(&mut haunted, &mut clean);
         assert_fresh(&haunted);
         assert_eq!((clean.waiters(), clean.held_permits()), (1, 1));
-        mem::forget(clean);
+        drop(clean);
     });
 }
 
@@ -104,11 +104,14 @@ fn a_semaphore_sliding_onto_a_removed_ones_place_starts_clean() {
         assert_fresh(&sems[0]);
         assert_fresh(&sems[1]);
         assert_eq!(removed.waiters(), 1);
-        mem::forget(removed);
+        drop(removed);
     });
 }
 
 #[test]
+// The old semaphore is never dropped, on purpose: Miri reports its queue
+// as leaked memory.
+#[cfg_attr(miri, ignore)]
 fn a_never_dropped_semaphore_overwritten_in_place_leaves_nothing() {
     both_policies(|policy| {
         let mut place = ManuallyDrop::new(Semaphore::with_policy(2, 2, policy));
@@ -130,14 +133,13 @@ fn a_partly_served_ghost_does_not_skew_the_next_semaphores_counts() {
     let old = mem::replace(&mut sem, Semaphore::new(2));
     assert_eq!(sem.held_permits(), 0);
     assert_eq!(format!("{sem:?}").matches("held: Some(0)").count(), 1);
-    mem::forget(old);
+    drop(old);
 }
 
 /// Leaves a waiter on `ev` that was leaked while queued.
-fn leave_event_ghost<F: Future<Output = ()>>(wait: F) {
-    let mut wait = Box::pin(wait);
+fn leave_event_ghost<F: Future<Output = ()> + Unpin>(mut wait: F) {
     let mut cx = Context::from_waker(Waker::noop());
-    assert!(wait.as_mut().poll(&mut cx).is_pending());
+    assert!(Pin::new(&mut wait).poll(&mut cx).is_pending());
     mem::forget(wait);
 }
 
@@ -154,7 +156,7 @@ fn an_auto_reset_event_replaced_in_place_does_not_swallow_the_next_signal() {
     // And with nobody waiting, a signal stays set for the next comer.
     ev.set();
     assert!(ev.try_wait());
-    mem::forget(old);
+    drop(old);
 }
 
 #[test]
@@ -173,14 +175,24 @@ fn swapped_and_removed_events_take_their_waiters_with_them() {
     );
     assert!(!events[1].try_wait());
     let removed = events.remove(0);
+    // Never dropped, on purpose; except under Miri, which would report the
+    // leak: there the old one is taken out and dropped first.
     let mut manual = ManuallyDrop::new(ManualResetEvent::new(false));
     leave_event_ghost(manual.wait_async());
+    if cfg!(miri) {
+        drop(ManuallyDrop::into_inner(mem::replace(
+            &mut manual,
+            ManuallyDrop::new(ManualResetEvent::new(false)),
+        )));
+    }
     manual = ManuallyDrop::new(ManualResetEvent::new(false));
     let mut waiter = Task::new(manual.wait_async());
     waiter.assert_pending();
     manual.set();
     assert!(waiter.poll().is_ready());
-    mem::forget(removed);
+    drop(waiter);
+    drop(ManuallyDrop::into_inner(manual));
+    drop(removed);
 }
 
 /// A waker that panics when woken, counting the wake-ups it refused.
