@@ -213,7 +213,9 @@ fn choose_slots(
     jobs: usize,
 ) -> Result<(Slots, Option<Server>, Option<String>), Failure> {
     if let Some(name) = &args.name {
-        let sem = NamedSemaphore::options(name)
+        let sem = args
+            .state
+            .options(name)
             .capacity(jobs)
             .label("permits batch")
             .open()

@@ -8,6 +8,7 @@ use crate::Failure;
 use permits_process::named::{NamedSemaphore, NamedStatus};
 use permits_process::AcquireError;
 use serde_json::json;
+use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,7 +26,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
             .collect::<Vec<_>>()
             .join(" ")
     });
-    let sem = NamedSemaphore::options(&args.name)
+    let sem = args
+        .state
+        .options(&args.name)
         .capacity(jobs)
         .label(label)
         .open()
@@ -123,7 +126,7 @@ fn spawn_failure(program: &std::ffi::OsStr, e: std::io::Error) -> Failure {
 
 /// `permits wait`: returns when nothing holds the semaphore.
 pub fn wait(args: WaitArgs) -> Result<i32, Failure> {
-    let sem = match NamedSemaphore::join(&args.name) {
+    let sem = match args.state.options(&args.name).open() {
         Ok(sem) => sem,
         Err(e) if e.is_not_found() => return Ok(0),
         Err(e) => return Err(Failure::named(&args.name, e)),
@@ -146,13 +149,19 @@ pub fn wait(args: WaitArgs) -> Result<i32, Failure> {
 
 /// `permits status`: capacity, holders and waiters, as text or JSON.
 pub fn status(args: StatusArgs) -> Result<i32, Failure> {
+    let base = args
+        .state
+        .base()
+        .map_err(|e| Failure::other(format!("cannot find the state directory: {e}")))?;
     let names = match &args.name {
         Some(name) => vec![name.clone()],
-        None => NamedSemaphore::list().map_err(|e| Failure::io("cannot list semaphores", e))?,
+        None => {
+            NamedSemaphore::list_in(&base).map_err(|e| Failure::io("cannot list semaphores", e))?
+        }
     };
     let mut all = Vec::new();
     for name in &names {
-        let sem = match NamedSemaphore::join(name) {
+        let sem = match args.state.options(name).open() {
             Ok(sem) => sem,
             Err(e) if e.is_not_found() && args.name.is_some() => {
                 return Err(Failure::with_code(
@@ -166,10 +175,10 @@ pub fn status(args: StatusArgs) -> Result<i32, Failure> {
         let status = sem
             .status()
             .map_err(|e| Failure::io("cannot read the semaphore's state", e))?;
-        all.push((name.clone(), status));
+        all.push((name.clone(), sem.path().to_owned(), status));
     }
     if args.json {
-        let list: Vec<_> = all.iter().map(|(n, s)| status_json(n, s)).collect();
+        let list: Vec<_> = all.iter().map(|(n, d, s)| status_json(n, d, s)).collect();
         let value = if args.name.is_some() {
             list.into_iter().next().unwrap_or(serde_json::Value::Null)
         } else {
@@ -177,10 +186,10 @@ pub fn status(args: StatusArgs) -> Result<i32, Failure> {
         };
         println!("{value}");
     } else if all.is_empty() {
-        println!("no named semaphores");
+        println!("no named semaphores in {}", base.display());
     } else {
-        for (name, status) in &all {
-            print_status(name, status);
+        for (name, dir, status) in &all {
+            print_status(name, dir, status);
         }
     }
     Ok(0)
@@ -191,19 +200,22 @@ fn millis(t: Option<SystemTime>) -> Option<u128> {
         .map(|d| d.as_millis())
 }
 
-fn status_json(name: &str, s: &NamedStatus) -> serde_json::Value {
+fn status_json(name: &str, dir: &Path, s: &NamedStatus) -> serde_json::Value {
     let holders: Vec<_> = s
         .holders
         .iter()
         .map(|h| json!({"slot": h.slot, "pid": h.pid, "since_ms": millis(h.since), "label": h.label}))
         .collect();
-    json!({"name": name, "capacity": s.capacity, "held": s.held, "waiters": s.waiters, "holders": holders})
+    json!({"name": name, "dir": dir, "capacity": s.capacity, "held": s.held, "waiters": s.waiters, "holders": holders})
 }
 
-fn print_status(name: &str, s: &NamedStatus) {
+fn print_status(name: &str, dir: &Path, s: &NamedStatus) {
     println!(
-        "{name}: {} of {} held, {} waiting",
-        s.held, s.capacity, s.waiters
+        "{name}: {} of {} held, {} waiting (state in {})",
+        s.held,
+        s.capacity,
+        s.waiters,
+        dir.display()
     );
     let now = SystemTime::now();
     for h in &s.holders {

@@ -1,11 +1,58 @@
 //! [`NamedSemaphore`]: a counting semaphore shared by unrelated processes
 //! through a name, with no daemon, that survives `SIGKILL`.
 //!
-//! # Design
+//! # Where the state lives
 //!
-//! State lives in a private directory per user
-//! (`$XDG_RUNTIME_DIR/permits`, else `/tmp/permits-$UID`; mode 0700, owner
-//! checked, symbolic links refused):
+//! One semaphore per (user, name), whatever the environment: a login
+//! shell, cron, a systemd service, `sudo -u`, `env -i` all reach the same
+//! one, because the location depends only on the effective user id and
+//! the user database, never on environment variables such as `HOME` or
+//! `XDG_RUNTIME_DIR` ([`NamedSemaphore::user_dir`]):
+//!
+//! * **root**: `/run/permits` (a local tmpfs, root-owned, emptied at boot,
+//!   which no tmp cleaner reaps);
+//! * **any other user**: `<home>/.local/state/permits`, where `<home>` is
+//!   the user's home directory *in the user database* (`getpwuid_r`, so
+//!   LDAP and other NSS sources count), not `$HOME`.
+//!
+//! Why not `$XDG_RUNTIME_DIR` or `/run/user/<uid>`: the variable is set in
+//! login sessions only, and the directory exists only while the user has
+//! a session (logind removes it at the last logout), so cron jobs and
+//! services would get a second semaphore exactly when they run alone. Why
+//! not `/tmp`, `/var/tmp` or `/dev/shm`: anyone can create a predictable
+//! name there first and so deny (or capture) the semaphore, and tmp
+//! cleaners delete old files. A home directory is the user's own (no
+//! other user can create or replace anything in it), it is kept across
+//! reboots (state from an earlier boot is reset, see below), and it is the
+//! same for every process of the user. Every directory on the way to the
+//! state must be owned by root or the user and writable by nobody else
+//! (root-owned sticky directories such as `/tmp` excepted), and the state
+//! directory must be on a local file system (network file systems emulate
+//! `flock` with per-process locks and do not deliver inotify events
+//! between hosts): otherwise opening fails with
+//! [`NamedError::InsecureDirectory`] saying why. A user without a usable
+//! home (service accounts with `/nonexistent`) sets a directory
+//! explicitly.
+//!
+//! **An explicit directory** ([`NamedOptions::dir`], or the `PERMITS_DIR`
+//! environment variable, an absolute path) replaces that location, e.g. to
+//! share semaphores between the users of one group. It must be one of:
+//!
+//! * **private**: owned by you, no rights for group or others (`0700`);
+//!   created so if missing (its parent must exist);
+//! * **group-shared**: all rights for the group, none for others, and the
+//!   setgid and sticky bits (`chmod 3770`; e.g. `install -d -m 3770 -g
+//!   build /srv/permits`), owned by anyone, with a group you are in. New
+//!   files get mode 0660 and new directories 3770 whatever the umask; the
+//!   sticky bit stops members from deleting or renaming each other's
+//!   files. Members of the group are trusted not to disturb the state.
+//!
+//! Anything else (open to others, group-writable without setgid and
+//! sticky, owned by someone else while private, a symbolic link, under a
+//! directory others can write to, a network file system) is refused with
+//! [`NamedError::InsecureDirectory`].
+//!
+//! # Design
 //!
 //! ```text
 //! <base>/<name>.lock     flock'd while a handle opens (initialisation)
@@ -22,7 +69,11 @@
 //! * **Crash safety.** A permit *is* a `flock(2)` lock on a slot file.
 //!   The kernel releases it when the last descriptor of its open file
 //!   description closes, including when the holder is killed with
-//!   `SIGKILL`. No PID is ever polled, so PID reuse cannot confuse it.
+//!   `SIGKILL`. No PID is ever polled, so PID reuse cannot confuse it. A
+//!   lock counts only if it is on the file the slot's path names *now*:
+//!   after locking, the descriptor's device and inode are compared with
+//!   the path's, and a lock on a deleted or replaced file is dropped and
+//!   the slot tried again on the current file.
 //! * **Waiting without polling.** Waiters queue as ticket files ordered
 //!   by the system-wide monotonic clock; only the head of the queue tries
 //!   the slots, so arrival order is kept (a newcomer takes a free slot
@@ -31,21 +82,45 @@
 //!   (a slot released, by a holder or by the kernel on its death; a
 //!   ticket closed) and `IN_DELETE`. A ticket whose lock is free belongs
 //!   to a dead waiter and is removed.
-//! * **Capacity disagreements.** The capacity is recorded in `meta`. A
-//!   handle that asks for a different one gets
-//!   [`NamedError::CapacityMismatch`], unless no handle is open anywhere
-//!   (the `users` lock is free), in which case the new capacity replaces
-//!   the old one.
+//! * **The capacity is never changed under holders.** The capacity is
+//!   recorded in `meta`. A handle that asks for a different one gets
+//!   [`NamedError::CapacityMismatch`] (naming the capacity in force)
+//!   whenever the semaphore is in use: a handle is open anywhere (the
+//!   `users` lock), *or any slot is held* (also by a process that holds no
+//!   handle, such as a command started by `permits run --bg`), or a waiter
+//!   is queued. Only a semaphore nobody uses takes the new capacity.
 //! * **Stale state.** `meta` records the boot id
 //!   (`/proc/sys/kernel/random/boot_id`). State from an earlier boot is
 //!   reset on open (no lock can survive a reboot), whatever its capacity
 //!   was; [`NamedSemaphore::reclaimed_stale_state`] reports it.
 //!
+//! # Deleted state files
+//!
+//! Missing files are recreated: a missing `slot.K`, `users`, `wake` or
+//! `q` when they are next needed, a missing (or unreadable) `meta` from
+//! the slot files that remain (their number is the capacity). What
+//! deleting files can and cannot break:
+//!
+//! * deleting **free** slot files, `users`, `wake`, `meta` or the queue
+//!   while nobody holds a slot breaks nothing;
+//! * deleting the file of a **held** slot lets one more process in until
+//!   that holder ends: the holder's lock is on the deleted file, which
+//!   nobody else can see (the kernel gives no way to find it again);
+//! * deleting the **whole directory** while holders run lets up to twice
+//!   the capacity in (new state is created next to the invisible old
+//!   one) until they end, and handles opened before the deletion fail
+//!   with an i/o error when they next acquire; waiters queued at that
+//!   moment lose their place;
+//! * deleting `meta` and every slot file while it is in use is the same as
+//!   deleting the directory, and the next opener's `-j` becomes the
+//!   capacity.
+//!
+//! The per-user location is not a tmp directory, so cleaners do not
+//! touch it; none of this happens unless someone deletes the files.
+//!
 //! # Caveats
 //!
-//! * Linux only (flock, inotify, boot id), and the state directory must be
-//!   on a local file system: inotify does not see other hosts' changes on
-//!   network file systems.
+//! * Linux only (flock, inotify, boot id), on a local file system.
 //! * The queue is strictly FIFO: a waiter that is alive but stopped (e.g.
 //!   `SIGSTOP`) at the head of the queue holds up the waiters behind it.
 //! * A process that `fork`s without `exec` while holding a permit shares
@@ -66,8 +141,8 @@ mod files;
 
 use crate::error::AcquireError;
 use crate::lock;
-use crate::sys::{self, LockKind};
-use files::{Meta, Ticket};
+use crate::sys::{self, Access, LockKind};
+use files::Ticket;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -80,8 +155,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum NamedError {
-    /// The name is not 1 to 64 characters of `A-Z a-z 0-9 . _ -`, or it
-    /// starts with `.` or `-`.
+    /// The name breaks the rule of [`check_name`]: 1 to
+    /// [`MAX_NAME_LEN`] characters of `A-Z a-z 0-9 . _ -`, not starting
+    /// with `.` or `-`.
     InvalidName {
         /// The rejected name.
         name: String,
@@ -96,7 +172,8 @@ pub enum NamedError {
         /// The name.
         name: String,
     },
-    /// Another process uses this name with a different capacity.
+    /// The semaphore is in use (a handle open, a slot held or a waiter
+    /// queued, anywhere) with a different capacity.
     CapacityMismatch {
         /// The name.
         name: String,
@@ -105,7 +182,8 @@ pub enum NamedError {
         /// Capacity requested.
         requested: usize,
     },
-    /// The state directory is not private to this user.
+    /// The state directory (or one on the way to it) is not safe to use:
+    /// see the rules in the [module docs](self).
     InsecureDirectory {
         /// The directory.
         path: PathBuf,
@@ -140,7 +218,7 @@ impl fmt::Display for NamedError {
         match self {
             NamedError::InvalidName { name } => write!(
                 f,
-                "invalid semaphore name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -"
+                "{name:?} is not a valid semaphore name: use 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 . _ - (not starting with . or -)"
             ),
             NamedError::InvalidCapacity { requested } => write!(
                 f,
@@ -154,7 +232,8 @@ impl fmt::Display for NamedError {
                 requested,
             } => write!(
                 f,
-                "semaphore {name:?} has capacity {existing} in other processes, not {requested}"
+                "semaphore {name:?} is in use with capacity {existing}, not {requested} \
+                 (its capacity changes only while nothing holds or waits for it)"
             ),
             NamedError::InsecureDirectory { path, problem } => write!(
                 f,
@@ -165,7 +244,7 @@ impl fmt::Display for NamedError {
             NamedError::Unsupported => {
                 f.write_str("named semaphores are not supported on this platform")
             }
-            NamedError::Io(e) => write!(f, "named semaphore i/o error: {e}"),
+            NamedError::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
 }
@@ -189,6 +268,32 @@ impl From<io::Error> for NamedError {
     }
 }
 
+/// The longest semaphore name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks a semaphore name: 1 to [`MAX_NAME_LEN`] characters of
+/// `A-Z a-z 0-9 . _ -`, not starting with `.` (hidden files, `..`) or `-`
+/// (taken for an option by other tools). The one rule, shared by the
+/// library and the `permits` command.
+///
+/// # Errors
+///
+/// [`NamedError::InvalidName`] if it breaks the rule.
+pub fn check_name(name: &str) -> Result<(), NamedError> {
+    let ok = (1..=MAX_NAME_LEN).contains(&name.len())
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(NamedError::InvalidName {
+            name: name.to_owned(),
+        })
+    }
+}
+
 /// Options for opening a [`NamedSemaphore`].
 #[derive(Debug, Clone)]
 pub struct NamedOptions {
@@ -207,10 +312,11 @@ impl NamedOptions {
         self
     }
 
-    /// The base directory (default: `$XDG_RUNTIME_DIR/permits`, else
-    /// `/tmp/permits-$UID`). Created with mode 0700 if missing (its parent
-    /// must exist); it must be owned by this user, closed to group and
-    /// others, not a symbolic link, and on a local file system.
+    /// The base directory, an absolute path (default:
+    /// [`NamedSemaphore::default_dir`]). Created with mode 0700 if missing
+    /// (its parent must exist); it must be private to this user or shared
+    /// with a group as the [module docs](self) describe, and on a local
+    /// file system.
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
         self
@@ -280,6 +386,8 @@ struct Inner {
     capacity: usize,
     label: Option<String>,
     reclaimed: bool,
+    /// Who may use the directory: the mode of the files we create.
+    access: Access,
     /// Held (shared lock) while this handle lives.
     _users: File,
     /// Descriptions of free slots, kept open so that failed attempts close
@@ -323,21 +431,54 @@ impl NamedSemaphore {
         }
     }
 
-    /// The default base directory for this user.
+    /// The directory where this user's semaphores live, whatever the
+    /// environment: `/run/permits` for root, else
+    /// `<home>/.local/state/permits` with the home directory from the user
+    /// database (not `$HOME`). See the [module docs](self) for why.
     ///
     /// # Errors
     ///
+    /// [`NamedError::InsecureDirectory`] if the user has no entry in the
+    /// user database or its home is not an absolute path;
+    /// [`NamedError::Io`] if the database cannot be read;
     /// [`NamedError::Unsupported`] off Linux.
-    pub fn default_dir() -> Result<PathBuf, NamedError> {
+    pub fn user_dir() -> Result<PathBuf, NamedError> {
         if !sys::SUPPORTED {
             return Err(NamedError::Unsupported);
         }
-        if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-            if runtime.is_absolute() && matches!(sys::private_dir(&runtime, false), Ok(Ok(()))) {
-                return Ok(runtime.join("permits"));
-            }
+        let uid = sys::euid();
+        if uid == 0 {
+            return Ok(PathBuf::from("/run/permits"));
         }
-        Ok(PathBuf::from(format!("/tmp/permits-{}", sys::euid())))
+        match sys::home_dir(uid)? {
+            Some(home) if home.is_absolute() => Ok(home.join(".local/state/permits")),
+            other => Err(NamedError::InsecureDirectory {
+                path: other.unwrap_or_default(),
+                problem: format!(
+                    "uid {uid} has no home directory in the user database: \
+                     set PERMITS_DIR to a directory of your own"
+                ),
+            }),
+        }
+    }
+
+    /// The base directory used when [`NamedOptions::dir`] is not given:
+    /// `$PERMITS_DIR` if set (and not empty), else
+    /// [`user_dir`](Self::user_dir).
+    ///
+    /// # Errors
+    ///
+    /// [`NamedError::InsecureDirectory`] if `PERMITS_DIR` is not an
+    /// absolute path; else as [`user_dir`](Self::user_dir).
+    pub fn default_dir() -> Result<PathBuf, NamedError> {
+        match std::env::var_os("PERMITS_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) if Path::new(&dir).is_absolute() => Ok(PathBuf::from(dir)),
+            Some(dir) => Err(NamedError::InsecureDirectory {
+                path: PathBuf::from(dir),
+                problem: "PERMITS_DIR must be an absolute path".to_owned(),
+            }),
+            None => Self::user_dir(),
+        }
     }
 
     /// The names of the semaphores in the default directory
@@ -369,7 +510,7 @@ impl NamedSemaphore {
         let mut names: Vec<String> = entries
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|name| valid_name(name) && dir.join(name).join("meta").is_file())
+            .filter(|name| check_name(name).is_ok() && dir.join(name).is_dir())
             .collect();
         names.sort();
         Ok(names)
@@ -382,9 +523,7 @@ impl NamedSemaphore {
             dir,
             label,
         } = options;
-        if !valid_name(&name) {
-            return Err(NamedError::InvalidName { name });
-        }
+        check_name(&name)?;
         if let Some(c) = capacity {
             if c == 0 || c > Self::MAX_CAPACITY {
                 return Err(NamedError::InvalidCapacity { requested: c });
@@ -394,18 +533,23 @@ impl NamedSemaphore {
             Some(dir) => dir,
             None => Self::default_dir()?,
         };
-        private(&base, true)?;
+        let dir = base.join(&name);
+        // Joining creates nothing: a missing name is simply not found.
+        let Some(access) = base_dir(&base, capacity.is_some())? else {
+            return Err(NamedError::NotFound { name });
+        };
+        if capacity.is_none() && !exists(&dir)? {
+            return Err(NamedError::NotFound { name });
+        }
 
         // Everything below runs under the per-name initialisation lock.
-        let init = sys::open_file(&base.join(format!("{name}.lock")), true)?;
+        let init = sys::open_file(&base.join(format!("{name}.lock")), Some(access))?;
         sys::lock_file(&init, LockKind::Exclusive, true)?;
 
-        let dir = base.join(&name);
         let queue = dir.join("q");
-        let meta_path = dir.join("meta");
         let boot = sys::boot_id()?;
-        let existing = match private(&dir, false) {
-            Ok(()) => Meta::read(&meta_path)?,
+        let existing = match checked(&dir, None) {
+            Ok(_) => files::read_state(&dir, &boot)?,
             Err(NamedError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
@@ -413,36 +557,41 @@ impl NamedSemaphore {
         let capacity = match (existing, capacity) {
             (None, None) => return Err(NamedError::NotFound { name }),
             (None, Some(c)) => {
-                private(&dir, true)?;
-                files::reset(&dir, c, &boot)?;
+                checked(&dir, Some(access))?;
+                files::reset(&dir, c, &boot, access)?;
                 c
             }
-            (Some(meta), requested) if meta.boot != boot => {
+            (Some(state), requested) if state.meta.boot != boot => {
                 reclaimed = true;
-                let c = requested.unwrap_or(meta.capacity);
-                files::reset(&dir, c, &boot)?;
+                let c = requested.unwrap_or(state.meta.capacity);
+                files::reset(&dir, c, &boot, access)?;
                 c
             }
-            (Some(meta), None) => meta.capacity,
-            (Some(meta), Some(c)) if c == meta.capacity => c,
-            (Some(meta), Some(c)) => {
-                // Nobody has it open anywhere: the new capacity wins.
-                let users = sys::open_file(&dir.join("users"), true)?;
-                if sys::lock_file(&users, LockKind::Exclusive, false)? {
-                    drop(users);
-                    files::reset(&dir, c, &boot)?;
-                    c
-                } else {
+            (Some(state), None) => {
+                files::repair(&dir, &state, access)?;
+                state.meta.capacity
+            }
+            (Some(state), Some(c)) if c == state.meta.capacity => {
+                files::repair(&dir, &state, access)?;
+                c
+            }
+            (Some(state), Some(c)) => {
+                // A new capacity only for a semaphore nobody uses: no
+                // handle open, no slot held (by anyone: a `--bg` command
+                // holds one without a handle), no waiter.
+                if files::in_use(&dir, state.meta.capacity, access)? {
                     return Err(NamedError::CapacityMismatch {
                         name,
-                        existing: meta.capacity,
+                        existing: state.meta.capacity,
                         requested: c,
                     });
                 }
+                files::reset(&dir, c, &boot, access)?;
+                c
             }
         };
-        private(&queue, true)?;
-        let users = sys::open_file(&dir.join("users"), true)?;
+        checked(&queue, Some(access))?;
+        let users = sys::open_file(&dir.join("users"), Some(access))?;
         sys::lock_file(&users, LockKind::Shared, true)?;
         drop(init);
 
@@ -454,6 +603,7 @@ impl NamedSemaphore {
                 capacity,
                 label,
                 reclaimed,
+                access,
                 _users: users,
                 idle: Mutex::new((0..capacity).map(|_| None).collect()),
                 poker: Mutex::new(None),
@@ -543,7 +693,7 @@ impl NamedSemaphore {
         }
         // Watch before queueing, so no release after this point is missed.
         let watch = self.watch(true)?;
-        let ticket = Ticket::create(&self.inner.queue)?;
+        let ticket = Ticket::create(&self.inner.queue, self.inner.access)?;
         let mut backoff = Duration::from_millis(10);
         loop {
             if ticket.is_head(&self.inner.queue)? {
@@ -572,27 +722,47 @@ impl NamedSemaphore {
     /// Tries every slot once; never blocks.
     fn try_slots(&self) -> io::Result<Option<NamedPermit>> {
         for slot in 0..self.inner.capacity {
-            let cached = lock(&self.inner.idle)[slot].take();
-            let file = match cached {
-                Some(file) => file,
-                None => sys::open_file(&files::slot_path(&self.inner.dir, slot), false)?,
-            };
-            if sys::lock_file(&file, LockKind::Exclusive, false)? {
-                let mut permit = NamedPermit {
-                    slot,
-                    file: Some(file),
-                    sem: self.clone(),
-                    inherited: Mutex::new(Vec::new()),
-                };
-                permit.record()?;
+            if let Some(permit) = self.try_slot(slot)? {
                 return Ok(Some(permit));
-            }
-            let mut idle = lock(&self.inner.idle);
-            if idle[slot].is_none() {
-                idle[slot] = Some(file);
             }
         }
         Ok(None)
+    }
+
+    /// Tries one slot. The lock counts only if it is on the file the
+    /// slot's path names now: a lock on a deleted or replaced file (a
+    /// cached description, or a race with the deletion) is given up and
+    /// the current file tried; a missing file is recreated.
+    fn try_slot(&self, slot: usize) -> io::Result<Option<NamedPermit>> {
+        let path = files::slot_path(&self.inner.dir, slot);
+        let mut cached = lock(&self.inner.idle)[slot].take();
+        loop {
+            let file = match cached.take() {
+                Some(file) => file,
+                None => sys::open_file(&path, Some(self.inner.access))?,
+            };
+            if !sys::lock_file(&file, LockKind::Exclusive, false)? {
+                let mut idle = lock(&self.inner.idle);
+                if idle[slot].is_none() {
+                    idle[slot] = Some(file);
+                }
+                return Ok(None);
+            }
+            if !sys::is_at(&file, &path)? {
+                // Not the slot any more: let go, then open what the path
+                // names now (or create it).
+                sys::unlock_file(&file)?;
+                continue;
+            }
+            let mut permit = NamedPermit {
+                slot,
+                file: Some(file),
+                sem: self.clone(),
+                inherited: Mutex::new(Vec::new()),
+            };
+            permit.record()?;
+            return Ok(Some(permit));
+        }
     }
 
     /// Which slots are held right now (with each holder's record).
@@ -607,7 +777,15 @@ impl NamedSemaphore {
         let mut slots = Vec::with_capacity(self.inner.capacity);
         let mut probed_free = false;
         for slot in 0..self.inner.capacity {
-            let mut file = sys::open_read_only(&files::slot_path(&self.inner.dir, slot))?;
+            let mut file = match sys::open_read_only(&files::slot_path(&self.inner.dir, slot)) {
+                Ok(file) => file,
+                // Deleted: nobody can hold it through its path.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    slots.push(None);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if sys::lock_file(&file, LockKind::Shared, false)? {
                 probed_free = true;
                 slots.push(None);
@@ -618,7 +796,7 @@ impl NamedSemaphore {
             }
         }
         if probed_free {
-            let wake = sys::open_file(&self.inner.dir.join("wake"), true)?;
+            let wake = sys::open_file(&self.inner.dir.join("wake"), Some(self.inner.access))?;
             sys::poke_file(&wake)?;
             // Closing `wake` (opened read-write) would raise IN_CLOSE_WRITE
             // and wake `wait_idle`: keep it open until the handle is gone.
@@ -684,6 +862,10 @@ impl NamedSemaphore {
     /// An inotify watch on the state, or `None` when the user is out of
     /// inotify instances (then waits rescan periodically).
     fn watch(&self, pokes: bool) -> io::Result<Option<sys::DirWatch>> {
+        // The queue may have been deleted: recreate it to watch it.
+        if !exists(&self.inner.queue)? {
+            checked(&self.inner.queue, Some(self.inner.access)).map_err(into_io)?;
+        }
         match sys::DirWatch::new(&[&self.inner.dir, &self.inner.queue], pokes) {
             Ok(watch) => Ok(Some(watch)),
             Err(e) if sys::out_of_watches(&e) => Ok(None),
@@ -724,22 +906,63 @@ impl fmt::Debug for NamedSemaphore {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && !name.starts_with(['.', '-'])
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Checks (optionally creating) a directory that must be ours alone.
-fn private(path: &Path, create: bool) -> Result<(), NamedError> {
-    match sys::private_dir(path, create)? {
-        Ok(()) => Ok(()),
+/// Checks (creating it with `create`'s mode if missing) a directory of the
+/// state, and says who may use it.
+fn checked(path: &Path, create: Option<Access>) -> Result<Access, NamedError> {
+    match sys::check_dir(path, create)? {
+        Ok(access) => Ok(access),
         Err(problem) => Err(NamedError::InsecureDirectory {
             path: path.to_owned(),
             problem: problem.to_string(),
         }),
+    }
+}
+
+/// Checks the base directory and every directory on the way to it,
+/// creating it (and, for this user's own location, the missing
+/// directories above it, mode 0700) if `create`. `None` if it is missing
+/// and not to be created.
+fn base_dir(base: &Path, create: bool) -> Result<Option<Access>, NamedError> {
+    let insecure = |problem: String| NamedError::InsecureDirectory {
+        path: base.to_owned(),
+        problem,
+    };
+    if !base.is_absolute() {
+        return Err(insecure("it is not an absolute path".to_owned()));
+    }
+    if !exists(base)? {
+        if !create {
+            return Ok(None);
+        }
+        let own = NamedSemaphore::user_dir().is_ok_and(|d| d == base);
+        if let (true, Some(parent)) = (own, base.parent()) {
+            sys::make_dirs(parent)?;
+        }
+    }
+    let owner = match sys::owner(base) {
+        Ok(uid) => Some(uid),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Err(problem) = sys::check_ancestors(base, owner)? {
+        return Err(insecure(problem.to_string()));
+    }
+    checked(base, create.then_some(Access::Private)).map(Some)
+}
+
+/// Whether `path` exists (as anything, without following a link).
+fn exists(path: &Path) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn into_io(e: NamedError) -> io::Error {
+    match e {
+        NamedError::Io(e) => e,
+        other => io::Error::other(other.to_string()),
     }
 }
 
@@ -828,7 +1051,10 @@ impl Drop for NamedPermit {
             drop(file);
             // Wake waiters even if a forked child still shares the slot's
             // description (then our close above raised no event).
-            let _ = sys::open_file(&self.sem.inner.dir.join("wake"), true);
+            let _ = sys::open_file(
+                &self.sem.inner.dir.join("wake"),
+                Some(self.sem.inner.access),
+            );
         }
     }
 }

@@ -68,7 +68,21 @@ pub(crate) enum LockKind {
     Exclusive,
 }
 
-/// What is wrong with a directory that should be private to this user.
+/// Who may use a named semaphore's state directory, decided by its mode
+/// (see the rules in `named/mod.rs`); files and directories created in it
+/// get the matching mode.
+#[cfg_attr(any(not(target_os = "linux"), permits_unsupported), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// This user only: directories 0700, files 0600.
+    Private,
+    /// The directory's group: directories 3770 (setgid, sticky), files
+    /// 0660.
+    Group,
+}
+
+/// What is wrong with a directory that should hold a named semaphore's
+/// state, or with a directory on the way to it.
 #[cfg_attr(any(not(target_os = "linux"), permits_unsupported), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DirProblem {
@@ -78,8 +92,16 @@ pub(crate) enum DirProblem {
     NotADirectory,
     /// Owned by another user (uid given).
     WrongOwner(u32),
-    /// Group or others have access (mode given).
+    /// Open to others, or to the group without being a shared directory
+    /// (mode given).
     OpenPermissions(u32),
+    /// A shared directory whose group is not one of ours (gid given).
+    ForeignGroup(u32),
+    /// A directory on the way to it that someone else can write to (path
+    /// and mode given).
+    UnsafeAncestor(std::path::PathBuf, u32),
+    /// It is on a network file system (inotify does not work there).
+    NetworkFileSystem,
 }
 
 impl core::fmt::Display for DirProblem {
@@ -88,9 +110,22 @@ impl core::fmt::Display for DirProblem {
             DirProblem::Symlink => f.write_str("it is a symbolic link"),
             DirProblem::NotADirectory => f.write_str("it is not a directory"),
             DirProblem::WrongOwner(uid) => write!(f, "it is owned by uid {uid}, not by us"),
-            DirProblem::OpenPermissions(mode) => {
-                write!(f, "its mode {mode:o} gives group or others access")
+            DirProblem::OpenPermissions(mode) => write!(
+                f,
+                "its mode {mode:o} is neither private (700) nor shared with \
+                 the group only (3770: setgid, sticky, nothing for others)"
+            ),
+            DirProblem::ForeignGroup(gid) => {
+                write!(f, "it is shared with group {gid}, which we are not in")
             }
+            DirProblem::UnsafeAncestor(path, mode) => write!(
+                f,
+                "{} (mode {mode:o}) on the way to it can be changed by other users",
+                path.display()
+            ),
+            DirProblem::NetworkFileSystem => f.write_str(
+                "it is on a network file system (file locks and inotify need a local one)",
+            ),
         }
     }
 }
