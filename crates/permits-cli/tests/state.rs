@@ -192,17 +192,21 @@ struct OtherUser {
 }
 
 impl OtherUser {
-    fn create() -> Option<OtherUser> {
+    /// A new user, in `group` too if given.
+    fn create(group: Option<&str>) -> Option<OtherUser> {
         let name = format!("pmt{}x{}", std::process::id(), unique_suffix());
         let root = tempfile::tempdir().unwrap();
         set_mode(root.path(), 0o755);
         let home = root.path().join("home");
-        let ok = Command::new("useradd")
+        let mut useradd = Command::new("useradd");
+        useradd
             .args(["-m", "-d"])
             .arg(&home)
-            .args(["-s", "/bin/sh", &name])
-            .status()
-            .is_ok_and(|s| s.success());
+            .args(["-s", "/bin/sh"]);
+        if let Some(group) = group {
+            useradd.args(["-G", group]);
+        }
+        let ok = useradd.arg(&name).status().is_ok_and(|s| s.success());
         if !ok {
             return None;
         }
@@ -246,11 +250,14 @@ impl Drop for OtherUser {
     }
 }
 
-fn unique_suffix() -> u32 {
-    std::time::SystemTime::now()
+/// Short (user and group names are at most 32 characters) and unique.
+fn unique_suffix() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .subsec_micros()
+        .subsec_micros();
+    format!("{micros}x{}", N.fetch_add(1, Ordering::SeqCst))
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -268,7 +275,7 @@ fn another_user_gets_its_own_semaphore_and_cannot_squat_ours() {
         eprintln!("skipped: creating a second user needs root (CI runs as root)");
         return;
     }
-    let Some(user) = OtherUser::create() else {
+    let Some(user) = OtherUser::create(None) else {
         eprintln!("skipped: useradd is not available or failed");
         return;
     };
@@ -321,6 +328,88 @@ fn another_user_gets_its_own_semaphore_and_cannot_squat_ours() {
     drop((root_stdin, user_stdin));
     assert!(root_holder.wait().unwrap().success());
     assert!(user_holder.wait().unwrap().success());
+}
+
+/// A group created for one test, deleted afterwards.
+struct Group(String);
+
+impl Group {
+    fn create() -> Option<Group> {
+        let name = format!("pmg{}x{}", std::process::id(), unique_suffix());
+        let ok = Command::new("groupadd")
+            .arg(&name)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Group(name))
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).status();
+    }
+}
+
+/// `--dir` / `PERMITS_DIR` for the users of one group: a directory with
+/// mode 3770 (setgid, sticky) is one semaphore for all its members; a
+/// group directory without those bits is refused before anything runs.
+#[test]
+fn the_users_of_a_group_share_an_explicit_directory() {
+    if !is_root() {
+        eprintln!("skipped: creating users and a group needs root (CI runs as root)");
+        return;
+    }
+    let Some(group) = Group::create() else {
+        eprintln!("skipped: groupadd is not available or failed");
+        return;
+    };
+    let (Some(alice), Some(bob)) = (
+        OtherUser::create(Some(&group.0)),
+        OtherUser::create(Some(&group.0)),
+    ) else {
+        eprintln!("skipped: useradd is not available or failed");
+        return;
+    };
+    let place = tempfile::tempdir().unwrap();
+    set_mode(place.path(), 0o755);
+    let shared = place.path().join("shared");
+    let loose = place.path().join("loose");
+    for (dir, mode) in [(&shared, 0o3770), (&loose, 0o2770)] {
+        std::fs::create_dir(dir).unwrap();
+        let chgrp = Command::new("chgrp").arg(&group.0).arg(dir).status();
+        assert!(chgrp.unwrap().success());
+        set_mode(dir, mode);
+    }
+    let name = unique_name("group");
+    let dir_flag = format!("--dir={}", shared.display());
+    let mut holder = alice.permits(&["-i"]);
+    holder
+        .args(["run", &dir_flag, "--name", &name, "-j", "1"])
+        .args(HOLDING);
+    let (mut holder, stdin) = hold(holder);
+    let env = format!("PERMITS_DIR={}", shared.display());
+    let out = output(
+        bob.permits(&[&env])
+            .args(["run", "--name", &name, "-j", "1", "--timeout", "0"])
+            .args(["--", "/bin/true"]),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "the members got two semaphores"
+    );
+    let status = status_json(bob.permits(&[&env]), &name);
+    assert_eq!(status["held"], 1);
+
+    let out = output(
+        bob.permits(&[&format!("PERMITS_DIR={}", loose.display())])
+            .args(["run", "--name", &name, "-j", "1", "--", "/bin/true"]),
+    );
+    assert_eq!(out.status.code(), Some(2), "a group dir without sticky bit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3770"), "{stderr}");
+    drop(stdin);
+    assert!(holder.wait().unwrap().success());
 }
 
 /// A sandboxed state directory (`PERMITS_DIR`; `XDG_RUNTIME_DIR` too, so
