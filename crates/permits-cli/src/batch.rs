@@ -165,7 +165,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     if let Some(server) = &server {
         if let Ok(rec) = server.reconcile() {
             if !rec.is_clean() {
-                reporter.note(&format!("jobserver pool repaired: {rec:?}"));
+                reporter.note(&rec.to_string());
             }
         }
     }

@@ -563,3 +563,21 @@ fn batch_runs_plain_commands_directly_and_the_rest_through_the_shell() {
         .success()
         .stdout("plain\ntwo  spaces\n1\n");
 }
+
+/// Finding 7: the pool-repair note printed a Rust debug dump
+/// (`Reconciliation { expected: 2, … }`) instead of words.
+#[test]
+fn a_repaired_pool_is_reported_in_words() {
+    let sb = Sandbox::new("repair");
+    // The second job takes a token from the pool and never gives it back.
+    let steal = "A=${MAKEFLAGS##*=}; R=${A%,*}; \
+                 dd bs=1 count=1 status=none if=/dev/fd/$R of=/dev/null";
+    sb.permits()
+        .args(["batch", "-j", "3", "--", "true", steal])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "permits: jobserver pool: expected 2 free tokens, found 1; restored 1 lost",
+        ))
+        .stderr(predicate::str::contains("Reconciliation").not());
+}
