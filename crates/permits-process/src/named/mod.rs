@@ -936,7 +936,13 @@ fn base_dir(base: &Path, create: bool) -> Result<Option<Access>, NamedError> {
         }
         let own = NamedSemaphore::user_dir().is_ok_and(|d| d == base);
         if let (true, Some(parent)) = (own, base.parent()) {
-            sys::make_dirs(parent)?;
+            // A user whose home is missing or not its own (service
+            // accounts) gets told what to do.
+            sys::make_dirs(parent).map_err(|e| {
+                insecure(format!(
+                    "cannot create it ({e}): set PERMITS_DIR to a directory of your own"
+                ))
+            })?;
         }
     }
     let owner = match sys::owner(base) {
