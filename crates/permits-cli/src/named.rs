@@ -5,7 +5,7 @@ use crate::args::{default_jobs, RunArgs, StatusArgs, WaitArgs};
 use crate::proc::{exit_code, in_terminal_foreground, signal_from_raw, Running, Signaller, Wake};
 use crate::signals::Catcher;
 use crate::Failure;
-use permits_process::named::{NamedSemaphore, NamedStatus};
+use permits_process::named::{NamedSemaphore, NamedStatus, ProcessState};
 use permits_process::AcquireError;
 use serde_json::json;
 use std::path::Path;
@@ -37,7 +37,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         Some(t) => sem.acquire_timeout(t),
         None => sem.acquire(),
     };
-    let permit = match acquired {
+    let mut permit = match acquired {
         Ok(permit) => permit,
         Err(AcquireError::TimedOut) => {
             eprintln!("permits: timed out waiting for a slot of {:?}", args.name);
@@ -63,6 +63,8 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         let child = cmd
             .spawn()
             .map_err(|e| spawn_failure(&args.command[0], e))?;
+        // `status` shows the command, which keeps the slot, not us.
+        let _ = permit.set_holder_pid(child.id());
         eprintln!("permits: started pid {} in the background", child.id());
         // Our descriptor closes without unlocking: the child keeps the slot.
         permit.detach();
@@ -75,6 +77,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let child = cmd
         .spawn()
         .map_err(|e| spawn_failure(&args.command[0], e))?;
+    let _ = permit.set_holder_pid(child.id());
     let mut running =
         Running::new(child, false).map_err(|e| Failure::io("cannot watch the command", e))?;
     let signaller = running
@@ -200,13 +203,29 @@ fn millis(t: Option<SystemTime>) -> Option<u128> {
         .map(|d| d.as_millis())
 }
 
+fn state_name(state: Option<ProcessState>) -> &'static str {
+    state.map_or("gone", ProcessState::as_str)
+}
+
 fn status_json(name: &str, dir: &Path, s: &NamedStatus) -> serde_json::Value {
     let holders: Vec<_> = s
         .holders
         .iter()
-        .map(|h| json!({"slot": h.slot, "pid": h.pid, "since_ms": millis(h.since), "label": h.label}))
+        .map(|h| {
+            json!({"slot": h.slot, "pid": h.pid, "state": state_name(h.state),
+                "since_ms": millis(h.since), "label": h.label})
+        })
         .collect();
-    json!({"name": name, "dir": dir, "capacity": s.capacity, "held": s.held, "waiters": s.waiters, "holders": holders})
+    let queue: Vec<_> = s
+        .queue
+        .iter()
+        .map(|w| {
+            json!({"pid": w.pid, "state": state_name(w.state),
+                "since_ms": millis(w.since), "label": w.label})
+        })
+        .collect();
+    json!({"name": name, "dir": dir, "capacity": s.capacity, "held": s.held,
+        "waiters": s.waiters, "holders": holders, "queue": queue})
 }
 
 fn print_status(name: &str, dir: &Path, s: &NamedStatus) {
@@ -218,13 +237,26 @@ fn print_status(name: &str, dir: &Path, s: &NamedStatus) {
         dir.display()
     );
     let now = SystemTime::now();
-    for h in &s.holders {
-        let pid = h.pid.map_or("?".to_owned(), |p| p.to_string());
-        let since = h
-            .since
+    let line = |pid: Option<u32>, state, since: Option<SystemTime>, label: &Option<String>| {
+        let pid = pid.map_or("?".to_owned(), |p| p.to_string());
+        let since = since
             .and_then(|t| now.duration_since(t).ok())
             .map_or("?".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()));
-        let label = h.label.as_deref().unwrap_or("");
-        println!("  slot {}: pid {pid}, for {since}: {label}", h.slot);
+        let label = label.as_deref().unwrap_or("");
+        format!("pid {pid} ({}), for {since}: {label}", state_name(state))
+    };
+    for h in &s.holders {
+        println!(
+            "  slot {}: {}",
+            h.slot,
+            line(h.pid, h.state, h.since, &h.label)
+        );
+    }
+    for (i, w) in s.queue.iter().enumerate() {
+        println!(
+            "  waiting #{}: {}",
+            i + 1,
+            line(w.pid, w.state, w.since, &w.label)
+        );
     }
 }

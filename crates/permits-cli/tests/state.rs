@@ -657,3 +657,76 @@ fn a_capacity_mismatch_names_the_semaphore_once() {
     drop(stdin);
     assert!(holder.wait().unwrap().success());
 }
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Findings 5 and 9: `status` showed the exited `permits` pid for a
+/// `--bg` holder, and only a count of waiters ("1 waiting" without who).
+/// Now holders show the command's pid, and holders and waiters their
+/// pid, state (running or stopped), since and label, in text and JSON.
+#[test]
+fn status_shows_the_real_holders_and_the_waiters_with_their_state() {
+    let sb = Sandbox::new("who");
+    let stop = sb.dir.path().join("stop");
+    let job = bg_job(&sb.dir.path().join("log"), &stop);
+    let job: Vec<&str> = job.iter().map(String::as_str).collect();
+    let out = sb.run("1", &["--bg", "--label", "bg job"], &job);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let command: u32 = stderr
+        .split("started pid ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {stderr:?}"));
+    let status = sb.status();
+    assert_eq!(status["held"], 1);
+    assert_eq!(
+        status["holders"][0]["pid"], command,
+        "not the command's pid"
+    );
+    assert_eq!(status["holders"][0]["state"], "running");
+    assert_eq!(status["holders"][0]["label"], "bg job");
+    signal(command, "-STOP");
+    until("the holder to show as stopped", || {
+        sb.status()["holders"][0]["state"] == "stopped"
+    });
+    signal(command, "-CONT");
+
+    let mut waiter = sb
+        .permits()
+        .args(["run", "--name", &sb.name, "-j", "1", "--label", "waiter"])
+        .args(["--", "/bin/true"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    until("the waiter to queue", || sb.status()["waiters"] == 1);
+    let status = sb.status();
+    assert_eq!(status["queue"][0]["pid"], waiter.id());
+    assert_eq!(status["queue"][0]["state"], "running");
+    assert_eq!(status["queue"][0]["label"], "waiter");
+    assert!(status["queue"][0]["since_ms"].is_u64());
+    signal(waiter.id(), "-STOP");
+    until("the waiter to show as stopped", || {
+        sb.status()["queue"][0]["state"] == "stopped"
+    });
+    let out = output(sb.permits().args(["status", "--name", &sb.name]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("waiting #1: pid {} (stopped)", waiter.id())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("slot 0: pid {command} (running)")),
+        "{text}"
+    );
+    signal(waiter.id(), "-CONT");
+    std::fs::write(&stop, "").unwrap();
+    assert!(waiter.wait().unwrap().success());
+}

@@ -208,7 +208,9 @@ pub(super) struct Ticket {
 }
 
 impl Ticket {
-    pub(super) fn create(queue: &Path, access: Access) -> io::Result<Ticket> {
+    /// Takes a place at the end of the queue, recording `record` (pid,
+    /// time, label) in the ticket for `status`.
+    pub(super) fn create(queue: &Path, access: Access, record: &str) -> io::Result<Ticket> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         loop {
             let name = format!(
@@ -232,6 +234,8 @@ impl Ticket {
             // Between create and lock, a scanner may have taken the file
             // for a dead waiter's and removed it: then take a new place.
             if sys::link_count(&file)? > 0 {
+                use std::io::Write;
+                (&file).write_all(record.as_bytes())?;
                 return Ok(Ticket {
                     name,
                     path,
@@ -287,4 +291,35 @@ pub(super) fn live_tickets(queue: &Path, before: Option<&str>) -> io::Result<usi
         }
     }
     Ok(live)
+}
+
+/// The records of the live waiters, in queue order.
+pub(super) fn queue_records(queue: &Path) -> io::Result<Vec<String>> {
+    use std::io::Read;
+    let entries = match fs::read_dir(queue) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("t-"))
+        .collect();
+    names.sort_unstable();
+    let mut records = Vec::new();
+    for name in names {
+        let mut file = match sys::open_read_only(&queue.join(&name)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        // A free lock: its waiter is gone (`live_tickets` removes it).
+        if !sys::lock_file(&file, LockKind::Shared, false)? {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            records.push(text);
+        }
+    }
+    Ok(records)
 }

@@ -693,7 +693,8 @@ impl NamedSemaphore {
         }
         // Watch before queueing, so no release after this point is missed.
         let watch = self.watch(true)?;
-        let ticket = Ticket::create(&self.inner.queue, self.inner.access)?;
+        let record = record_text(sys::pid(), now_ms(), self.inner.label.as_deref());
+        let ticket = Ticket::create(&self.inner.queue, self.inner.access, &record)?;
         let mut backoff = Duration::from_millis(10);
         loop {
             if ticket.is_head(&self.inner.queue)? {
@@ -757,6 +758,8 @@ impl NamedSemaphore {
             let mut permit = NamedPermit {
                 slot,
                 file: Some(file),
+                holder: sys::pid(),
+                since_ms: now_ms(),
                 sem: self.clone(),
                 inherited: Mutex::new(Vec::new()),
             };
@@ -805,7 +808,8 @@ impl NamedSemaphore {
         Ok(slots)
     }
 
-    /// Who holds which slot, and how many wait. Holders that died (even
+    /// Who holds which slot, and who waits (in queue order), each with
+    /// its recorded pid, time and label and its process state now. Holders that died (even
     /// by `SIGKILL`) no longer appear. Free slots are probed with a shared
     /// lock (see the module's caveats).
     ///
@@ -819,11 +823,16 @@ impl NamedSemaphore {
             .enumerate()
             .filter_map(|(slot, record)| record.map(|text| Holder::parse(slot, &text)))
             .collect();
+        let queue: Vec<Waiter> = files::queue_records(&self.inner.queue)?
+            .iter()
+            .map(|text| Waiter::parse(text))
+            .collect();
         Ok(NamedStatus {
             capacity: self.inner.capacity,
             held: holders.len(),
             holders,
-            waiters: files::live_tickets(&self.inner.queue, None)?,
+            waiters: queue.len(),
+            queue,
         })
     }
 
@@ -980,6 +989,10 @@ fn into_io(e: NamedError) -> io::Error {
 pub struct NamedPermit {
     slot: usize,
     file: Option<File>,
+    /// The process recorded as the holder (this one, or the command the
+    /// slot was handed to) and since when (ms since the epoch).
+    holder: u32,
+    since_ms: u128,
     sem: NamedSemaphore,
     /// Hooks letting children inherit the slot; disarmed before `file`
     /// closes.
@@ -1030,18 +1043,26 @@ impl NamedPermit {
         drop(self.file.take());
     }
 
+    /// Records `pid` as the holder shown by [`NamedSemaphore::status`]
+    /// instead of this process: the command the slot was handed to with
+    /// [`inherit_into`](Self::inherit_into), which keeps it after this
+    /// process exits (e.g. `permits run --bg`). The time it has been held
+    /// since is kept.
+    ///
+    /// # Errors
+    ///
+    /// If the slot file cannot be written.
+    pub fn set_holder_pid(&mut self, pid: u32) -> io::Result<()> {
+        self.holder = pid;
+        self.record()
+    }
+
     /// Writes pid, time and label into the slot file.
     fn record(&mut self) -> io::Result<()> {
+        let text = record_text(self.holder, self.since_ms, self.sem.inner.label.as_deref());
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let mut text = format!("pid={}\nsince_ms={since}\n", sys::pid());
-        if let Some(label) = &self.sem.inner.label {
-            text.push_str(&format!("label={label}\n"));
-        }
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
         file.write_all(text.as_bytes())
@@ -1074,6 +1095,49 @@ impl fmt::Debug for NamedPermit {
     }
 }
 
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// What holders (slot files) and waiters (tickets) record about
+/// themselves.
+fn record_text(pid: u32, since_ms: u128, label: Option<&str>) -> String {
+    let mut text = format!("pid={pid}\nsince_ms={since_ms}\n");
+    if let Some(label) = label {
+        text.push_str(&format!("label={label}\n"));
+    }
+    text
+}
+
+/// Whether a process is running or stopped, as `/proc` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcessState {
+    /// Alive and not stopped (running, or sleeping in the kernel).
+    Running,
+    /// Stopped by a signal (`SIGSTOP`, Ctrl-Z) or a debugger.
+    Stopped,
+}
+
+impl ProcessState {
+    /// The state of process `pid` now; `None` if it is gone (or a zombie).
+    /// A PID can be reused, so this is a hint for people, not a proof.
+    pub fn of(pid: u32) -> Option<ProcessState> {
+        sys::process_state(pid)
+    }
+
+    /// `"running"` or `"stopped"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessState::Running => "running",
+            ProcessState::Stopped => "stopped",
+        }
+    }
+}
+
 /// A snapshot of a [`NamedSemaphore`], from [`NamedSemaphore::status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -1086,6 +1150,23 @@ pub struct NamedStatus {
     pub holders: Vec<Holder>,
     /// Live waiters queued.
     pub waiters: usize,
+    /// Who waits, in queue order (as many as `waiters`, unless one
+    /// arrived or left between the two looks).
+    pub queue: Vec<Waiter>,
+}
+
+/// One waiter queued on a [`NamedSemaphore`], from what it recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Waiter {
+    /// Its process id.
+    pub pid: Option<u32>,
+    /// When it started waiting.
+    pub since: Option<SystemTime>,
+    /// Its handle's label.
+    pub label: Option<String>,
+    /// Whether it runs or is stopped, when looked at.
+    pub state: Option<ProcessState>,
 }
 
 /// One held slot of a [`NamedSemaphore`]. The fields are what the holder
@@ -1101,28 +1182,51 @@ pub struct Holder {
     pub since: Option<SystemTime>,
     /// Its handle's label.
     pub label: Option<String>,
+    /// Whether the holder runs or is stopped, when looked at (`None`: the
+    /// recorded process is gone, e.g. a `permits run` killed while its
+    /// command keeps the slot).
+    pub state: Option<ProcessState>,
+}
+
+/// The fields of a holder's or waiter's record.
+fn parse_record(text: &str) -> (Option<u32>, Option<SystemTime>, Option<String>) {
+    let (mut pid, mut since, mut label) = (None, None, None);
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("pid=") {
+            pid = v.parse().ok();
+        } else if let Some(v) = line.strip_prefix("since_ms=") {
+            since = v
+                .parse()
+                .ok()
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        } else if let Some(v) = line.strip_prefix("label=") {
+            label = Some(v.to_owned());
+        }
+    }
+    (pid, since, label)
 }
 
 impl Holder {
     fn parse(slot: usize, text: &str) -> Holder {
-        let mut holder = Holder {
+        let (pid, since, label) = parse_record(text);
+        Holder {
             slot,
-            pid: None,
-            since: None,
-            label: None,
-        };
-        for line in text.lines() {
-            if let Some(v) = line.strip_prefix("pid=") {
-                holder.pid = v.parse().ok();
-            } else if let Some(v) = line.strip_prefix("since_ms=") {
-                holder.since = v
-                    .parse()
-                    .ok()
-                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-            } else if let Some(v) = line.strip_prefix("label=") {
-                holder.label = Some(v.to_owned());
-            }
+            pid,
+            since,
+            label,
+            state: pid.and_then(ProcessState::of),
         }
-        holder
+    }
+}
+
+impl Waiter {
+    fn parse(text: &str) -> Waiter {
+        let (pid, since, label) = parse_record(text);
+        Waiter {
+            pid,
+            since,
+            label,
+            state: pid.and_then(ProcessState::of),
+        }
     }
 }

@@ -512,6 +512,22 @@ pub(crate) fn make_dirs(path: &Path) -> io::Result<()> {
         .create(path)
 }
 
+/// Whether process `pid` runs or is stopped (field 3 of
+/// `/proc/<pid>/stat`: `T` stopped, `t` traced); `None` if it is gone or
+/// a zombie.
+pub(crate) fn process_state(pid: u32) -> Option<crate::named::ProcessState> {
+    use crate::named::ProcessState;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain any
+    // character: the state follows the last ')'.
+    let state = stat[stat.rfind(')')? + 1..].trim_start().chars().next()?;
+    match state {
+        'T' | 't' => Some(ProcessState::Stopped),
+        'Z' | 'X' | 'x' => None,
+        _ => Some(ProcessState::Running),
+    }
+}
+
 /// The owner of `path` (not following a symbolic link).
 pub(crate) fn owner(path: &Path) -> io::Result<u32> {
     Ok(fs::lstat(path)?.st_uid)

@@ -122,6 +122,9 @@ pub(crate) fn check_ancestors(
 pub(crate) fn make_dirs(_path: &Path) -> io::Result<()> {
     unsupported()
 }
+pub(crate) fn process_state(_pid: u32) -> Option<crate::named::ProcessState> {
+    None
+}
 pub(crate) fn owner(_path: &Path) -> io::Result<u32> {
     unsupported()
 }
