@@ -455,16 +455,20 @@ impl Sandbox {
     }
 }
 
-/// A background job: logs `+`, works until `stop` exists, logs `-`.
+/// A background job: logs `+`, works until `stop` exists, logs `-`. It
+/// also ends when the test's directory is gone (a failed test leaves no
+/// job running).
 fn bg_job(log: &Path, stop: &Path) -> [String; 3] {
     [
         "/bin/sh".into(),
         "-c".into(),
         format!(
             "exec >/dev/null 2>&1; echo + >> {log}; \
-             while [ ! -e {stop} ]; do sleep 0.02; done; echo - >> {log}",
+             while [ -d {dir} ] && [ ! -e {stop} ]; do sleep 0.02; done; \
+             echo - >> {log}",
             log = log.display(),
-            stop = stop.display()
+            stop = stop.display(),
+            dir = stop.parent().unwrap().display()
         ),
     ]
 }
