@@ -734,3 +734,47 @@ fn status_shows_the_real_holders_and_the_waiters_with_their_state() {
     std::fs::write(&stop, "").unwrap();
     assert!(waiter.wait().unwrap().success());
 }
+
+/// Finding 5: a waiter stopped (SIGSTOP, Ctrl-Z) at the head of the queue
+/// kept a free slot unused: the waiters behind it and newcomers waited
+/// until they timed out. Now a stopped waiter is passed over and keeps its
+/// place: when it continues, it is served.
+#[test]
+fn a_stopped_waiter_does_not_hold_up_a_free_slot() {
+    let sb = Sandbox::new("stopped");
+    let mut cmd = sb.permits();
+    cmd.args(["run", "--name", &sb.name, "-j", "1"])
+        .args(HOLDING);
+    let (mut holder, mut stdin) = hold(cmd);
+    let waiter = |label: &str, timeout: &str| {
+        sb.permits()
+            .args(["run", "--name", &sb.name, "-j", "1", "--label", label])
+            .args(["--timeout", timeout, "--", "/bin/true"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = waiter("first", "60");
+    until("the first waiter to queue", || sb.status()["waiters"] == 1);
+    let mut second = waiter("second", "60");
+    until("the second waiter to queue", || sb.status()["waiters"] == 2);
+    signal(first.id(), "-STOP");
+    until("the head to show as stopped", || {
+        sb.status()["queue"][0]["state"] == "stopped"
+    });
+    stdin.write_all(b"done\n").unwrap();
+    assert!(holder.wait().unwrap().success());
+    // The second waiter gets the slot the stopped head cannot take (its
+    // 60 s timeout is only a hang guard: 124 would mean it never did).
+    assert_eq!(second.wait().unwrap().code(), Some(0));
+    // A newcomer does not wait behind a stopped waiter either.
+    let out = sb.run("1", &["--timeout", "0"], &["/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "a stopped waiter held the slot");
+    assert_eq!(
+        sb.status()["waiters"],
+        1,
+        "the stopped waiter keeps its place"
+    );
+    signal(first.id(), "-CONT");
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+}

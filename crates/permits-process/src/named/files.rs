@@ -135,7 +135,7 @@ pub(super) fn in_use(dir: &Path, capacity: usize, access: Access) -> io::Result<
             return Ok(true);
         }
     }
-    Ok(live_tickets(&dir.join("q"), None)? > 0)
+    Ok(live_tickets(&dir.join("q"), None, Count::Live)? > 0)
 }
 
 /// Writes `meta`: atomically (a new file renamed over it), or in place
@@ -245,9 +245,10 @@ impl Ticket {
         }
     }
 
-    /// Whether no live ticket is ahead of this one.
-    pub(super) fn is_head(&self, queue: &Path) -> io::Result<bool> {
-        Ok(live_tickets(queue, Some(&self.name))? == 0)
+    /// How many waiters that are not stopped are ahead of this one (0:
+    /// this one is the head).
+    pub(super) fn ahead(&self, queue: &Path) -> io::Result<usize> {
+        live_tickets(queue, Some(&self.name), Count::Active)
     }
 }
 
@@ -257,9 +258,19 @@ impl Drop for Ticket {
     }
 }
 
+/// Which waiters [`live_tickets`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Count {
+    /// Every live waiter.
+    Live,
+    /// Live waiters whose process is not stopped: a stopped one is passed
+    /// over (it keeps its ticket, so its place, for when it continues).
+    Active,
+}
+
 /// Counts live tickets (those before `before` if given), removing the
 /// files of dead waiters (tickets whose lock nobody holds).
-pub(super) fn live_tickets(queue: &Path, before: Option<&str>) -> io::Result<usize> {
+pub(super) fn live_tickets(queue: &Path, before: Option<&str>, count: Count) -> io::Result<usize> {
     let entries = match fs::read_dir(queue) {
         Ok(entries) => entries,
         // Deleted: nobody is queued (a waiter recreates it).
@@ -286,11 +297,21 @@ pub(super) fn live_tickets(queue: &Path, before: Option<&str>) -> io::Result<usi
         };
         if sys::lock_file(&file, LockKind::Shared, false)? {
             let _ = fs::remove_file(&path); // its owner is gone
-        } else {
+        } else if count == Count::Live || !stopped(file) {
             live += 1;
         }
     }
     Ok(live)
+}
+
+/// Whether the waiter that wrote this ticket is stopped now (a ticket
+/// not yet written counts as running).
+fn stopped(mut file: File) -> bool {
+    use std::io::Read;
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let (pid, _, _) = super::parse_record(&text);
+    pid.and_then(sys::process_state) == Some(super::ProcessState::Stopped)
 }
 
 /// The records of the live waiters, in queue order.

@@ -121,8 +121,11 @@
 //! # Caveats
 //!
 //! * Linux only (flock, inotify, boot id), on a local file system.
-//! * The queue is strictly FIFO: a waiter that is alive but stopped (e.g.
-//!   `SIGSTOP`) at the head of the queue holds up the waiters behind it.
+//! * The queue is FIFO among running waiters. A waiter whose process is
+//!   stopped (`SIGSTOP`, Ctrl-Z) is passed over: newcomers and the waiters
+//!   behind it take free slots (at once on a release, else within
+//!   [`PASS_OVER`]), and it keeps its place for when it continues. A
+//!   *holder* that is stopped keeps its slot, as any holder does.
 //! * A process that `fork`s without `exec` while holding a permit shares
 //!   the lock with its child until both close it.
 //! * Introspection ([`NamedSemaphore::status`],
@@ -631,12 +634,13 @@ impl NamedSemaphore {
         self.inner.reclaimed
     }
 
-    /// Takes a permit if one is free and nobody is queued.
+    /// Takes a permit if one is free and no running waiter is queued
+    /// (stopped waiters are passed over).
     ///
     /// # Errors
     ///
-    /// [`AcquireError::NoPermits`] (also when waiters are queued: it does
-    /// not barge), [`AcquireError::Io`].
+    /// [`AcquireError::NoPermits`] (also when running waiters are queued:
+    /// it does not barge), [`AcquireError::Io`].
     pub fn try_acquire(&self) -> Result<NamedPermit, AcquireError> {
         if self.queue_has_live_tickets()? {
             return Err(AcquireError::NoPermits);
@@ -644,7 +648,8 @@ impl NamedSemaphore {
         self.try_slots()?.ok_or(AcquireError::NoPermits)
     }
 
-    /// Waits for a permit, in arrival order.
+    /// Waits for a permit, in arrival order (waiters whose process is
+    /// stopped are passed over, and keep their place).
     ///
     /// # Errors
     ///
@@ -653,7 +658,9 @@ impl NamedSemaphore {
     /// # Blocking
     ///
     /// Sleeps in `poll(2)` on an inotify watch until a permit is free and
-    /// this waiter is at the head of the queue; `EINTR` is retried.
+    /// this waiter is at the head of the queue; `EINTR` is retried. Behind
+    /// other waiters it also wakes every [`PASS_OVER`] to see whether they
+    /// were stopped.
     pub fn acquire(&self) -> Result<NamedPermit, AcquireError> {
         self.acquire_until(None)
     }
@@ -697,15 +704,22 @@ impl NamedSemaphore {
         let ticket = Ticket::create(&self.inner.queue, self.inner.access, &record)?;
         let mut backoff = Duration::from_millis(10);
         loop {
-            if ticket.is_head(&self.inner.queue)? {
+            let ahead = ticket.ahead(&self.inner.queue)?;
+            if ahead == 0 {
                 if let Some(permit) = self.try_slots()? {
                     return Ok(permit);
                 }
             }
-            let woke = wait_change(watch.as_ref(), deadline, &mut backoff)?;
-            if !woke {
+            // Behind someone: look again within PASS_OVER even without an
+            // event, since a waiter being stopped raises none.
+            let nap = match ahead {
+                0 => deadline,
+                _ => earlier(deadline, Instant::now().checked_add(PASS_OVER)),
+            };
+            let woke = wait_change(watch.as_ref(), nap, &mut backoff)?;
+            if !woke && deadline.is_some_and(|d| Instant::now() >= d) {
                 // Out of time: one last look, then leave the queue.
-                if ticket.is_head(&self.inner.queue)? {
+                if ticket.ahead(&self.inner.queue)? == 0 {
                     if let Some(permit) = self.try_slots()? {
                         return Ok(permit);
                     }
@@ -715,9 +729,10 @@ impl NamedSemaphore {
         }
     }
 
-    /// Whether any live waiter is queued (dead tickets are removed).
+    /// Whether any waiter that is not stopped is queued (dead tickets are
+    /// removed): then a newcomer does not take a free slot.
     fn queue_has_live_tickets(&self) -> io::Result<bool> {
-        Ok(files::live_tickets(&self.inner.queue, None)? > 0)
+        Ok(files::live_tickets(&self.inner.queue, None, files::Count::Active)? > 0)
     }
 
     /// Tries every slot once; never blocks.
@@ -880,6 +895,19 @@ impl NamedSemaphore {
             Err(e) if sys::out_of_watches(&e) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// How long a waiter behind a stopped one may take to notice it (a stop
+/// raises no inotify event; a release does, and is seen at once).
+pub const PASS_OVER: Duration = Duration::from_secs(1);
+
+/// The earlier of two optional deadlines (`None`: never).
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
