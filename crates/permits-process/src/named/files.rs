@@ -310,7 +310,7 @@ fn stopped(mut file: File) -> bool {
     use std::io::Read;
     let mut text = String::new();
     let _ = file.read_to_string(&mut text);
-    let (pid, _, _) = super::parse_record(&text);
+    let (pid, _, _) = super::status::parse_record(&text);
     pid.and_then(sys::process_state) == Some(super::ProcessState::Stopped)
 }
 
