@@ -6,7 +6,7 @@
 mod common;
 
 use common::{role_cmd, until, Staged, TempDir};
-use permits_process::named::{NamedError, NamedSemaphore};
+use permits_process::named::{DirProblem, NamedError, NamedSemaphore};
 use permits_process::AcquireError;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::mpsc;
@@ -499,10 +499,10 @@ fn explicit_directories_are_private_or_group_shared() {
         ("group-read-only", 0o750),
     ] {
         let err = try_open(&with_mode(name, mode)).unwrap_err();
-        assert!(
-            matches!(err, NamedError::InsecureDirectory { .. }),
-            "{name}: {err}"
-        );
+        let NamedError::InsecureDirectory { problem, .. } = &err else {
+            panic!("{name}: {err}");
+        };
+        assert_eq!(*problem, DirProblem::OpenPermissions { mode }, "{name}");
     }
     // Under a directory anyone can write to (not sticky): refused.
     let open_parent = with_mode("open-parent", 0o777);
@@ -511,10 +511,23 @@ fn explicit_directories_are_private_or_group_shared() {
     std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700)).unwrap();
     let err = try_open(&inner).unwrap_err();
     assert!(err.to_string().contains("other users"), "{err}");
+    assert!(
+        matches!(
+            &err,
+            NamedError::InsecureDirectory {
+                problem: DirProblem::UnsafeAncestor { mode: 0o777, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Relative: refused.
     assert!(matches!(
         try_open(std::path::Path::new("relative/dir")).unwrap_err(),
-        NamedError::InsecureDirectory { .. }
+        NamedError::InsecureDirectory {
+            problem: DirProblem::NotAbsolute,
+            ..
+        }
     ));
 
     let shared = with_mode("shared", 0o3770);

@@ -44,7 +44,7 @@ pub enum NamedError {
         /// The directory.
         path: PathBuf,
         /// What is wrong with it.
-        problem: String,
+        problem: DirProblem,
     },
     /// The state files are not in the expected format.
     Corrupt {
@@ -55,6 +55,93 @@ pub enum NamedError {
     Unsupported,
     /// A system call failed.
     Io(io::Error),
+}
+
+/// What is wrong with a directory that should hold named semaphores (or
+/// with one on the way to it), in [`NamedError::InsecureDirectory`]. The
+/// rules are in the [module docs](crate::named).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DirProblem {
+    /// It is a symbolic link (never followed).
+    Symlink,
+    /// It exists but is not a directory.
+    NotADirectory,
+    /// A private directory owned by another user.
+    WrongOwner {
+        /// Its owner.
+        uid: u32,
+    },
+    /// Open to others, or to the group without being a shared directory
+    /// (3770).
+    OpenPermissions {
+        /// Its mode.
+        mode: u32,
+    },
+    /// A shared directory whose group is not one of ours.
+    ForeignGroup {
+        /// Its group.
+        gid: u32,
+    },
+    /// A directory on the way to it that someone else can change.
+    UnsafeAncestor {
+        /// That directory.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// It is on a network file system (file locks and inotify need a
+    /// local one).
+    NetworkFileSystem,
+    /// The path (from `--dir`, `PERMITS_DIR` or the user database) is not
+    /// absolute.
+    NotAbsolute,
+    /// The user has no home directory in the user database.
+    NoHome {
+        /// The effective user id.
+        uid: u32,
+    },
+    /// This user's own directory cannot be created (e.g. a service
+    /// account whose home is missing or not its own).
+    CannotCreate {
+        /// Why.
+        kind: io::ErrorKind,
+    },
+}
+
+impl fmt::Display for DirProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HINT: &str = "set PERMITS_DIR to a directory of your own";
+        match self {
+            DirProblem::Symlink => f.write_str("it is a symbolic link"),
+            DirProblem::NotADirectory => f.write_str("it is not a directory"),
+            DirProblem::WrongOwner { uid } => write!(f, "it is owned by uid {uid}, not by us"),
+            DirProblem::OpenPermissions { mode } => write!(
+                f,
+                "its mode {mode:o} is neither private (700) nor shared with \
+                 the group only (3770: setgid, sticky, nothing for others)"
+            ),
+            DirProblem::ForeignGroup { gid } => {
+                write!(f, "it is shared with group {gid}, which we are not in")
+            }
+            DirProblem::UnsafeAncestor { path, mode } => write!(
+                f,
+                "{} (mode {mode:o}) on the way to it can be changed by other users",
+                path.display()
+            ),
+            DirProblem::NetworkFileSystem => f.write_str(
+                "it is on a network file system (file locks and inotify need a local one)",
+            ),
+            DirProblem::NotAbsolute => f.write_str("it is not an absolute path"),
+            DirProblem::NoHome { uid } => {
+                write!(
+                    f,
+                    "uid {uid} has no home directory in the user database: {HINT}"
+                )
+            }
+            DirProblem::CannotCreate { kind } => write!(f, "cannot create it ({kind}): {HINT}"),
+        }
+    }
 }
 
 impl NamedError {

@@ -3,7 +3,7 @@
 //! that keep other users from creating or replacing the state (the rules
 //! are in the [module docs](crate::named)).
 
-use super::{check_name, NamedError, NamedSemaphore};
+use super::{check_name, DirProblem, NamedError, NamedSemaphore};
 use crate::sys::{self, Access};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,12 +30,13 @@ impl NamedSemaphore {
         }
         match sys::home_dir(uid)? {
             Some(home) if home.is_absolute() => Ok(home.join(".local/state/permits")),
-            other => Err(NamedError::InsecureDirectory {
-                path: other.unwrap_or_default(),
-                problem: format!(
-                    "uid {uid} has no home directory in the user database: \
-                     set PERMITS_DIR to a directory of your own"
-                ),
+            Some(home) => Err(NamedError::InsecureDirectory {
+                path: home,
+                problem: DirProblem::NotAbsolute,
+            }),
+            None => Err(NamedError::InsecureDirectory {
+                path: PathBuf::new(),
+                problem: DirProblem::NoHome { uid },
             }),
         }
     }
@@ -53,7 +54,7 @@ impl NamedSemaphore {
             Some(dir) if Path::new(&dir).is_absolute() => Ok(PathBuf::from(dir)),
             Some(dir) => Err(NamedError::InsecureDirectory {
                 path: PathBuf::from(dir),
-                problem: "PERMITS_DIR must be an absolute path".to_owned(),
+                problem: DirProblem::NotAbsolute,
             }),
             None => Self::user_dir(),
         }
@@ -102,7 +103,7 @@ pub(super) fn checked(path: &Path, create: Option<Access>) -> Result<Access, Nam
         Ok(access) => Ok(access),
         Err(problem) => Err(NamedError::InsecureDirectory {
             path: path.to_owned(),
-            problem: problem.to_string(),
+            problem,
         }),
     }
 }
@@ -112,12 +113,12 @@ pub(super) fn checked(path: &Path, create: Option<Access>) -> Result<Access, Nam
 /// directories above it, mode 0700) if `create`. `None` if it is missing
 /// and not to be created.
 pub(super) fn base_dir(base: &Path, create: bool) -> Result<Option<Access>, NamedError> {
-    let insecure = |problem: String| NamedError::InsecureDirectory {
+    let insecure = |problem: DirProblem| NamedError::InsecureDirectory {
         path: base.to_owned(),
         problem,
     };
     if !base.is_absolute() {
-        return Err(insecure("it is not an absolute path".to_owned()));
+        return Err(insecure(DirProblem::NotAbsolute));
     }
     if !exists(base)? {
         if !create {
@@ -127,11 +128,8 @@ pub(super) fn base_dir(base: &Path, create: bool) -> Result<Option<Access>, Name
         if let (true, Some(parent)) = (own, base.parent()) {
             // A user whose home is missing or not its own (service
             // accounts) gets told what to do.
-            sys::make_dirs(parent).map_err(|e| {
-                insecure(format!(
-                    "cannot create it ({e}): set PERMITS_DIR to a directory of your own"
-                ))
-            })?;
+            sys::make_dirs(parent)
+                .map_err(|e| insecure(DirProblem::CannotCreate { kind: e.kind() }))?;
         }
     }
     let owner = match sys::owner(base) {
@@ -140,7 +138,7 @@ pub(super) fn base_dir(base: &Path, create: bool) -> Result<Option<Access>, Name
         Err(e) => return Err(e.into()),
     };
     if let Err(problem) = sys::check_ancestors(base, owner)? {
-        return Err(insecure(problem.to_string()));
+        return Err(insecure(problem));
     }
     checked(base, create.then_some(Access::Private)).map(Some)
 }

@@ -148,7 +148,7 @@ mod permit;
 mod semaphore;
 mod status;
 
-pub use error::{check_name, NamedError, MAX_NAME_LEN};
+pub use error::{check_name, DirProblem, NamedError, MAX_NAME_LEN};
 pub use options::NamedOptions;
 pub use permit::NamedPermit;
 pub use semaphore::{NamedSemaphore, PASS_OVER};

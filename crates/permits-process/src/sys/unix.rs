@@ -10,7 +10,8 @@
 //! database through NSS).
 #![allow(unsafe_code)]
 
-use super::{Access, DirProblem, FileId, FileKind, LockKind};
+use super::{Access, FileId, FileKind, LockKind};
+use crate::named::DirProblem;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{self, FileType, FlockOperation, Mode, OFlags};
@@ -452,7 +453,7 @@ pub(crate) fn check_dir(
     let mode = st.st_mode as u32 & 0o7777;
     let access = if mode & 0o077 == 0 {
         if st.st_uid != euid() {
-            return Ok(Err(DirProblem::WrongOwner(st.st_uid)));
+            return Ok(Err(DirProblem::WrongOwner { uid: st.st_uid }));
         }
         Access::Private
     } else if mode & 0o007 == 0 && mode & 0o070 == 0o070 && mode & 0o3000 == 0o3000 {
@@ -460,11 +461,11 @@ pub(crate) fn check_dir(
         let ours = rustix::process::getegid() == gid
             || rustix::process::getgroups().is_ok_and(|groups| groups.contains(&gid));
         if !ours {
-            return Ok(Err(DirProblem::ForeignGroup(st.st_gid)));
+            return Ok(Err(DirProblem::ForeignGroup { gid: st.st_gid }));
         }
         Access::Group
     } else {
-        return Ok(Err(DirProblem::OpenPermissions(mode)));
+        return Ok(Err(DirProblem::OpenPermissions { mode }));
     };
     #[allow(clippy::unnecessary_cast)]
     let fs_type = fs::statfs(path)?.f_type as u64;
@@ -497,7 +498,7 @@ pub(crate) fn check_ancestors(
         let trusted = st.st_uid == 0 || st.st_uid == me || Some(st.st_uid) == also;
         let closed = mode & 0o022 == 0 || (st.st_uid == 0 && mode & 0o1000 != 0);
         if !trusted || !closed {
-            return Ok(Err(DirProblem::UnsafeAncestor(dir, mode)));
+            return Ok(Err(DirProblem::UnsafeAncestor { path: dir, mode }));
         }
     }
     Ok(Ok(()))

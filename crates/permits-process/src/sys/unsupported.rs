@@ -5,7 +5,8 @@
 //! `Fd` and `DirWatch` are uninhabited: nothing can ever hold one, which is
 //! why the functions taking them need no body.
 
-use super::{Access, DirProblem, FileId, LockKind};
+use super::{Access, FileId, LockKind};
+use crate::named::DirProblem;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
