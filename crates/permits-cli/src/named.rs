@@ -134,10 +134,11 @@ pub fn wait(args: WaitArgs) -> Result<i32, Failure> {
         Err(e) if e.is_not_found() => return Ok(0),
         Err(e) => return Err(Failure::named(&args.name, e)),
     };
-    let deadline = args
-        .timeout
-        .and_then(|t| std::time::Instant::now().checked_add(t));
-    match sem.wait_idle(deadline) {
+    let waited = match args.timeout {
+        Some(timeout) => sem.wait_idle_timeout(timeout),
+        None => sem.wait_idle(),
+    };
+    match waited {
         Ok(()) => Ok(0),
         Err(AcquireError::TimedOut) => {
             eprintln!("permits: {:?} is still held", args.name);

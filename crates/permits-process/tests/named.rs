@@ -306,7 +306,7 @@ fn introspection_never_stalls_a_blocking_acquirer() {
 fn wait_idle_returns_when_the_last_holder_dies() {
     let dir = TempDir::new("named-idle");
     let sem = open(&dir, "idle", 2).unwrap();
-    sem.wait_idle(None).unwrap(); // nothing held
+    sem.wait_idle().unwrap(); // nothing held
     let mut cmd = role_cmd("named-holder");
     cmd.env("PERMITS_NAME", "idle")
         .env("PERMITS_DIR", dir.path())
@@ -316,10 +316,10 @@ fn wait_idle_returns_when_the_last_holder_dies() {
     holder.go();
     holder.expect("holding");
     let short = Instant::now() + Duration::from_millis(20);
-    assert!(sem.wait_idle(Some(short)).unwrap_err().is_timed_out());
+    assert!(sem.wait_idle_deadline(short).unwrap_err().is_timed_out());
     let waiter = {
         let sem = sem.clone();
-        std::thread::spawn(move || sem.wait_idle(Some(Instant::now() + Duration::from_secs(10))))
+        std::thread::spawn(move || sem.wait_idle_timeout(Duration::from_secs(10)))
     };
     holder.kill();
     holder.child.wait().unwrap();
@@ -345,8 +345,7 @@ fn detached_permit_stays_with_the_child() {
     assert_eq!(status.held, 1);
     drop(child.stdin.take()); // the child reads EOF and exits
     child.wait().unwrap();
-    sem.wait_idle(Some(Instant::now() + Duration::from_secs(10)))
-        .unwrap();
+    sem.wait_idle_timeout(Duration::from_secs(10)).unwrap();
     assert!(sem.try_acquire().is_ok());
     // A command spawned later from the same `Command` gets nothing.
     let mut again = cmd.stdin(std::process::Stdio::null()).spawn().unwrap();

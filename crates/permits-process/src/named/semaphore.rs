@@ -439,14 +439,45 @@ impl NamedSemaphore {
     ///
     /// # Errors
     ///
-    /// [`AcquireError::TimedOut`] if `deadline` passes first,
     /// [`AcquireError::Io`].
     ///
     /// # Blocking
     ///
     /// Sleeps in `poll(2)` on an inotify watch until the last holder
-    /// releases (or dies), or until `deadline`.
-    pub fn wait_idle(&self, deadline: Option<Instant>) -> Result<(), AcquireError> {
+    /// releases (or dies).
+    pub fn wait_idle(&self) -> Result<(), AcquireError> {
+        self.wait_idle_until(None)
+    }
+
+    /// [`wait_idle`](Self::wait_idle) for at most `timeout` (a deadline
+    /// computed once).
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::TimedOut`] if it is still held then,
+    /// [`AcquireError::Io`].
+    ///
+    /// # Blocking
+    ///
+    /// At most about `timeout`.
+    pub fn wait_idle_timeout(&self, timeout: Duration) -> Result<(), AcquireError> {
+        self.wait_idle_until(Instant::now().checked_add(timeout))
+    }
+
+    /// [`wait_idle`](Self::wait_idle) until at most `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_idle_timeout`](Self::wait_idle_timeout).
+    ///
+    /// # Blocking
+    ///
+    /// Until at most `deadline`.
+    pub fn wait_idle_deadline(&self, deadline: Instant) -> Result<(), AcquireError> {
+        self.wait_idle_until(Some(deadline))
+    }
+
+    fn wait_idle_until(&self, deadline: Option<Instant>) -> Result<(), AcquireError> {
         let watch = self.watch(false)?;
         let idle =
             |sem: &Self| -> io::Result<bool> { Ok(sem.probe_slots()?.iter().all(Option::is_none)) };
