@@ -246,9 +246,6 @@ pub(crate) fn set_pipe_capacity(fd: &Fd, bytes: usize) -> io::Result<usize> {
     Ok(rustix::pipe::fcntl_setpipe_size(fd, bytes)?)
 }
 
-/// Makes `cmd`'s child inherit `fds` under their current numbers; every
-/// other process keeps seeing them close-on-exec. The descriptors stay
-/// open at least as long as `cmd` (the hook owns the `Arc`s).
 /// Clears `CLOEXEC` on `fd` in this process: every child spawned from now
 /// on inherits it (no `pre_exec` hook, so `posix_spawn` stays usable).
 pub(crate) fn inherit_in_all_children(fd: &Fd) -> io::Result<()> {
@@ -256,6 +253,9 @@ pub(crate) fn inherit_in_all_children(fd: &Fd) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `cmd`'s child inherit `fds` under their current numbers; every
+/// other process keeps seeing them close-on-exec. The descriptors stay
+/// open at least as long as `cmd` (the hook owns the `Arc`s).
 pub(crate) fn inherit_in_child(cmd: &mut Command, fds: Vec<Arc<Fd>>) {
     let hook = move || -> io::Result<()> {
         for fd in &fds {
