@@ -540,3 +540,17 @@ fn explicit_directories_are_private_or_group_shared() {
     }
     drop(held);
 }
+
+/// An open handle marks the semaphore as in use even after its `users`
+/// file was deleted (and recreated free): the handle also holds a shared
+/// lock on the directory itself, so another capacity is still refused.
+#[test]
+fn an_open_handle_blocks_a_new_capacity_even_without_its_users_file() {
+    let dir = TempDir::new("named-users-gone");
+    let sem = open(&dir, "users", 2).unwrap();
+    std::fs::remove_file(sem.path().join("users")).unwrap();
+    let err = open(&dir, "users", 1).unwrap_err();
+    assert!(err.is_capacity_mismatch(), "{err}");
+    drop(sem);
+    assert_eq!(open(&dir, "users", 1).unwrap().capacity(), 1);
+}

@@ -105,7 +105,7 @@ pub(super) fn repair(dir: &Path, state: &State, access: Access) -> io::Result<()
 }
 
 /// Whether anything uses the semaphore in `dir`: a handle open (the
-/// `users` lock), a slot held (a slot file locked, whether or not its
+/// `users` lock, or the directory's own lock), a slot held (a slot file locked, whether or not its
 /// holder has a handle), or a live waiter. Called under the
 /// initialisation lock, so no handle can open meanwhile.
 pub(super) fn in_use(dir: &Path, capacity: usize, access: Access) -> io::Result<bool> {
@@ -114,6 +114,13 @@ pub(super) fn in_use(dir: &Path, capacity: usize, access: Access) -> io::Result<
         return Ok(true);
     }
     drop(users);
+    // Handles also share-lock the directory: seen even if `users` was
+    // deleted under them.
+    let this = sys::open_dir(dir)?;
+    if !sys::lock_file(&this, LockKind::Exclusive, false)? {
+        return Ok(true);
+    }
+    drop(this);
     let mut slots: Vec<PathBuf> = (0..capacity).map(|k| slot_path(dir, k)).collect();
     for entry in fs::read_dir(dir)?.flatten() {
         let is_slot = entry

@@ -57,7 +57,9 @@
 //! ```text
 //! <base>/<name>.lock     flock'd while a handle opens (initialisation)
 //! <base>/<name>/meta     "permits-named 1", capacity, boot id
-//! <base>/<name>/users    every open handle holds a shared flock on it
+//! <base>/<name>/        every open handle holds a shared flock on the
+//!                        directory itself, and one on:
+//! <base>/<name>/users    (kept for handles of earlier versions)
 //! <base>/<name>/slot.K   one file per permit; a holder holds an exclusive
 //!                        flock on it and writes pid, time and label in it
 //! <base>/<name>/wake     closed after each release, poked by
@@ -86,9 +88,10 @@
 //!   recorded in `meta`. A handle that asks for a different one gets
 //!   [`NamedError::CapacityMismatch`] (naming the capacity in force)
 //!   whenever the semaphore is in use: a handle is open anywhere (the
-//!   `users` lock), *or any slot is held* (also by a process that holds no
-//!   handle, such as a command started by `permits run --bg`), or a waiter
-//!   is queued. Only a semaphore nobody uses takes the new capacity.
+//!   directory's and `users`' shared locks), *or any slot is held* (also
+//!   by a process that holds no handle, such as a command started by
+//!   `permits run --bg`), or a waiter is queued. Only a semaphore nobody
+//!   uses takes the new capacity.
 //! * **Stale state.** `meta` records the boot id
 //!   (`/proc/sys/kernel/random/boot_id`). State from an earlier boot is
 //!   reset on open (no lock can survive a reboot), whatever its capacity

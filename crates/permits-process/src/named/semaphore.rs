@@ -60,6 +60,9 @@ pub(super) struct Inner {
     pub(super) access: Access,
     /// Held (shared lock) while this handle lives.
     _users: File,
+    /// The state directory, shared-locked too while this handle lives (a
+    /// deleted `users` file cannot hide this handle).
+    _dir_lock: File,
     /// Descriptions of free slots, kept open so that failed attempts close
     /// nothing (a close would wake every waiter).
     idle: Mutex<Vec<Option<File>>>,
@@ -178,6 +181,8 @@ impl NamedSemaphore {
         checked(&queue, Some(access))?;
         let users = sys::open_file(&dir.join("users"), Some(access))?;
         sys::lock_file(&users, LockKind::Shared, true)?;
+        let dir_lock = sys::open_dir(&dir)?;
+        sys::lock_file(&dir_lock, LockKind::Shared, true)?;
         drop(init);
 
         Ok(NamedSemaphore {
@@ -190,6 +195,7 @@ impl NamedSemaphore {
                 reclaimed,
                 access,
                 _users: users,
+                _dir_lock: dir_lock,
                 idle: Mutex::new((0..capacity).map(|_| None).collect()),
                 poker: Mutex::new(None),
             }),

@@ -595,6 +595,14 @@ pub(crate) fn is_at(file: &File, path: &Path) -> io::Result<bool> {
     }
 }
 
+/// Opens the directory `path` read-only (no symbolic link), close-on-exec:
+/// something to `flock`.
+pub(crate) fn open_dir(path: &Path) -> io::Result<File> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let fd = retry(|| fs::open(path, flags, Mode::empty()))?;
+    Ok(File::from(fd))
+}
+
 /// Opens `path` read-only (no symbolic links), close-on-exec. Closing it
 /// raises no `IN_CLOSE_WRITE`, so waiters are not woken.
 pub(crate) fn open_read_only(path: &Path) -> io::Result<File> {

@@ -138,6 +138,9 @@ pub(crate) fn create_new_file(_path: &Path, _access: Access) -> io::Result<File>
 pub(crate) fn is_at(_file: &File, _path: &Path) -> io::Result<bool> {
     unsupported()
 }
+pub(crate) fn open_dir(_path: &Path) -> io::Result<File> {
+    unsupported()
+}
 pub(crate) fn open_read_only(_path: &Path) -> io::Result<File> {
     unsupported()
 }
