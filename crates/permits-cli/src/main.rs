@@ -10,6 +10,8 @@ mod args;
 #[cfg(target_os = "linux")]
 mod batch;
 #[cfg(target_os = "linux")]
+mod make;
+#[cfg(target_os = "linux")]
 mod named;
 #[cfg(target_os = "linux")]
 mod proc;

@@ -2,6 +2,7 @@
 //! wait, or a look, on a named crash-safe semaphore.
 
 use crate::args::{default_jobs, RunArgs, StatusArgs, WaitArgs};
+use crate::make::{shell_line, Make};
 use crate::proc::{exit_code, in_terminal_foreground, signal_from_raw, Running, Signaller, Wake};
 use crate::signals::Catcher;
 use crate::Failure;
@@ -10,7 +11,7 @@ use permits_process::AcquireError;
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Exit status when a wait times out (as `timeout(1)`).
 pub const TIMED_OUT: i32 = 124;
@@ -18,6 +19,38 @@ pub const TIMED_OUT: i32 = 124;
 /// `permits run`: waits for a slot, runs the command holding it, exits
 /// with the command's status.
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
+    // A deadline computed once, for make's token and the named slot (a
+    // timeout beyond what a clock can add is no deadline).
+    let deadline = args.timeout.and_then(|t| Instant::now().checked_add(t));
+    let make = Make::from_env("running without make's jobserver");
+    if let Make::DryRun = make {
+        println!("{}", shell_line(&args.command));
+        return Ok(0);
+    }
+    // Under make, hold a token of make's pool while the command runs (the
+    // recipe's own token comes first, so one `run` per recipe waits for
+    // nothing); not for --bg, whose command outlives us.
+    let _token = match (&make, args.bg) {
+        (Make::Pool(pool), false) => {
+            let token = match deadline {
+                Some(d) => pool.acquire_deadline(d),
+                None => pool.acquire_blocking(),
+            };
+            match token {
+                Ok(token) => Some(token),
+                Err(AcquireError::TimedOut) => {
+                    eprintln!("permits: timed out waiting for a token of make's jobserver");
+                    return Ok(TIMED_OUT);
+                }
+                Err(e) => {
+                    return Err(Failure::other(format!(
+                        "cannot take a token of make's jobserver: {e}"
+                    )))
+                }
+            }
+        }
+        _ => None,
+    };
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let label = args.label.clone().unwrap_or_else(|| {
         args.command
@@ -33,8 +66,8 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         .label(label)
         .open()
         .map_err(|e| Failure::named(&args.name, e))?;
-    let acquired = match args.timeout {
-        Some(t) => sem.acquire_timeout(t),
+    let acquired = match deadline {
+        Some(d) => sem.acquire_deadline(d),
         None => sem.acquire(),
     };
     let mut permit = match acquired {

@@ -778,3 +778,81 @@ fn a_stopped_waiter_does_not_hold_up_a_free_slot() {
     signal(first.id(), "-CONT");
     assert_eq!(first.wait().unwrap().code(), Some(0));
 }
+
+fn make_available() -> bool {
+    Command::new("make")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Finding 7: `permits run` ignored `MAKEFLAGS`, and `batch` took `make
+/// -n` for "no jobserver" and ran its jobs. Under `make -n` both print
+/// what they would run and run nothing (their recipes are marked `+`, so
+/// make runs them even in a dry run, as it does for `$(MAKE)`).
+#[test]
+fn make_dry_run_runs_nothing_through_run_or_batch() {
+    if !make_available() {
+        eprintln!("skipped: GNU make is not installed (CI installs it)");
+        return;
+    }
+    let sb = Sandbox::new("dry");
+    let ran = sb.dir.path().join("ran");
+    let permits = permits_bin();
+    let makefile = sb.dir.path().join("Makefile");
+    std::fs::write(
+        &makefile,
+        format!(
+            ".PHONY: all a b\nall: a b\n\
+             a:\n\t+{p} run --name {n} -j 1 -- touch {r}.run\n\
+             b:\n\t+{p} batch -j 2 -- 'touch {r}.batch'\n",
+            p = permits.display(),
+            n = sb.name,
+            r = ran.display()
+        ),
+    )
+    .unwrap();
+    let out = output(
+        Command::new("make")
+            .args(["-n", "-j2", "-f"])
+            .arg(&makefile)
+            .env("PERMITS_DIR", sb.state())
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS"),
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for what in ["run", "batch"] {
+        let marker = format!("{}.{what}", ran.display());
+        assert!(
+            !Path::new(&marker).exists(),
+            "permits {what} ran under make -n"
+        );
+        assert!(
+            stdout.lines().any(|l| l == format!("touch {marker}")),
+            "permits {what} did not say what it would run: {stdout}"
+        );
+    }
+}
+
+/// Finding 7: `permits run` said nothing about a `MAKEFLAGS` whose
+/// jobserver cannot be used (here: descriptors that are not open), while
+/// `batch` warned. Both warn, and still run.
+#[test]
+fn run_warns_about_a_broken_jobserver_like_batch() {
+    let sb = Sandbox::new("broken");
+    for args in [
+        vec!["run", "--name", &sb.name, "-j", "1", "--", "/bin/true"],
+        vec!["batch", "-j", "1", "--", "/bin/true"],
+    ] {
+        let out = output(
+            sb.permits()
+                .env("MAKEFLAGS", " -j2 --jobserver-auth=97,98")
+                .args(&args),
+        );
+        assert!(out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("warning"), "{args:?}: {stderr}");
+        assert!(stderr.contains("MAKEFLAGS"), "{args:?}: {stderr}");
+    }
+}
