@@ -25,6 +25,8 @@ Examples:
   # Wait until every holder of a named semaphore is done:
   permits wait --name encode
   permits status --name encode --json
+  # Be the jobserver of a build, as make -j8 would be:
+  permits serve -j 8 -- cargo build
 
 Inside `make -jN`, `permits batch` takes its slots from make's jobserver, and
 the commands it runs share that pool: `-j` means N in total, not per level.
@@ -59,6 +61,9 @@ pub enum Command {
     Wait(WaitArgs),
     /// Show a named semaphore's capacity, holders and waiters
     Status(StatusArgs),
+    /// Run a command as the make jobserver of everything it starts (what
+    /// `make -jN` does for its recipes)
+    Serve(ServeArgs),
 }
 
 /// `permits run`.
@@ -133,6 +138,32 @@ pub struct BatchArgs {
     /// one command per line is read from stdin
     #[arg(last = true, value_name = "COMMAND")]
     pub commands: Vec<String>,
+}
+
+/// How `permits serve` passes its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServeStyle {
+    /// fifo if the installed make is 4.4 or later, else pipe
+    Auto,
+    /// Two inherited descriptors (every make, cargo, jobserver clients)
+    Pipe,
+    /// A named fifo (make 4.4 and later; make 4.3 stops on it)
+    Fifo,
+}
+
+/// `permits serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// How many jobs may run at once, the command itself included (as
+    /// `make -jN`) [default: number of CPUs]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
+    pub jobs: Option<usize>,
+    /// How the pool is passed to the command
+    #[arg(long, value_enum, default_value_t = ServeStyle::Auto)]
+    pub style: ServeStyle,
+    /// The command and its arguments (after `--`)
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
 }
 
 /// `permits wait`.

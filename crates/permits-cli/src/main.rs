@@ -18,6 +18,8 @@ mod proc;
 #[cfg(target_os = "linux")]
 mod report;
 #[cfg(target_os = "linux")]
+mod serve;
+#[cfg(target_os = "linux")]
 mod signals;
 
 use std::fmt;
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         Command::Batch(a) => batch::run(a),
         Command::Wait(a) => named::wait(a),
         Command::Status(a) => named::status(a),
+        Command::Serve(a) => serve::run(a),
     };
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),

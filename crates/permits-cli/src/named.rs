@@ -131,7 +131,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
 /// Forwards termination signals to the child. A Ctrl-C or Ctrl-\ typed in
 /// the terminal already reached it (same foreground process group), so
 /// those are not sent twice.
-fn forward_signals(catcher: Catcher, signaller: Signaller) -> Result<(), Failure> {
+pub fn forward_signals(catcher: Catcher, signaller: Signaller) -> Result<(), Failure> {
     catcher
         .hand_to(move |sig| {
             let from_terminal = matches!(
@@ -148,7 +148,9 @@ fn forward_signals(catcher: Catcher, signaller: Signaller) -> Result<(), Failure
         .map_err(|e| Failure::io("cannot install signal handlers", e))
 }
 
-fn spawn_failure(program: &std::ffi::OsStr, e: std::io::Error) -> Failure {
+/// A command that could not be started: status 127 if it was not found,
+/// else 126 (as a shell says).
+pub fn spawn_failure(program: &std::ffi::OsStr, e: std::io::Error) -> Failure {
     let code = if e.kind() == std::io::ErrorKind::NotFound {
         127
     } else {
