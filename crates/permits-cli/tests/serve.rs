@@ -185,3 +185,49 @@ fn bad_serve_flags_exit_2_before_anything_runs() {
         assert!(!marker.exists(), "{args:?} ran something");
     }
 }
+
+/// cargo under `permits serve` takes its slots from our pool and hands it
+/// to build scripts: this one takes a token (from the descriptors in
+/// `CARGO_MAKEFLAGS`) and never gives it back, and `permits serve` finds
+/// it missing at the end.
+#[test]
+fn cargo_under_serve_shares_the_pool_with_build_scripts() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("probe");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        "[package]\nname = \"probe\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(project.join("src/lib.rs"), "").unwrap();
+    std::fs::write(
+        project.join("build.rs"),
+        r#"use std::io::Read;
+fn main() {
+    let flags = std::env::var("CARGO_MAKEFLAGS").expect("no CARGO_MAKEFLAGS");
+    let auth = flags
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--jobserver-auth="))
+        .expect("no jobserver");
+    let read = auth.split(',').next().unwrap();
+    let mut pipe = std::fs::File::open(format!("/dev/fd/{read}")).unwrap();
+    pipe.read_exact(&mut [0u8]).unwrap(); // kept: a lost token
+}
+"#,
+    )
+    .unwrap();
+    let out = output(
+        permits()
+            .args(["serve", "-j", "3", "--style", "pipe", "--"])
+            .arg(&cargo)
+            .args(["build", "--offline", "--quiet", "--manifest-path"])
+            .arg(project.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", dir.path().join("target"))
+            .env_remove("RUSTC_WRAPPER"),
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("restored 1 lost"), "{stderr}");
+}
