@@ -181,6 +181,10 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// useradd, groupadd and userdel lock the account files and fail (rather
+/// than wait) when another holds them: tests run them one at a time.
+static ACCOUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A user created for one test and deleted afterwards, with a home of its
 /// own and a copy of the `permits` binary it can execute.
 struct OtherUser {
@@ -206,7 +210,10 @@ impl OtherUser {
         if let Some(group) = group {
             useradd.args(["-G", group]);
         }
-        let ok = useradd.arg(&name).status().is_ok_and(|s| s.success());
+        let ok = {
+            let _one_at_a_time = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+            useradd.arg(&name).status().is_ok_and(|s| s.success())
+        };
         if !ok {
             return None;
         }
@@ -246,6 +253,7 @@ impl Drop for OtherUser {
         let _ = Command::new("pkill")
             .args(["-KILL", "-U", &self.name])
             .status();
+        let _one_at_a_time = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
         let _ = Command::new("userdel").arg(&self.name).status();
     }
 }
@@ -336,16 +344,20 @@ struct Group(String);
 impl Group {
     fn create() -> Option<Group> {
         let name = format!("pmg{}x{}", std::process::id(), unique_suffix());
-        let ok = Command::new("groupadd")
-            .arg(&name)
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = {
+            let _one_at_a_time = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+            Command::new("groupadd")
+                .arg(&name)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
         ok.then_some(Group(name))
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
+        let _one_at_a_time = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
         let _ = Command::new("groupdel").arg(&self.0).status();
     }
 }
