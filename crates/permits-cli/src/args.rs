@@ -3,7 +3,9 @@
 //! here, before anything runs, with a one-line message.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use permits_process::named::{check_name, NamedError, NamedOptions, NamedSemaphore};
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The largest `-j` accepted: beyond it a limit protects nothing, and a
@@ -23,9 +25,16 @@ Examples:
   # Wait until every holder of a named semaphore is done:
   permits wait --name encode
   permits status --name encode --json
+  # Be the jobserver of a build, as make -j8 would be:
+  permits serve -j 8 -- cargo build
 
 Inside `make -jN`, `permits batch` takes its slots from make's jobserver, and
-the commands it runs share that pool: `-j` means N in total, not per level.";
+the commands it runs share that pool: `-j` means N in total, not per level.
+
+Named semaphores live in one place per user, whatever the environment
+(/run/permits for root, else ~/.local/state/permits, the home taken from the
+user database); `permits status` shows it. --dir or PERMITS_DIR chooses
+another: private (700, yours) or shared with a group (3770).";
 
 /// Bound how many commands run at once.
 #[derive(Debug, Parser)]
@@ -52,6 +61,9 @@ pub enum Command {
     Wait(WaitArgs),
     /// Show a named semaphore's capacity, holders and waiters
     Status(StatusArgs),
+    /// Run a command as the make jobserver of everything it starts (what
+    /// `make -jN` does for its recipes)
+    Serve(ServeArgs),
 }
 
 /// `permits run`.
@@ -60,6 +72,8 @@ pub struct RunArgs {
     /// Name of the semaphore, shared by every process that uses it
     #[arg(long, value_parser = parse_name)]
     pub name: String,
+    #[command(flatten)]
+    pub state: StateDir,
     /// How many may hold the semaphore at once [default: number of CPUs]
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
     pub jobs: Option<usize>,
@@ -101,6 +115,8 @@ pub struct BatchArgs {
     /// Share the limit with other processes through a named semaphore
     #[arg(long, value_parser = parse_name)]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub state: StateDir,
     /// Print each job's output in input order (otherwise: as jobs end)
     #[arg(short = 'k', long)]
     pub keep_order: bool,
@@ -124,12 +140,40 @@ pub struct BatchArgs {
     pub commands: Vec<String>,
 }
 
+/// How `permits serve` passes its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServeStyle {
+    /// fifo if the installed make is 4.4 or later, else pipe
+    Auto,
+    /// Two inherited descriptors (every make, cargo, jobserver clients)
+    Pipe,
+    /// A named fifo (make 4.4 and later; make 4.3 stops on it)
+    Fifo,
+}
+
+/// `permits serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// How many jobs may run at once, the command itself included (as
+    /// `make -jN`) [default: number of CPUs]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
+    pub jobs: Option<usize>,
+    /// How the pool is passed to the command
+    #[arg(long, value_enum, default_value_t = ServeStyle::Auto)]
+    pub style: ServeStyle,
+    /// The command and its arguments (after `--`)
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
 /// `permits wait`.
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// Name of the semaphore
     #[arg(long, value_parser = parse_name)]
     pub name: String,
+    #[command(flatten)]
+    pub state: StateDir,
     /// Give up after this long (exit status 124)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -141,9 +185,52 @@ pub struct StatusArgs {
     /// Name of the semaphore [default: every semaphore of this user]
     #[arg(long, value_parser = parse_name)]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub state: StateDir,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where named semaphores live: `--dir`, `PERMITS_DIR`, or the user's own
+/// place.
+#[derive(Debug, Args)]
+pub struct StateDir {
+    /// Keep named semaphores in this directory (an absolute path) instead
+    /// of this user's own place: private (mode 700, yours) or shared with
+    /// a group (mode 3770: setgid, sticky, nothing for others)
+    #[arg(long, value_name = "DIR", env = "PERMITS_DIR", value_parser = parse_dir)]
+    pub dir: Option<PathBuf>,
+}
+
+impl StateDir {
+    /// Options for the semaphore `name` in this place.
+    pub fn options(&self, name: &str) -> NamedOptions {
+        let options = NamedSemaphore::options(name);
+        match &self.dir {
+            Some(dir) => options.dir(dir),
+            None => options,
+        }
+    }
+
+    /// The directory itself.
+    pub fn base(&self) -> Result<PathBuf, NamedError> {
+        match &self.dir {
+            Some(dir) => Ok(dir.clone()),
+            None => NamedSemaphore::default_dir(),
+        }
+    }
+}
+
+/// Parses `--dir`: an absolute path (its safety is checked when a
+/// semaphore is opened in it).
+pub fn parse_dir(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("{text:?} is not an absolute path"))
+    }
 }
 
 /// Parses a `-j` value: a whole number from 1 to [`MAX_JOBS`].
@@ -204,17 +291,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// Checks a semaphore name: 1 to 100 characters from `A-Z a-z 0-9 . _ -`,
-/// not starting with a dot.
+/// Checks a semaphore name with the library's one rule
+/// ([`check_name`]).
 pub fn parse_name(text: &str) -> Result<String, String> {
-    let ok_chars = text
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if text.is_empty() || text.len() > 100 || !ok_chars || text.starts_with('.') {
-        return Err(format!(
-            "{text:?} is not a valid name: use 1 to 100 of A-Z a-z 0-9 . _ - (not starting with .)"
-        ));
-    }
+    check_name(text).map_err(|e| e.to_string())?;
     Ok(text.to_owned())
 }
 
@@ -268,7 +348,15 @@ mod tests {
     #[test]
     fn names_are_checked() {
         assert_eq!(parse_name("encode-1.x_y"), Ok("encode-1.x_y".into()));
-        for bad in ["", ".hidden", "a/b", "a b", "../x", &"x".repeat(101)] {
+        for bad in [
+            "",
+            ".hidden",
+            "-dash",
+            "a/b",
+            "a b",
+            "../x",
+            &"x".repeat(65),
+        ] {
             assert!(parse_name(bad).is_err(), "{bad:?} accepted");
         }
     }

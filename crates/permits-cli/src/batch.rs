@@ -10,8 +10,11 @@
 //!    then make's to decide;
 //! 3. a jobserver of our own with N slots, which the jobs inherit, so a
 //!    nested `make` or `cargo` shares the same N.
+//!
+//! Under `make -n` (a dry run) it prints the commands and runs none.
 
 use crate::args::{default_jobs, BatchArgs, Halt};
+use crate::make::Make;
 use crate::proc::{exit_code, Cancel, Running, Wake};
 use crate::report::{Event, JobEnd, Reporter, Summary};
 use crate::Failure;
@@ -81,7 +84,19 @@ struct Shared {
 pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     let commands = commands(&args.commands)?;
     let jobs = args.jobs.unwrap_or_else(default_jobs);
-    let (slots, server, note) = choose_slots(&args, jobs)?;
+    let otherwise = match &args.name {
+        Some(_) => "ignoring it".to_owned(),
+        None => format!("using -j {jobs} of our own"),
+    };
+    let make = Make::from_env(&otherwise);
+    if let Make::DryRun = make {
+        // `make -n`: say what would run, run nothing.
+        for command in &commands {
+            println!("{command}");
+        }
+        return Ok(0);
+    }
+    let (slots, server, note) = choose_slots(&args, jobs, make)?;
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         cancel: Cancel::new().map_err(|e| Failure::io("cannot create an event", e))?,
@@ -165,7 +180,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     if let Some(server) = &server {
         if let Ok(rec) = server.reconcile() {
             if !rec.is_clean() {
-                reporter.note(&format!("jobserver pool repaired: {rec:?}"));
+                reporter.note(&rec.to_string());
             }
         }
     }
@@ -211,26 +226,23 @@ fn commands(given: &[String]) -> Result<Vec<String>, Failure> {
 fn choose_slots(
     args: &BatchArgs,
     jobs: usize,
+    make: Make,
 ) -> Result<(Slots, Option<Server>, Option<String>), Failure> {
     if let Some(name) = &args.name {
-        let sem = NamedSemaphore::options(name)
+        let sem = args
+            .state
+            .options(name)
             .capacity(jobs)
             .label("permits batch")
             .open()
             .map_err(|e| Failure::named(name, e))?;
         return Ok((Slots::Named(sem), None, None));
     }
-    match JobserverSemaphore::from_env() {
-        Ok(sem) => {
-            let note = args
-                .jobs
-                .map(|_| "inside make's jobserver: -j is ignored, make decides".to_owned());
-            return Ok((Slots::Jobserver(sem), None, note));
-        }
-        Err(e) if e.is_warning() => {
-            eprintln!("permits: warning: {e}; using -j {jobs} of our own");
-        }
-        Err(_) => {}
+    if let Make::Pool(sem) = make {
+        let note = args
+            .jobs
+            .map(|_| "inside make's jobserver: -j is ignored, make decides".to_owned());
+        return Ok((Slots::Jobserver(sem), None, note));
     }
     let server =
         Server::new(jobs).map_err(|e| Failure::other(format!("cannot create a jobserver: {e}")))?;

@@ -10,11 +10,15 @@ mod args;
 #[cfg(target_os = "linux")]
 mod batch;
 #[cfg(target_os = "linux")]
+mod make;
+#[cfg(target_os = "linux")]
 mod named;
 #[cfg(target_os = "linux")]
 mod proc;
 #[cfg(target_os = "linux")]
 mod report;
+#[cfg(target_os = "linux")]
+mod serve;
 #[cfg(target_os = "linux")]
 mod signals;
 
@@ -49,12 +53,29 @@ impl Failure {
         Failure::other(format!("internal error: {message}"))
     }
 
-    /// A named semaphore that could not be opened. A capacity mismatch is
-    /// a usage error (status 2).
+    /// A named semaphore that could not be opened. A capacity mismatch, a
+    /// bad name and an unsafe directory are usage errors (status 2). The
+    /// name is added only to messages that do not already give it.
     #[cfg(target_os = "linux")]
     pub fn named(name: &str, e: permits_process::named::NamedError) -> Failure {
-        let code = if e.is_capacity_mismatch() { 2 } else { 1 };
-        Failure::with_code(code, format!("semaphore {name:?}: {e}"))
+        use permits_process::named::NamedError;
+        let code = match e {
+            NamedError::CapacityMismatch { .. }
+            | NamedError::InvalidName { .. }
+            | NamedError::InsecureDirectory { .. } => 2,
+            _ => 1,
+        };
+        let names_it = matches!(
+            e,
+            NamedError::CapacityMismatch { .. }
+                | NamedError::InvalidName { .. }
+                | NamedError::NotFound { .. }
+        );
+        if names_it {
+            Failure::with_code(code, e.to_string())
+        } else {
+            Failure::with_code(code, format!("semaphore {name:?}: {e}"))
+        }
     }
 
     /// A failure with an explicit exit status.
@@ -83,6 +104,7 @@ fn main() -> ExitCode {
         Command::Batch(a) => batch::run(a),
         Command::Wait(a) => named::wait(a),
         Command::Status(a) => named::status(a),
+        Command::Serve(a) => serve::run(a),
     };
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),

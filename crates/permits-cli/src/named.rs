@@ -2,14 +2,16 @@
 //! wait, or a look, on a named crash-safe semaphore.
 
 use crate::args::{default_jobs, RunArgs, StatusArgs, WaitArgs};
+use crate::make::{shell_line, Make};
 use crate::proc::{exit_code, in_terminal_foreground, signal_from_raw, Running, Signaller, Wake};
 use crate::signals::Catcher;
 use crate::Failure;
-use permits_process::named::{NamedSemaphore, NamedStatus};
+use permits_process::named::{NamedSemaphore, NamedStatus, ProcessState};
 use permits_process::AcquireError;
 use serde_json::json;
+use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Exit status when a wait times out (as `timeout(1)`).
 pub const TIMED_OUT: i32 = 124;
@@ -17,6 +19,38 @@ pub const TIMED_OUT: i32 = 124;
 /// `permits run`: waits for a slot, runs the command holding it, exits
 /// with the command's status.
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
+    // A deadline computed once, for make's token and the named slot (a
+    // timeout beyond what a clock can add is no deadline).
+    let deadline = args.timeout.and_then(|t| Instant::now().checked_add(t));
+    let make = Make::from_env("running without make's jobserver");
+    if let Make::DryRun = make {
+        println!("{}", shell_line(&args.command));
+        return Ok(0);
+    }
+    // Under make, hold a token of make's pool while the command runs (the
+    // recipe's own token comes first, so one `run` per recipe waits for
+    // nothing); not for --bg, whose command outlives us.
+    let _token = match (&make, args.bg) {
+        (Make::Pool(pool), false) => {
+            let token = match deadline {
+                Some(d) => pool.acquire_deadline(d),
+                None => pool.acquire_blocking(),
+            };
+            match token {
+                Ok(token) => Some(token),
+                Err(AcquireError::TimedOut) => {
+                    eprintln!("permits: timed out waiting for a token of make's jobserver");
+                    return Ok(TIMED_OUT);
+                }
+                Err(e) => {
+                    return Err(Failure::other(format!(
+                        "cannot take a token of make's jobserver: {e}"
+                    )))
+                }
+            }
+        }
+        _ => None,
+    };
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let label = args.label.clone().unwrap_or_else(|| {
         args.command
@@ -25,16 +59,18 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
             .collect::<Vec<_>>()
             .join(" ")
     });
-    let sem = NamedSemaphore::options(&args.name)
+    let sem = args
+        .state
+        .options(&args.name)
         .capacity(jobs)
         .label(label)
         .open()
         .map_err(|e| Failure::named(&args.name, e))?;
-    let acquired = match args.timeout {
-        Some(t) => sem.acquire_timeout(t),
+    let acquired = match deadline {
+        Some(d) => sem.acquire_deadline(d),
         None => sem.acquire(),
     };
-    let permit = match acquired {
+    let mut permit = match acquired {
         Ok(permit) => permit,
         Err(AcquireError::TimedOut) => {
             eprintln!("permits: timed out waiting for a slot of {:?}", args.name);
@@ -60,6 +96,8 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         let child = cmd
             .spawn()
             .map_err(|e| spawn_failure(&args.command[0], e))?;
+        // `status` shows the command, which keeps the slot, not us.
+        let _ = permit.set_holder_pid(child.id());
         eprintln!("permits: started pid {} in the background", child.id());
         // Our descriptor closes without unlocking: the child keeps the slot.
         permit.detach();
@@ -72,6 +110,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let child = cmd
         .spawn()
         .map_err(|e| spawn_failure(&args.command[0], e))?;
+    let _ = permit.set_holder_pid(child.id());
     let mut running =
         Running::new(child, false).map_err(|e| Failure::io("cannot watch the command", e))?;
     let signaller = running
@@ -92,7 +131,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
 /// Forwards termination signals to the child. A Ctrl-C or Ctrl-\ typed in
 /// the terminal already reached it (same foreground process group), so
 /// those are not sent twice.
-fn forward_signals(catcher: Catcher, signaller: Signaller) -> Result<(), Failure> {
+pub fn forward_signals(catcher: Catcher, signaller: Signaller) -> Result<(), Failure> {
     catcher
         .hand_to(move |sig| {
             let from_terminal = matches!(
@@ -109,7 +148,9 @@ fn forward_signals(catcher: Catcher, signaller: Signaller) -> Result<(), Failure
         .map_err(|e| Failure::io("cannot install signal handlers", e))
 }
 
-fn spawn_failure(program: &std::ffi::OsStr, e: std::io::Error) -> Failure {
+/// A command that could not be started: status 127 if it was not found,
+/// else 126 (as a shell says).
+pub fn spawn_failure(program: &std::ffi::OsStr, e: std::io::Error) -> Failure {
     let code = if e.kind() == std::io::ErrorKind::NotFound {
         127
     } else {
@@ -123,15 +164,16 @@ fn spawn_failure(program: &std::ffi::OsStr, e: std::io::Error) -> Failure {
 
 /// `permits wait`: returns when nothing holds the semaphore.
 pub fn wait(args: WaitArgs) -> Result<i32, Failure> {
-    let sem = match NamedSemaphore::join(&args.name) {
+    let sem = match args.state.options(&args.name).open() {
         Ok(sem) => sem,
         Err(e) if e.is_not_found() => return Ok(0),
         Err(e) => return Err(Failure::named(&args.name, e)),
     };
-    let deadline = args
-        .timeout
-        .and_then(|t| std::time::Instant::now().checked_add(t));
-    match sem.wait_idle(deadline) {
+    let waited = match args.timeout {
+        Some(timeout) => sem.wait_idle_timeout(timeout),
+        None => sem.wait_idle(),
+    };
+    match waited {
         Ok(()) => Ok(0),
         Err(AcquireError::TimedOut) => {
             eprintln!("permits: {:?} is still held", args.name);
@@ -146,13 +188,19 @@ pub fn wait(args: WaitArgs) -> Result<i32, Failure> {
 
 /// `permits status`: capacity, holders and waiters, as text or JSON.
 pub fn status(args: StatusArgs) -> Result<i32, Failure> {
+    let base = args
+        .state
+        .base()
+        .map_err(|e| Failure::other(format!("cannot find the state directory: {e}")))?;
     let names = match &args.name {
         Some(name) => vec![name.clone()],
-        None => NamedSemaphore::list().map_err(|e| Failure::io("cannot list semaphores", e))?,
+        None => {
+            NamedSemaphore::list_in(&base).map_err(|e| Failure::io("cannot list semaphores", e))?
+        }
     };
     let mut all = Vec::new();
     for name in &names {
-        let sem = match NamedSemaphore::join(name) {
+        let sem = match args.state.options(name).open() {
             Ok(sem) => sem,
             Err(e) if e.is_not_found() && args.name.is_some() => {
                 return Err(Failure::with_code(
@@ -166,10 +214,10 @@ pub fn status(args: StatusArgs) -> Result<i32, Failure> {
         let status = sem
             .status()
             .map_err(|e| Failure::io("cannot read the semaphore's state", e))?;
-        all.push((name.clone(), status));
+        all.push((name.clone(), sem.path().to_owned(), status));
     }
     if args.json {
-        let list: Vec<_> = all.iter().map(|(n, s)| status_json(n, s)).collect();
+        let list: Vec<_> = all.iter().map(|(n, d, s)| status_json(n, d, s)).collect();
         let value = if args.name.is_some() {
             list.into_iter().next().unwrap_or(serde_json::Value::Null)
         } else {
@@ -177,10 +225,10 @@ pub fn status(args: StatusArgs) -> Result<i32, Failure> {
         };
         println!("{value}");
     } else if all.is_empty() {
-        println!("no named semaphores");
+        println!("no named semaphores in {}", base.display());
     } else {
-        for (name, status) in &all {
-            print_status(name, status);
+        for (name, dir, status) in &all {
+            print_status(name, dir, status);
         }
     }
     Ok(0)
@@ -191,28 +239,60 @@ fn millis(t: Option<SystemTime>) -> Option<u128> {
         .map(|d| d.as_millis())
 }
 
-fn status_json(name: &str, s: &NamedStatus) -> serde_json::Value {
+fn state_name(state: Option<ProcessState>) -> &'static str {
+    state.map_or("gone", ProcessState::as_str)
+}
+
+fn status_json(name: &str, dir: &Path, s: &NamedStatus) -> serde_json::Value {
     let holders: Vec<_> = s
         .holders
         .iter()
-        .map(|h| json!({"slot": h.slot, "pid": h.pid, "since_ms": millis(h.since), "label": h.label}))
+        .map(|h| {
+            json!({"slot": h.slot, "pid": h.pid, "state": state_name(h.state),
+                "since_ms": millis(h.since), "label": h.label})
+        })
         .collect();
-    json!({"name": name, "capacity": s.capacity, "held": s.held, "waiters": s.waiters, "holders": holders})
+    let queue: Vec<_> = s
+        .queue
+        .iter()
+        .map(|w| {
+            json!({"pid": w.pid, "state": state_name(w.state),
+                "since_ms": millis(w.since), "label": w.label})
+        })
+        .collect();
+    json!({"name": name, "dir": dir, "capacity": s.capacity, "held": s.held,
+        "waiters": s.waiters, "holders": holders, "queue": queue})
 }
 
-fn print_status(name: &str, s: &NamedStatus) {
+fn print_status(name: &str, dir: &Path, s: &NamedStatus) {
     println!(
-        "{name}: {} of {} held, {} waiting",
-        s.held, s.capacity, s.waiters
+        "{name}: {} of {} held, {} waiting (state in {})",
+        s.held,
+        s.capacity,
+        s.waiters,
+        dir.display()
     );
     let now = SystemTime::now();
-    for h in &s.holders {
-        let pid = h.pid.map_or("?".to_owned(), |p| p.to_string());
-        let since = h
-            .since
+    let line = |pid: Option<u32>, state, since: Option<SystemTime>, label: &Option<String>| {
+        let pid = pid.map_or("?".to_owned(), |p| p.to_string());
+        let since = since
             .and_then(|t| now.duration_since(t).ok())
             .map_or("?".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()));
-        let label = h.label.as_deref().unwrap_or("");
-        println!("  slot {}: pid {pid}, for {since}: {label}", h.slot);
+        let label = label.as_deref().unwrap_or("");
+        format!("pid {pid} ({}), for {since}: {label}", state_name(state))
+    };
+    for h in &s.holders {
+        println!(
+            "  slot {}: {}",
+            h.slot,
+            line(h.pid, h.state, h.since, &h.label)
+        );
+    }
+    for (i, w) in s.queue.iter().enumerate() {
+        println!(
+            "  waiting #{}: {}",
+            i + 1,
+            line(w.pid, w.state, w.since, &w.label)
+        );
     }
 }

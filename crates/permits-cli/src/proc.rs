@@ -147,6 +147,18 @@ pub struct Signaller {
 }
 
 impl Signaller {
+    /// A signaller for `pid`, which must be our unreaped child (so the pid
+    /// cannot have been recycled).
+    pub fn for_child(pid: u32) -> io::Result<Signaller> {
+        let pid = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| io::Error::other("child has no pid"))?;
+        Ok(Signaller {
+            pidfd: pidfd_open(pid, PidfdFlags::empty())?,
+        })
+    }
+
     /// Sends `sig`; a child that is already gone is not an error.
     pub fn signal(&self, sig: Signal) -> io::Result<()> {
         match pidfd_send_signal(&self.pidfd, sig) {

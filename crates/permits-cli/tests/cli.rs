@@ -38,7 +38,7 @@ impl Sandbox {
     /// The `permits` binary, with the semaphore state kept in the sandbox.
     fn permits(&self) -> Command {
         let mut cmd = Command::cargo_bin("permits").unwrap();
-        cmd.env("XDG_RUNTIME_DIR", self.dir.path())
+        cmd.env("PERMITS_DIR", self.dir.path().join("permits"))
             .env_remove("MAKEFLAGS")
             .env_remove("MFLAGS")
             .env_remove("CARGO_MAKEFLAGS");
@@ -48,7 +48,7 @@ impl Sandbox {
     /// The same, as a std command (for children we signal or feed).
     fn permits_std(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("permits"));
-        cmd.env("XDG_RUNTIME_DIR", self.dir.path())
+        cmd.env("PERMITS_DIR", self.dir.path().join("permits"))
             .env_remove("MAKEFLAGS")
             .env_remove("MFLAGS")
             .env_remove("CARGO_MAKEFLAGS");
@@ -168,7 +168,7 @@ fn bad_flags_fail_before_anything_runs_with_one_line() {
         ),
         (
             &["run", "--name", "a/b", "--", "touch", "x"],
-            "not a valid name",
+            "not a valid semaphore name",
         ),
         (
             &["run", "--name", "ok", "-j", "0", "--", "touch", "x"],
@@ -485,7 +485,7 @@ fn under_make_the_total_never_exceeds_make_j() {
     let status = std::process::Command::new("make")
         .args(["-j3", "-f"])
         .arg(&mk)
-        .env("XDG_RUNTIME_DIR", sb.dir.path())
+        .env("PERMITS_DIR", sb.dir.path().join("permits"))
         .env_remove("MAKEFLAGS")
         .status()
         .unwrap();
@@ -562,4 +562,22 @@ fn batch_runs_plain_commands_directly_and_the_rest_through_the_shell() {
         .assert()
         .success()
         .stdout("plain\ntwo  spaces\n1\n");
+}
+
+/// Finding 7: the pool-repair note printed a Rust debug dump
+/// (`Reconciliation { expected: 2, … }`) instead of words.
+#[test]
+fn a_repaired_pool_is_reported_in_words() {
+    let sb = Sandbox::new("repair");
+    // The second job takes a token from the pool and never gives it back.
+    let steal = "A=${MAKEFLAGS##*=}; R=${A%,*}; \
+                 dd bs=1 count=1 status=none if=/dev/fd/$R of=/dev/null";
+    sb.permits()
+        .args(["batch", "-j", "3", "--", "true", steal])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "permits: jobserver pool: expected 2 free tokens, found 1; restored 1 lost",
+        ))
+        .stderr(predicate::str::contains("Reconciliation").not());
 }

@@ -41,7 +41,9 @@
 //!
 //! * **Linux**: everything. The jobserver reopens `/proc/self/fd/N` (so
 //!   `/proc` must be mounted), uses `F_SETPIPE_SZ` and `FIONREAD`; the
-//!   named semaphore uses `flock(2)`, `inotify(7)` and the kernel boot id.
+//!   named semaphore uses `flock(2)`, `inotify(7)`, the kernel boot id and
+//!   the user database (`getpwuid_r`, for a location that does not depend
+//!   on the environment).
 //! * **Everything else** (macOS, the BSDs, Windows): the API compiles and
 //!   every operation returns an `Unsupported` error
 //!   ([`EnvErrorKind::Unsupported`], [`ServerError::Unsupported`],

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{role_cmd, until, Staged, TempDir};
-use permits_process::named::{NamedError, NamedSemaphore};
+use permits_process::named::{DirProblem, NamedError, NamedSemaphore};
 use permits_process::AcquireError;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::mpsc;
@@ -306,7 +306,7 @@ fn introspection_never_stalls_a_blocking_acquirer() {
 fn wait_idle_returns_when_the_last_holder_dies() {
     let dir = TempDir::new("named-idle");
     let sem = open(&dir, "idle", 2).unwrap();
-    sem.wait_idle(None).unwrap(); // nothing held
+    sem.wait_idle().unwrap(); // nothing held
     let mut cmd = role_cmd("named-holder");
     cmd.env("PERMITS_NAME", "idle")
         .env("PERMITS_DIR", dir.path())
@@ -316,10 +316,10 @@ fn wait_idle_returns_when_the_last_holder_dies() {
     holder.go();
     holder.expect("holding");
     let short = Instant::now() + Duration::from_millis(20);
-    assert!(sem.wait_idle(Some(short)).unwrap_err().is_timed_out());
+    assert!(sem.wait_idle_deadline(short).unwrap_err().is_timed_out());
     let waiter = {
         let sem = sem.clone();
-        std::thread::spawn(move || sem.wait_idle(Some(Instant::now() + Duration::from_secs(10))))
+        std::thread::spawn(move || sem.wait_idle_timeout(Duration::from_secs(10)))
     };
     holder.kill();
     holder.child.wait().unwrap();
@@ -345,8 +345,7 @@ fn detached_permit_stays_with_the_child() {
     assert_eq!(status.held, 1);
     drop(child.stdin.take()); // the child reads EOF and exits
     child.wait().unwrap();
-    sem.wait_idle(Some(Instant::now() + Duration::from_secs(10)))
-        .unwrap();
+    sem.wait_idle_timeout(Duration::from_secs(10)).unwrap();
     assert!(sem.try_acquire().is_ok());
     // A command spawned later from the same `Command` gets nothing.
     let mut again = cmd.stdin(std::process::Stdio::null()).spawn().unwrap();
@@ -372,4 +371,186 @@ fn list_names() {
         .open()
         .unwrap_err();
     assert!(err.is_not_found());
+}
+
+/// Finding 4: a description opened (and cached) before its slot file was
+/// deleted still took a lock, on a file nobody else can see, while
+/// another handle held the slot through the new file: two holders under
+/// capacity 1. A lock counts only if it is on the file the path names now
+/// (before this fix the new file was not even created: i/o error).
+#[test]
+fn a_lock_on_a_deleted_slot_file_is_not_a_permit() {
+    let dir = TempDir::new("named-deleted-slot");
+    let a = open(&dir, "gone", 1).unwrap();
+    let b = open(&dir, "gone", 1).unwrap();
+    let held = a.acquire().unwrap();
+    // `b` tries, fails, and keeps the slot's description for next time.
+    assert!(b.try_acquire().unwrap_err().is_no_permits());
+    drop(held);
+    std::fs::remove_file(a.path().join("slot.0")).unwrap();
+    let held = a.acquire().expect("the slot file is recreated");
+    assert!(
+        b.try_acquire().unwrap_err().is_no_permits(),
+        "two permits of capacity 1"
+    );
+    assert_eq!(b.status().unwrap().held, 1);
+    drop(held);
+
+    // Replaced by another file: the same.
+    drop(b.try_acquire().unwrap());
+    let held = a.acquire().unwrap();
+    assert!(b.try_acquire().is_err());
+    drop(held);
+    let other = a.path().join("other");
+    std::fs::write(&other, "").unwrap();
+    std::fs::rename(&other, a.path().join("slot.0")).unwrap();
+    let held = a.acquire().unwrap();
+    assert!(
+        b.try_acquire().unwrap_err().is_no_permits(),
+        "two permits of capacity 1"
+    );
+    drop(held);
+}
+
+/// Finding 2, in the library: a permit handed to a child and detached
+/// (what `permits run --bg` does) holds a slot with no handle open. A
+/// handle asking for another capacity must not reset the semaphore under
+/// it (before, the free `users` lock was taken for "nobody uses it").
+#[test]
+fn another_capacity_is_refused_while_a_handleless_child_holds_a_slot() {
+    let dir = TempDir::new("named-handleless");
+    let sem = open(&dir, "bg", 2).unwrap();
+    let permit = sem.acquire().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "read line"])
+        .stdin(std::process::Stdio::piped());
+    permit.inherit_into(&mut cmd).unwrap();
+    let mut child = cmd.spawn().unwrap();
+    permit.detach();
+    drop(sem); // no handle left anywhere; the child holds slot 0
+    let err = open(&dir, "bg", 1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NamedError::CapacityMismatch {
+                existing: 2,
+                requested: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("capacity 2"), "{err}");
+    let sem = open(&dir, "bg", 2).unwrap();
+    assert_eq!(sem.status().unwrap().held, 1);
+    drop(sem);
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    // Nobody uses it now: the new capacity replaces the old one.
+    assert_eq!(open(&dir, "bg", 1).unwrap().capacity(), 1);
+}
+
+/// Finding 4: `meta` deleted (or truncated by a crash) is rebuilt from
+/// the slot files, and a join still finds the semaphore.
+#[test]
+fn a_missing_or_corrupt_meta_is_rebuilt_from_the_slots() {
+    let dir = TempDir::new("named-meta");
+    let sem = open(&dir, "meta", 3).unwrap();
+    let state = sem.path().to_owned();
+    let held = sem.acquire().unwrap();
+    std::fs::remove_file(state.join("meta")).unwrap();
+    let joined = NamedSemaphore::options("meta")
+        .dir(dir.path())
+        .open()
+        .unwrap();
+    assert_eq!(joined.capacity(), 3);
+    assert!(state.join("meta").exists());
+    std::fs::write(state.join("meta"), "garbage").unwrap();
+    assert_eq!(open(&dir, "meta", 3).unwrap().capacity(), 3);
+    assert!(open(&dir, "meta", 2).unwrap_err().is_capacity_mismatch());
+    drop(held);
+}
+
+/// An explicit directory is either private (0700, ours) or shared with a
+/// group (3770: setgid, sticky, nothing for others, a group of ours);
+/// anything else, or a directory under one that others can write to, is
+/// refused. Files in a shared directory are group read-write whatever the
+/// umask.
+#[test]
+fn explicit_directories_are_private_or_group_shared() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("named-modes");
+    let mode_of = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+    let with_mode = |name: &str, mode: u32| {
+        let path = dir.join(name);
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let try_open =
+        |path: &std::path::Path| NamedSemaphore::options("m").capacity(1).dir(path).open();
+    for (name, mode) in [
+        ("world", 0o777),
+        ("sticky-world", 0o1777),
+        ("group-no-sticky", 0o2770),
+        ("group-no-setgid", 0o1770),
+        ("group-read-others", 0o3775),
+        ("group-read-only", 0o750),
+    ] {
+        let err = try_open(&with_mode(name, mode)).unwrap_err();
+        let NamedError::InsecureDirectory { problem, .. } = &err else {
+            panic!("{name}: {err}");
+        };
+        assert_eq!(*problem, DirProblem::OpenPermissions { mode }, "{name}");
+    }
+    // Under a directory anyone can write to (not sticky): refused.
+    let open_parent = with_mode("open-parent", 0o777);
+    let inner = open_parent.join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let err = try_open(&inner).unwrap_err();
+    assert!(err.to_string().contains("other users"), "{err}");
+    assert!(
+        matches!(
+            &err,
+            NamedError::InsecureDirectory {
+                problem: DirProblem::UnsafeAncestor { mode: 0o777, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Relative: refused.
+    assert!(matches!(
+        try_open(std::path::Path::new("relative/dir")).unwrap_err(),
+        NamedError::InsecureDirectory {
+            problem: DirProblem::NotAbsolute,
+            ..
+        }
+    ));
+
+    let shared = with_mode("shared", 0o3770);
+    let sem = try_open(&shared).unwrap();
+    let held = sem.acquire().unwrap();
+    for file in ["m", "m/q"] {
+        assert_eq!(mode_of(&shared.join(file)), 0o3770, "{file}");
+    }
+    for file in ["m.lock", "m/meta", "m/users", "m/slot.0"] {
+        assert_eq!(mode_of(&shared.join(file)), 0o660, "{file}");
+    }
+    drop(held);
+}
+
+/// An open handle marks the semaphore as in use even after its `users`
+/// file was deleted (and recreated free): the handle also holds a shared
+/// lock on the directory itself, so another capacity is still refused.
+#[test]
+fn an_open_handle_blocks_a_new_capacity_even_without_its_users_file() {
+    let dir = TempDir::new("named-users-gone");
+    let sem = open(&dir, "users", 2).unwrap();
+    std::fs::remove_file(sem.path().join("users")).unwrap();
+    let err = open(&dir, "users", 1).unwrap_err();
+    assert!(err.is_capacity_mismatch(), "{err}");
+    drop(sem);
+    assert_eq!(open(&dir, "users", 1).unwrap().capacity(), 1);
 }

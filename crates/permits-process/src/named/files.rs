@@ -1,7 +1,7 @@
 //! The on-disk state of a named semaphore: the `meta` file, slot files,
 //! and the ticket queue (see the layout in `named/mod.rs`).
 
-use crate::sys::{self, LockKind};
+use crate::sys::{self, Access, LockKind};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -51,10 +51,129 @@ pub(super) fn slot_path(dir: &Path, slot: usize) -> PathBuf {
     dir.join(format!("slot.{slot}"))
 }
 
-/// (Re)initialises `dir` for `capacity` slots. Only called when no handle
-/// is open anywhere (first creation, an earlier boot, or a free `users`
-/// lock), all under the initialisation lock.
-pub(super) fn reset(dir: &Path, capacity: usize, boot: &str) -> io::Result<()> {
+/// What [`read_state`] found: the capacity and boot, and whether `meta`
+/// must be written again (it was missing or unreadable).
+#[derive(Debug)]
+pub(super) struct State {
+    pub(super) meta: Meta,
+    pub(super) rewrite_meta: bool,
+}
+
+/// Reads the state of `dir`: `meta`, or when it is missing or unreadable,
+/// the capacity the slot files show (slots 0 to K-1 present: capacity K,
+/// taken as this boot's). `None` if neither says anything (a new name).
+pub(super) fn read_state(dir: &Path, boot: &str) -> Result<Option<State>, super::NamedError> {
+    let path = dir.join("meta");
+    let meta = match Meta::read(&path) {
+        Ok(meta) => meta,
+        Err(super::NamedError::Corrupt { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(meta) = meta {
+        return Ok(Some(State {
+            meta,
+            rewrite_meta: false,
+        }));
+    }
+    let capacity = (0..).take_while(|&k| slot_path(dir, k).exists()).count();
+    if capacity == 0 {
+        return Ok(None);
+    }
+    Ok(Some(State {
+        meta: Meta {
+            capacity,
+            boot: boot.to_owned(),
+        },
+        rewrite_meta: true,
+    }))
+}
+
+/// Recreates what is missing of an existing semaphore's state (slot files
+/// and `meta`), changing nothing that exists. Called under the
+/// initialisation lock.
+pub(super) fn repair(dir: &Path, state: &State, access: Access) -> io::Result<()> {
+    for slot in 0..state.meta.capacity {
+        let path = slot_path(dir, slot);
+        if !path.exists() {
+            sys::open_file(&path, Some(access))?;
+        }
+    }
+    if state.rewrite_meta {
+        write_meta(dir, &state.meta, access)?;
+    }
+    Ok(())
+}
+
+/// Whether anything uses the semaphore in `dir`: a handle open (the
+/// `users` lock, or the directory's own lock), a slot held (a slot file locked, whether or not its
+/// holder has a handle), or a live waiter. Called under the
+/// initialisation lock, so no handle can open meanwhile.
+pub(super) fn in_use(dir: &Path, capacity: usize, access: Access) -> io::Result<bool> {
+    let users = sys::open_file(&dir.join("users"), Some(access))?;
+    if !sys::lock_file(&users, LockKind::Exclusive, false)? {
+        return Ok(true);
+    }
+    drop(users);
+    // Handles also share-lock the directory: seen even if `users` was
+    // deleted under them.
+    let this = sys::open_dir(dir)?;
+    if !sys::lock_file(&this, LockKind::Exclusive, false)? {
+        return Ok(true);
+    }
+    drop(this);
+    let mut slots: Vec<PathBuf> = (0..capacity).map(|k| slot_path(dir, k)).collect();
+    for entry in fs::read_dir(dir)?.flatten() {
+        let is_slot = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix("slot."))
+            .is_some_and(|n| n.parse::<usize>().is_ok_and(|k| k >= capacity));
+        if is_slot {
+            slots.push(entry.path());
+        }
+    }
+    for path in slots {
+        let file = match sys::open_read_only(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if !sys::lock_file(&file, LockKind::Shared, false)? {
+            return Ok(true);
+        }
+    }
+    Ok(live_tickets(&dir.join("q"), None, Count::Live)? > 0)
+}
+
+/// Writes `meta`: atomically (a new file renamed over it), or in place
+/// when the rename is not allowed (another member's `meta` in a sticky
+/// shared directory; readers hold the initialisation lock, so they never
+/// see it half written).
+fn write_meta(dir: &Path, meta: &Meta, access: Access) -> io::Result<()> {
+    use std::io::Write;
+    let text = format!("{MAGIC}\ncapacity={}\nboot={}\n", meta.capacity, meta.boot);
+    let tmp = dir.join(format!("meta.tmp.{}", sys::pid()));
+    let _ = fs::remove_file(&tmp);
+    let mut file = sys::create_new_file(&tmp, access)?;
+    file.write_all(text.as_bytes())?;
+    drop(file);
+    match fs::rename(&tmp, dir.join("meta")) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let _ = fs::remove_file(&tmp);
+            let mut file = sys::open_file(&dir.join("meta"), Some(access))?;
+            file.set_len(0)?;
+            file.write_all(text.as_bytes())
+        }
+        other => other,
+    }
+}
+
+/// (Re)initialises `dir` for `capacity` slots. Only called when nothing
+/// uses the semaphore (first creation, an earlier boot, or [`in_use`]
+/// said no), all under the initialisation lock. Files that cannot be
+/// removed (another member's, in a sticky shared directory) are left:
+/// slots beyond the capacity are never looked at.
+pub(super) fn reset(dir: &Path, capacity: usize, boot: &str, access: Access) -> io::Result<()> {
     let queue = dir.join("q");
     if let Ok(entries) = fs::read_dir(&queue) {
         for entry in entries.flatten() {
@@ -71,16 +190,18 @@ pub(super) fn reset(dir: &Path, capacity: usize, boot: &str) -> io::Result<()> {
             continue;
         };
         if index >= capacity {
-            fs::remove_file(entry.path())?;
+            let _ = fs::remove_file(entry.path());
         }
     }
     for slot in 0..capacity {
         // Creates missing slots and clears stale holder records.
-        sys::open_file(&slot_path(dir, slot), true)?.set_len(0)?;
+        sys::open_file(&slot_path(dir, slot), Some(access))?.set_len(0)?;
     }
-    let tmp = dir.join("meta.tmp");
-    fs::write(&tmp, format!("{MAGIC}\ncapacity={capacity}\nboot={boot}\n"))?;
-    fs::rename(&tmp, dir.join("meta"))
+    let meta = Meta {
+        capacity,
+        boot: boot.to_owned(),
+    };
+    write_meta(dir, &meta, access)
 }
 
 /// A waiter's place in the queue: a file named by arrival time, locked
@@ -94,7 +215,9 @@ pub(super) struct Ticket {
 }
 
 impl Ticket {
-    pub(super) fn create(queue: &Path) -> io::Result<Ticket> {
+    /// Takes a place at the end of the queue, recording `record` (pid,
+    /// time, label) in the ticket for `status`.
+    pub(super) fn create(queue: &Path, access: Access, record: &str) -> io::Result<Ticket> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         loop {
             let name = format!(
@@ -104,11 +227,22 @@ impl Ticket {
                 SEQ.fetch_add(1, Ordering::Relaxed)
             );
             let path = queue.join(&name);
-            let file = sys::create_new_file(&path)?;
+            let file = match sys::create_new_file(&path, access) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // The queue was deleted: recreate it, take a place.
+                    match sys::check_dir(queue, Some(access))? {
+                        Ok(_) => continue,
+                        Err(problem) => return Err(io::Error::other(problem.to_string())),
+                    }
+                }
+                other => other?,
+            };
             sys::lock_file(&file, LockKind::Exclusive, true)?;
             // Between create and lock, a scanner may have taken the file
             // for a dead waiter's and removed it: then take a new place.
             if sys::link_count(&file)? > 0 {
+                use std::io::Write;
+                (&file).write_all(record.as_bytes())?;
                 return Ok(Ticket {
                     name,
                     path,
@@ -118,9 +252,10 @@ impl Ticket {
         }
     }
 
-    /// Whether no live ticket is ahead of this one.
-    pub(super) fn is_head(&self, queue: &Path) -> io::Result<bool> {
-        Ok(live_tickets(queue, Some(&self.name))? == 0)
+    /// How many waiters that are not stopped are ahead of this one (0:
+    /// this one is the head).
+    pub(super) fn ahead(&self, queue: &Path) -> io::Result<usize> {
+        live_tickets(queue, Some(&self.name), Count::Active)
     }
 }
 
@@ -130,10 +265,26 @@ impl Drop for Ticket {
     }
 }
 
+/// Which waiters [`live_tickets`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Count {
+    /// Every live waiter.
+    Live,
+    /// Live waiters whose process is not stopped: a stopped one is passed
+    /// over (it keeps its ticket, so its place, for when it continues).
+    Active,
+}
+
 /// Counts live tickets (those before `before` if given), removing the
 /// files of dead waiters (tickets whose lock nobody holds).
-pub(super) fn live_tickets(queue: &Path, before: Option<&str>) -> io::Result<usize> {
-    let mut names: Vec<String> = fs::read_dir(queue)?
+pub(super) fn live_tickets(queue: &Path, before: Option<&str>, count: Count) -> io::Result<usize> {
+    let entries = match fs::read_dir(queue) {
+        Ok(entries) => entries,
+        // Deleted: nobody is queued (a waiter recreates it).
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<String> = entries
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.starts_with("t-"))
@@ -153,9 +304,50 @@ pub(super) fn live_tickets(queue: &Path, before: Option<&str>) -> io::Result<usi
         };
         if sys::lock_file(&file, LockKind::Shared, false)? {
             let _ = fs::remove_file(&path); // its owner is gone
-        } else {
+        } else if count == Count::Live || !stopped(file) {
             live += 1;
         }
     }
     Ok(live)
+}
+
+/// Whether the waiter that wrote this ticket is stopped now (a ticket
+/// not yet written counts as running).
+fn stopped(mut file: File) -> bool {
+    use std::io::Read;
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let (pid, _, _) = super::status::parse_record(&text);
+    pid.and_then(sys::process_state) == Some(super::ProcessState::Stopped)
+}
+
+/// The records of the live waiters, in queue order.
+pub(super) fn queue_records(queue: &Path) -> io::Result<Vec<String>> {
+    use std::io::Read;
+    let entries = match fs::read_dir(queue) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("t-"))
+        .collect();
+    names.sort_unstable();
+    let mut records = Vec::new();
+    for name in names {
+        let mut file = match sys::open_read_only(&queue.join(&name)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        // A free lock: its waiter is gone (`live_tickets` removes it).
+        if !sys::lock_file(&file, LockKind::Shared, false)? {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            records.push(text);
+        }
+    }
+    Ok(records)
 }

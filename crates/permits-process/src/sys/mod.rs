@@ -68,29 +68,15 @@ pub(crate) enum LockKind {
     Exclusive,
 }
 
-/// What is wrong with a directory that should be private to this user.
+/// Who may use a named semaphore's state directory, decided by its mode
+/// (see the rules in `named/mod.rs`); files and directories created in it
+/// get the matching mode.
 #[cfg_attr(any(not(target_os = "linux"), permits_unsupported), allow(dead_code))]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum DirProblem {
-    /// It is a symbolic link (never followed).
-    Symlink,
-    /// It exists but is not a directory.
-    NotADirectory,
-    /// Owned by another user (uid given).
-    WrongOwner(u32),
-    /// Group or others have access (mode given).
-    OpenPermissions(u32),
-}
-
-impl core::fmt::Display for DirProblem {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            DirProblem::Symlink => f.write_str("it is a symbolic link"),
-            DirProblem::NotADirectory => f.write_str("it is not a directory"),
-            DirProblem::WrongOwner(uid) => write!(f, "it is owned by uid {uid}, not by us"),
-            DirProblem::OpenPermissions(mode) => {
-                write!(f, "its mode {mode:o} gives group or others access")
-            }
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// This user only: directories 0700, files 0600.
+    Private,
+    /// The directory's group: directories 3770 (setgid, sticky), files
+    /// 0660.
+    Group,
 }

@@ -1,14 +1,17 @@
 //! The Linux implementation of the OS layer (contract in `sys/mod.rs`),
 //! built on `rustix` so that almost every call is safe Rust.
 //!
-//! The one `unsafe` block is the `pre_exec` hook of [`inherit_in_child`]:
-//! std offers no safe way to let one child inherit a chosen descriptor, and
-//! clearing `FD_CLOEXEC` in the forked child (never in the parent, where
-//! other threads may be spawning unrelated children) is the only way to
-//! keep the jobserver's descriptors out of every other process.
+//! Two things need `unsafe`: the `pre_exec` hook of [`inherit_in_child`]
+//! (std offers no safe way to let one child inherit a chosen descriptor,
+//! and clearing `FD_CLOEXEC` in the forked child, never in the parent where
+//! other threads may be spawning unrelated children, is the only way to
+//! keep the jobserver's descriptors out of every other process), and
+//! [`home_dir`]'s `getpwuid_r(3)` (no safe wrapper reads the user
+//! database through NSS).
 #![allow(unsafe_code)]
 
-use super::{DirProblem, FileId, FileKind, LockKind};
+use super::{Access, FileId, FileKind, LockKind};
+use crate::named::DirProblem;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{self, FileType, FlockOperation, Mode, OFlags};
@@ -16,7 +19,7 @@ use rustix::io::{self as rio, Errno, FdFlags};
 use std::fs::File;
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -243,9 +246,6 @@ pub(crate) fn set_pipe_capacity(fd: &Fd, bytes: usize) -> io::Result<usize> {
     Ok(rustix::pipe::fcntl_setpipe_size(fd, bytes)?)
 }
 
-/// Makes `cmd`'s child inherit `fds` under their current numbers; every
-/// other process keeps seeing them close-on-exec. The descriptors stay
-/// open at least as long as `cmd` (the hook owns the `Arc`s).
 /// Clears `CLOEXEC` on `fd` in this process: every child spawned from now
 /// on inherits it (no `pre_exec` hook, so `posix_spawn` stays usable).
 pub(crate) fn inherit_in_all_children(fd: &Fd) -> io::Result<()> {
@@ -253,6 +253,9 @@ pub(crate) fn inherit_in_all_children(fd: &Fd) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `cmd`'s child inherit `fds` under their current numbers; every
+/// other process keeps seeing them close-on-exec. The descriptors stay
+/// open at least as long as `cmd` (the hook owns the `Arc`s).
 pub(crate) fn inherit_in_child(cmd: &mut Command, fds: Vec<Arc<Fd>>) {
     let hook = move || -> io::Result<()> {
         for fd in &fds {
@@ -356,12 +359,84 @@ pub(crate) fn boot_id() -> io::Result<String> {
         .to_owned())
 }
 
-/// Creates `path` as a 0700 directory if asked and missing, then checks
-/// that it is a real directory (not a symbolic link), owned by the
-/// effective user, and closed to group and others.
-pub(crate) fn private_dir(path: &Path, create: bool) -> io::Result<Result<(), DirProblem>> {
-    if create {
+/// The home directory of `uid` in the user database (`getpwuid_r(3)`,
+/// so NSS sources such as LDAP count), never the `HOME` variable; `None`
+/// if the user has no entry.
+pub(crate) fn home_dir(uid: u32) -> io::Result<Option<PathBuf>> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call: `entry` and `found`
+        // are live locals, and `buf` is a live buffer of `buf.len()` bytes
+        // that getpwuid_r fills with the strings `entry` points to.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                entry.as_mut_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            let bigger = buf.len() * 2;
+            buf.resize(bigger, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if found.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: on success with a non-null `found`, getpwuid_r has
+        // initialised `*found` (which is `entry`), and `pw_dir`, when not
+        // null, points to a NUL-terminated string inside `buf`, which is
+        // alive and unchanged until the end of this scope.
+        let dir = unsafe {
+            let dir = (*found).pw_dir;
+            if dir.is_null() {
+                return Ok(None);
+            }
+            CStr::from_ptr(dir)
+        };
+        return Ok(Some(PathBuf::from(std::ffi::OsStr::from_bytes(
+            dir.to_bytes(),
+        ))));
+    }
+}
+
+/// `f_type`s of network file systems, where `flock` is emulated with
+/// per-process POSIX locks and inotify sees no other host's changes: NFS,
+/// SMB, CIFS, SMB2, Ceph, AFS, Coda, NCP.
+const NETWORK_FS: [u64; 8] = [
+    0x6969,
+    0x517B,
+    0xFF53_4D42,
+    0xFE53_4D42,
+    0x00C3_6400,
+    0x5346_414F,
+    0x7375_7245,
+    0x564C,
+];
+
+/// Creates `path` if asked and missing (mode 0700, or 3770 for a shared
+/// directory, whatever the umask), then checks it and says who may use
+/// it: [`Access::Private`] if it is owned by the effective user and closed
+/// to group and others; [`Access::Group`] if the group has all rights,
+/// others none, the setgid and sticky bits are set and the group is one of
+/// ours. Anything else (a symbolic link, not a directory, other modes, a
+/// network file system) is a [`DirProblem`].
+pub(crate) fn check_dir(
+    path: &Path,
+    create: Option<Access>,
+) -> io::Result<Result<Access, DirProblem>> {
+    if let Some(access) = create {
         match fs::mkdir(path, Mode::RWXU) {
+            Ok(()) if access == Access::Group => fs::chmod(path, Mode::from_raw_mode(0o3770))?,
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
         }
@@ -374,37 +449,157 @@ pub(crate) fn private_dir(path: &Path, create: bool) -> io::Result<Result<(), Di
     if kind != FileType::Directory {
         return Ok(Err(DirProblem::NotADirectory));
     }
-    if st.st_uid != euid() {
-        return Ok(Err(DirProblem::WrongOwner(st.st_uid)));
-    }
     #[allow(clippy::unnecessary_cast)]
     let mode = st.st_mode as u32 & 0o7777;
-    if mode & 0o077 != 0 {
-        return Ok(Err(DirProblem::OpenPermissions(mode)));
+    let access = if mode & 0o077 == 0 {
+        if st.st_uid != euid() {
+            return Ok(Err(DirProblem::WrongOwner { uid: st.st_uid }));
+        }
+        Access::Private
+    } else if mode & 0o007 == 0 && mode & 0o070 == 0o070 && mode & 0o3000 == 0o3000 {
+        let gid = rustix::process::Gid::from_raw(st.st_gid);
+        let ours = rustix::process::getegid() == gid
+            || rustix::process::getgroups().is_ok_and(|groups| groups.contains(&gid));
+        if !ours {
+            return Ok(Err(DirProblem::ForeignGroup { gid: st.st_gid }));
+        }
+        Access::Group
+    } else {
+        return Ok(Err(DirProblem::OpenPermissions { mode }));
+    };
+    #[allow(clippy::unnecessary_cast)]
+    let fs_type = fs::statfs(path)?.f_type as u64;
+    if NETWORK_FS.contains(&fs_type) {
+        return Ok(Err(DirProblem::NetworkFileSystem));
+    }
+    Ok(Ok(access))
+}
+
+/// Checks every directory above `path` (absolute), both as written and
+/// after resolving symbolic links: each must be owned by root, by the
+/// effective user or by `also`, and writable by nobody else, except a
+/// root-owned sticky directory such as `/tmp` (whose entries only their
+/// owners can remove or rename). So no other user can replace `path` or
+/// create it first.
+pub(crate) fn check_ancestors(
+    path: &Path,
+    also: Option<u32>,
+) -> io::Result<Result<(), DirProblem>> {
+    let mut dirs: Vec<PathBuf> = path.ancestors().skip(1).map(Path::to_owned).collect();
+    if let Some(parent) = path.parent() {
+        let real = std::fs::canonicalize(parent)?;
+        dirs.extend(real.ancestors().map(Path::to_owned));
+    }
+    let me = euid();
+    for dir in dirs {
+        let st = fs::stat(&dir)?;
+        #[allow(clippy::unnecessary_cast)]
+        let mode = st.st_mode as u32 & 0o7777;
+        let trusted = st.st_uid == 0 || st.st_uid == me || Some(st.st_uid) == also;
+        let closed = mode & 0o022 == 0 || (st.st_uid == 0 && mode & 0o1000 != 0);
+        if !trusted || !closed {
+            return Ok(Err(DirProblem::UnsafeAncestor { path: dir, mode }));
+        }
     }
     Ok(Ok(()))
 }
 
-/// Opens `path` read-write (creating it with mode 0600 if asked), never
-/// following a symbolic link, close-on-exec.
-pub(crate) fn open_file(path: &Path, create: bool) -> io::Result<File> {
+/// Creates `path` and its missing parents, each with mode 0700.
+pub(crate) fn make_dirs(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Whether process `pid` runs or is stopped (field 3 of
+/// `/proc/<pid>/stat`: `T` stopped, `t` traced); `None` if it is gone or
+/// a zombie.
+pub(crate) fn process_state(pid: u32) -> Option<crate::named::ProcessState> {
+    use crate::named::ProcessState;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain any
+    // character: the state follows the last ')'.
+    let state = stat[stat.rfind(')')? + 1..].trim_start().chars().next()?;
+    match state {
+        'T' | 't' => Some(ProcessState::Stopped),
+        'Z' | 'X' | 'x' => None,
+        _ => Some(ProcessState::Running),
+    }
+}
+
+/// The owner of `path` (not following a symbolic link).
+pub(crate) fn owner(path: &Path) -> io::Result<u32> {
+    Ok(fs::lstat(path)?.st_uid)
+}
+
+/// Opens `path` read-write (creating it if asked, mode 0600, or 0660 in a
+/// shared directory whatever the umask), never following a symbolic link,
+/// close-on-exec.
+pub(crate) fn open_file(path: &Path, create: Option<Access>) -> io::Result<File> {
     let mut flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY;
-    if create {
+    if create.is_some() {
         flags |= OFlags::CREATE;
     }
-    let fd = retry(|| fs::open(path, flags, Mode::RUSR | Mode::WUSR))?;
+    let fd = retry(|| fs::open(path, flags, file_mode(create)))?;
+    if create == Some(Access::Group) {
+        share(&fd)?;
+    }
     Ok(File::from(fd))
 }
 
-/// Creates `path` (mode 0600); fails if it exists.
-pub(crate) fn create_new_file(path: &Path) -> io::Result<File> {
+fn file_mode(access: Option<Access>) -> Mode {
+    match access {
+        Some(Access::Group) => Mode::from_raw_mode(0o660),
+        _ => Mode::RUSR | Mode::WUSR,
+    }
+}
+
+/// Gives a file we own in a shared directory mode 0660 (the umask may
+/// have taken the group's rights away); others' files are left alone.
+fn share(fd: &OwnedFd) -> io::Result<()> {
+    let st = fs::fstat(fd)?;
+    #[allow(clippy::unnecessary_cast)]
+    let mode = st.st_mode as u32 & 0o777;
+    if st.st_uid == euid() && mode != 0o660 {
+        fs::fchmod(fd, Mode::from_raw_mode(0o660))?;
+    }
+    Ok(())
+}
+
+/// Creates `path` (mode 0600, or 0660 in a shared directory); fails if it
+/// exists.
+pub(crate) fn create_new_file(path: &Path, access: Access) -> io::Result<File> {
     let flags = OFlags::RDWR
         | OFlags::CLOEXEC
         | OFlags::NOFOLLOW
         | OFlags::NOCTTY
         | OFlags::CREATE
         | OFlags::EXCL;
-    let fd = retry(|| fs::open(path, flags, Mode::RUSR | Mode::WUSR))?;
+    let fd = retry(|| fs::open(path, flags, file_mode(Some(access))))?;
+    if access == Access::Group {
+        share(&fd)?;
+    }
+    Ok(File::from(fd))
+}
+
+/// Whether `path` names the very file `file` has open now (same device
+/// and inode); `false` if the path is gone or names another file.
+pub(crate) fn is_at(file: &File, path: &Path) -> io::Result<bool> {
+    let open = fs::fstat(file)?;
+    match fs::lstat(path) {
+        Ok(named) => Ok(open.st_dev == named.st_dev && open.st_ino == named.st_ino),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the directory `path` read-only (no symbolic link), close-on-exec:
+/// something to `flock`.
+pub(crate) fn open_dir(path: &Path) -> io::Result<File> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let fd = retry(|| fs::open(path, flags, Mode::empty()))?;
     Ok(File::from(fd))
 }
 
@@ -438,11 +633,22 @@ pub(crate) fn unlock_file(file: &File) -> io::Result<()> {
     retry(|| fs::flock(file, FlockOperation::Unlock))
 }
 
-/// Changes `file`'s attributes (mode 0600 again), which raises
-/// `IN_ATTRIB`: a wake-up for acquirers that does not wake
-/// [`DirWatch`]es made without `attrib`.
+/// Sets `file`'s times to now (which needs only write access, not
+/// ownership, so it works in a shared directory), raising `IN_ATTRIB`: a
+/// wake-up for acquirers that does not wake [`DirWatch`]es made without
+/// `attrib`.
 pub(crate) fn poke_file(file: &File) -> io::Result<()> {
-    Ok(fs::fchmod(file, Mode::RUSR | Mode::WUSR)?)
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: fs::UTIME_NOW,
+    };
+    Ok(fs::futimens(
+        file,
+        &fs::Timestamps {
+            last_access: now,
+            last_modification: now,
+        },
+    )?)
 }
 
 /// Lets children spawned from `cmd` inherit `file`'s descriptor (and so

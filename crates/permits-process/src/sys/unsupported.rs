@@ -5,10 +5,11 @@
 //! `Fd` and `DirWatch` are uninhabited: nothing can ever hold one, which is
 //! why the functions taking them need no body.
 
-use super::{DirProblem, FileId, LockKind};
+use super::{Access, FileId, LockKind};
+use crate::named::DirProblem;
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,13 +105,40 @@ pub(crate) fn monotonic_nanos() -> u64 {
 pub(crate) fn boot_id() -> io::Result<String> {
     unsupported()
 }
-pub(crate) fn private_dir(_path: &Path, _create: bool) -> io::Result<Result<(), DirProblem>> {
+pub(crate) fn home_dir(_uid: u32) -> io::Result<Option<PathBuf>> {
     unsupported()
 }
-pub(crate) fn open_file(_path: &Path, _create: bool) -> io::Result<File> {
+pub(crate) fn check_dir(
+    _path: &Path,
+    _create: Option<Access>,
+) -> io::Result<Result<Access, DirProblem>> {
     unsupported()
 }
-pub(crate) fn create_new_file(_path: &Path) -> io::Result<File> {
+pub(crate) fn check_ancestors(
+    _path: &Path,
+    _also: Option<u32>,
+) -> io::Result<Result<(), DirProblem>> {
+    unsupported()
+}
+pub(crate) fn make_dirs(_path: &Path) -> io::Result<()> {
+    unsupported()
+}
+pub(crate) fn process_state(_pid: u32) -> Option<crate::named::ProcessState> {
+    None
+}
+pub(crate) fn owner(_path: &Path) -> io::Result<u32> {
+    unsupported()
+}
+pub(crate) fn open_file(_path: &Path, _create: Option<Access>) -> io::Result<File> {
+    unsupported()
+}
+pub(crate) fn create_new_file(_path: &Path, _access: Access) -> io::Result<File> {
+    unsupported()
+}
+pub(crate) fn is_at(_file: &File, _path: &Path) -> io::Result<bool> {
+    unsupported()
+}
+pub(crate) fn open_dir(_path: &Path) -> io::Result<File> {
     unsupported()
 }
 pub(crate) fn open_read_only(_path: &Path) -> io::Result<File> {

@@ -1,0 +1,126 @@
+//! [`NamedPermit`]: one held slot (an exclusive `flock` on its file), its
+//! record for `status`, and handing it to child processes.
+
+use super::status::record_text;
+use super::NamedSemaphore;
+use crate::lock;
+use crate::sys;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// A permit of a [`NamedSemaphore`]: an exclusive lock on one slot file.
+/// Dropping it releases the slot and wakes waiters; if the process dies
+/// instead, the kernel releases it.
+#[must_use = "the permit is released as soon as it is dropped"]
+#[clippy::has_significant_drop]
+pub struct NamedPermit {
+    pub(super) slot: usize,
+    pub(super) file: Option<File>,
+    /// The process recorded as the holder (this one, or the command the
+    /// slot was handed to) and since when (ms since the epoch).
+    pub(super) holder: u32,
+    pub(super) since_ms: u128,
+    pub(super) sem: NamedSemaphore,
+    /// Hooks letting children inherit the slot; disarmed before `file`
+    /// closes.
+    pub(super) inherited: Mutex<Vec<sys::InheritOnce>>,
+}
+
+impl NamedPermit {
+    /// The slot index (0-based) this permit holds.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// The semaphore it belongs to.
+    pub fn semaphore(&self) -> &NamedSemaphore {
+        &self.sem
+    }
+
+    /// Lets the children spawned from `cmd` (while this permit lives)
+    /// share the slot: they inherit its locked open file description, so
+    /// the slot stays held until this process *and* those children (and
+    /// their descendants that keep the descriptor) have all closed it, or
+    /// died. Use it to hand a slot to a command: if this process is killed,
+    /// the command keeps the slot; if the command dies, the slot returns
+    /// once this process drops or [`detach`](Self::detach)es the permit.
+    ///
+    /// Dropping the permit still releases the slot at once (it unlocks the
+    /// shared description); [`detach`](Self::detach) leaves it to the
+    /// children.
+    ///
+    /// # Errors
+    ///
+    /// Never on Linux; the `Result` leaves room for platforms that need a
+    /// system call here.
+    pub fn inherit_into(&self, cmd: &mut Command) -> io::Result<()> {
+        if let Some(file) = &self.file {
+            lock(&self.inherited).push(sys::inherit_file(cmd, file));
+        }
+        Ok(())
+    }
+
+    /// Closes this process's descriptor *without* unlocking: children that
+    /// inherited the slot ([`inherit_into`](Self::inherit_into)) keep it
+    /// until they all exit, and the kernel releases it then (waking the
+    /// waiters). Without such children this releases the slot, as a drop
+    /// would.
+    pub fn detach(mut self) {
+        lock(&self.inherited).clear();
+        drop(self.file.take());
+    }
+
+    /// Records `pid` as the holder shown by [`NamedSemaphore::status`]
+    /// instead of this process: the command the slot was handed to with
+    /// [`inherit_into`](Self::inherit_into), which keeps it after this
+    /// process exits (e.g. `permits run --bg`). The time it has been held
+    /// since is kept.
+    ///
+    /// # Errors
+    ///
+    /// If the slot file cannot be written.
+    pub fn set_holder_pid(&mut self, pid: u32) -> io::Result<()> {
+        self.holder = pid;
+        self.record()
+    }
+
+    /// Writes pid, time and label into the slot file.
+    pub(super) fn record(&mut self) -> io::Result<()> {
+        let text = record_text(self.holder, self.since_ms, self.sem.inner.label.as_deref());
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(text.as_bytes())
+    }
+}
+
+impl Drop for NamedPermit {
+    fn drop(&mut self) {
+        lock(&self.inherited).clear(); // later spawns must not get a closed number
+        if let Some(file) = self.file.take() {
+            let _ = file.set_len(0);
+            let _ = sys::unlock_file(&file);
+            drop(file);
+            // Wake waiters even if a forked child still shares the slot's
+            // description (then our close above raised no event).
+            let _ = sys::open_file(
+                &self.sem.inner.dir.join("wake"),
+                Some(self.sem.inner.access),
+            );
+        }
+    }
+}
+
+impl fmt::Debug for NamedPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedPermit")
+            .field("name", &self.sem.inner.name)
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
