@@ -115,7 +115,7 @@ impl RedisPermit {
         let shared = Arc::new(Shared {
             id,
             tokens: grant.tokens,
-            since: grant.now,
+            since: grant.since,
             lease: Mutex::new(lease),
             lost: watch::channel(false).0,
         });

@@ -93,7 +93,10 @@ pub(crate) enum AcquireReply {
 pub(crate) struct Grant {
     pub(crate) tokens: Vec<FenceToken>,
     pub(crate) deadline: ServerTime,
+    /// Server time of this reply (a retry's, for an idempotent one).
     pub(crate) now: ServerTime,
+    /// Server time of the grant itself.
+    pub(crate) since: ServerTime,
 }
 
 #[derive(Debug)]
@@ -160,13 +163,17 @@ pub(crate) async fn acquire(
     Ok(match reply.first().map(String::as_str) {
         Some("granted") => {
             let seq: u64 = num(&reply, 1, what)?;
-            let tokens = (4..reply.len())
+            let tokens = (5..reply.len())
                 .map(|i| num(&reply, i, what).map(|slot| FenceToken { slot, seq }))
                 .collect::<RedisResult<Vec<_>>>()?;
+            if tokens.len() != args.n as usize {
+                return Err(protocol_error("a grant of another size", &reply));
+            }
             AcquireReply::Granted(Grant {
                 tokens,
                 deadline: ServerTime(num(&reply, 2, what)?),
                 now: ServerTime(num(&reply, 3, what)?),
+                since: ServerTime(num(&reply, 4, what)?),
             })
         }
         Some("wait") => AcquireReply::Wait {

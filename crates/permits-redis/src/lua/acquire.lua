@@ -1,6 +1,6 @@
 -- acquire: ARGV 4 id, 5 n, 6 mode ('try' or 'wait'), 7 waiter liveness ms,
 -- 8 host, 9 pid, 10 wake channel.
--- Replies: {'granted', seq, deadline, now, slot...} | {'wait', wake_at, now}
+-- Replies: {'granted', seq, deadline, now, since, slot...} | {'wait', wake_at, now}
 --          | {'busy', wake_at, now, quarantined} | {'conflict', capacity}
 --          | {'toolarge', capacity}
 local id, n, mode = ARGV[4], tonumber(ARGV[5]), ARGV[6]
@@ -9,8 +9,8 @@ local liveness, host, pid, ch = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
 -- Idempotent: a retried request with the same id gets the same grant.
 local raw = redis.call('HGET', pinfo, id)
 if raw then
-  local seq, _, _, slots = parse_grant(raw)
-  local reply = {'granted', seq, fmt(redis.call('ZSCORE', holders, id)), fmt(now)}
+  local seq, since, _, slots = parse_grant(raw)
+  local reply = {'granted', seq, fmt(redis.call('ZSCORE', holders, id)), fmt(now), since}
   for s in string.gmatch(slots, '%d+') do table.insert(reply, s) end
   return reply
 end
@@ -56,7 +56,7 @@ if eligible() then
   redis.call('ZADD', holders, deadline, id)
   drop_waiter(id)
   if changed then notify_heads() end
-  local reply = {'granted', fmt(seq), fmt(deadline), fmt(now)}
+  local reply = {'granted', fmt(seq), fmt(deadline), fmt(now), fmt(now)}
   for _, s in ipairs(slots) do table.insert(reply, s) end
   return reply
 end
