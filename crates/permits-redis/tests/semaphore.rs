@@ -471,3 +471,89 @@ fn the_blocking_wrapper_acquires_renews_and_releases() {
     assert_eq!(permit.release().unwrap(), Released::Released);
     assert_eq!(redis.zcard("blocking", "holders"), 0);
 }
+
+fn evalsha_calls(redis: &Redis) -> u64 {
+    let info: String = redis.cmd(redis::cmd("INFO").arg("commandstats"));
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_release_wakes_the_next_waiter_by_hint_not_by_polling() {
+    let redis = Redis::start();
+    // Long lease and liveness: the waiter's own timer would fire only after
+    // 20 s, well past the hang guard, so a grant inside it came by the hint.
+    let options = Options::default()
+        .lease(Duration::from_secs(30))
+        .waiter_liveness(Duration::from_secs(60))
+        .quarantine(false); // not about restarts; a 30 s first-use pause would only slow this test
+    let holder_sem = RedisSemaphore::connect(&client(&redis).await, "hint", 1, options.clone())
+        .await
+        .unwrap();
+    let waiter_sem = RedisSemaphore::connect(&client(&redis).await, "hint", 1, options)
+        .await
+        .unwrap();
+    let holder = holder_sem.acquire().await.unwrap();
+    let waiter = tokio::spawn(async move { waiter_sem.acquire().await.unwrap() });
+    wait_until_async("the waiter is queued", GUARD, || async {
+        redis.zcard("hint", "queue") == 1
+    })
+    .await;
+    let before = evalsha_calls(&redis);
+    holder.release().await.unwrap();
+    let permit = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter was woken by the release's hint")
+        .unwrap();
+    let calls = evalsha_calls(&redis) - before;
+    assert!(
+        calls <= 3,
+        "{calls} script calls for one hand-off: the waiter polled"
+    );
+    drop(permit);
+}
+
+#[tokio::test]
+async fn a_queued_waiter_survives_a_redis_restart() {
+    let mut redis = Redis::start();
+    let sem = semaphore(&redis, "survive", 1).await;
+    warm(&sem).await;
+    let holder = sem.acquire().await.unwrap();
+    let waiter_sem = semaphore(&redis, "survive", 1).await;
+    let waiter = tokio::spawn(async move { waiter_sem.acquire().await.unwrap() });
+    wait_until_async("the waiter is queued", GUARD, || async {
+        redis.zcard("survive", "queue") == 1
+    })
+    .await;
+    let old_seq = holder.token().seq;
+    redis.restart(); // the queue and the lease are gone with the state
+    tokio::time::timeout(GUARD, holder.lost())
+        .await
+        .expect("the holder learns it lost");
+    let permit = tokio::time::timeout(GUARD, waiter)
+        .await
+        .expect("hang guard")
+        .unwrap();
+    assert!(
+        permit.token().seq > old_seq,
+        "tokens keep growing across the restart"
+    );
+    let status = sem.status().await.unwrap();
+    assert_eq!(status.holders.len(), 1);
+    assert_eq!(status.capacity, 1, "the capacity is stored again");
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<RedisSemaphore>();
+    send_sync::<permits_redis::RedisPermit>();
+    send_sync::<Client>();
+    send_sync::<permits_redis::blocking::Semaphore>();
+    send_sync::<permits_redis::blocking::Permit>();
+    send::<permits_redis::Acquire>();
+    send::<permits_redis::TryAcquire>();
+    send::<permits_redis::Lost>();
+}
