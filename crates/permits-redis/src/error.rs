@@ -73,12 +73,6 @@ pub enum AcquireError {
         /// The semaphore's capacity.
         capacity: u32,
     },
-    /// Redis holds another capacity for this name (someone recreated the
-    /// semaphore after its state was lost, with another capacity).
-    CapacityConflict {
-        /// The capacity stored in Redis.
-        stored: u32,
-    },
     /// The deadline passed first; the request has left the queue.
     TimedOut,
     /// Talking to Redis failed, so whether a grant landed is unknown. With a
@@ -98,9 +92,6 @@ impl fmt::Display for AcquireError {
                     f,
                     "cannot acquire {requested} permits of a capacity of {capacity}"
                 )
-            }
-            Self::CapacityConflict { stored } => {
-                write!(f, "capacity conflict: redis stores capacity {stored}")
             }
             Self::TimedOut => f.write_str("timed out waiting for permits"),
             Self::Redis(e) => write!(f, "redis: {e}"),
@@ -136,11 +127,6 @@ pub enum TryAcquireError {
         /// The semaphore's capacity.
         capacity: u32,
     },
-    /// Redis holds another capacity for this name.
-    CapacityConflict {
-        /// The capacity stored in Redis.
-        stored: u32,
-    },
     /// Talking to Redis failed; see [`AcquireError::Redis`].
     Redis(redis::RedisError),
 }
@@ -163,9 +149,6 @@ impl fmt::Display for TryAcquireError {
                     f,
                     "cannot acquire {requested} permits of a capacity of {capacity}"
                 )
-            }
-            Self::CapacityConflict { stored } => {
-                write!(f, "capacity conflict: redis stores capacity {stored}")
             }
             Self::Redis(e) => write!(f, "redis: {e}"),
         }

@@ -82,8 +82,10 @@
 //!   is answered by loading the script and retrying.
 //! * **Eviction**: keys never get a TTL, and connect refuses (or warns
 //!   about) an `allkeys-*` `maxmemory-policy`.
-//! * **Capacity disagreement**: a client asking for another capacity than
-//!   the stored one gets an error naming the stored one.
+//! * **Capacity disagreement**: connecting with another capacity than the
+//!   stored one is an error naming the stored one. Changing it is an
+//!   explicit admin [`RedisSemaphore::resize`] (shrinking leaves a debt, as
+//!   in the core crate).
 //!
 //! Not handled: two primaries at once (split brain; bound it with
 //! `min-replicas-to-write`), and a server clock stepping forward, which ends

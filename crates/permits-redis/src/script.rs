@@ -19,6 +19,7 @@ struct Scripts {
     renew: Script,
     release: Script,
     status: Script,
+    resize: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -37,6 +38,10 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     status: Script::new(concat!(
         include_str!("lua/prelude.lua"),
         include_str!("lua/status.lua")
+    )),
+    resize: Script::new(concat!(
+        include_str!("lua/prelude.lua"),
+        include_str!("lua/resize.lua")
     )),
 });
 
@@ -64,8 +69,12 @@ impl Keys {
 pub(crate) struct Common {
     pub(crate) lease: Duration,
     pub(crate) quarantine: bool,
-    /// 0: use the stored capacity without checking it.
+    /// Stored when Redis has none (first use, or after a state loss); 0:
+    /// none given.
     pub(crate) capacity: u32,
+    /// A stored capacity other than `capacity` is a conflict (at connect);
+    /// otherwise the stored one rules (it may have been resized).
+    pub(crate) strict: bool,
 }
 
 /// What an acquire script call decided.
@@ -80,9 +89,6 @@ pub(crate) enum AcquireReply {
     Busy {
         wake_at: u64,
         quarantined: bool,
-    },
-    Conflict {
-        stored: u32,
     },
     TooLarge {
         capacity: u32,
@@ -125,7 +131,8 @@ fn invocation<'s>(script: &'s Script, keys: &Keys, common: Common) -> redis::Scr
     }
     inv.arg(common.lease.as_millis().max(1) as u64)
         .arg(if common.quarantine { "1" } else { "0" })
-        .arg(common.capacity);
+        .arg(common.capacity)
+        .arg(if common.strict { "1" } else { "0" });
     inv
 }
 
@@ -183,9 +190,6 @@ pub(crate) async fn acquire(
         Some("busy") => AcquireReply::Busy {
             wake_at: num(&reply, 1, what)?,
             quarantined: reply.get(3).map(String::as_str) == Some("1"),
-        },
-        Some("conflict") => AcquireReply::Conflict {
-            stored: num(&reply, 1, what)?,
         },
         Some("toolarge") => AcquireReply::TooLarge {
             capacity: num(&reply, 1, what)?,
@@ -292,4 +296,20 @@ pub(crate) async fn status(
         at += 6;
     }
     Ok(Ok(status))
+}
+
+/// Sets the stored capacity (an admin operation); returns the previous one.
+pub(crate) async fn resize(
+    con: &mut ConnectionManager,
+    keys: &Keys,
+    common: Common,
+    capacity: u32,
+) -> RedisResult<u32> {
+    let mut inv = invocation(&SCRIPTS.resize, keys, common);
+    inv.arg(capacity);
+    let reply: Vec<String> = inv.invoke_async(con).await?;
+    match reply.first().map(String::as_str) {
+        Some("resized") => num(&reply, 1, "resize"),
+        _ => Err(protocol_error("resize", &reply)),
+    }
 }

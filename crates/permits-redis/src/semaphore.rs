@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,6 +44,7 @@ pub(crate) struct SemInner {
 impl SemInner {
     pub(crate) fn common(&self) -> Common {
         Common {
+            strict: false,
             lease: self.options.lease,
             quarantine: self.options.quarantine,
             capacity: self.capacity,
@@ -238,6 +240,7 @@ impl RedisSemaphore {
         }
         let keys = Keys::new(name);
         let common = Common {
+            strict: true,
             lease: options.lease,
             quarantine: options.quarantine,
             capacity,
@@ -292,9 +295,43 @@ impl RedisSemaphore {
         &self.inner.name
     }
 
-    /// The capacity (agreed with Redis at connect).
+    /// The capacity given at connect, which agreed with Redis then. An
+    /// admin [`resize`](Self::resize) changes the stored one, which rules
+    /// from then on; [`status`](Self::status) shows it.
     pub fn capacity(&self) -> u32 {
         self.inner.capacity
+    }
+
+    /// Changes the stored capacity for every client (an admin operation);
+    /// returns the previous one. Growing wakes queued waiters that now fit.
+    /// Shrinking below what is held leaves a debt, as in the core
+    /// `Semaphore::resize`: holders keep their permits, and nobody is
+    /// granted until releases bring the held count under the new capacity.
+    ///
+    /// Handles opened before keep working with the new capacity; a new
+    /// [`connect`](Self::connect) must ask for it. After Redis loses its
+    /// state, the first client's capacity is stored again.
+    ///
+    /// # Errors
+    /// A Redis error.
+    ///
+    /// # Cancel safety
+    /// If dropped before Redis answers, the resize may or may not happen.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(sem: permits_redis::RedisSemaphore) -> Result<(), redis::RedisError> {
+    /// use std::num::NonZeroU32;
+    /// let previous = sem.resize(NonZeroU32::new(5).unwrap()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn resize(&self, capacity: NonZeroU32) -> RedisResult<u32> {
+        let mut con = self.inner.client.inner.manager.clone();
+        let common = Common {
+            capacity: 0,
+            ..self.inner.common()
+        };
+        script::resize(&mut con, &self.inner.keys, common, capacity.get()).await
     }
 
     /// The options in force.
@@ -522,8 +559,10 @@ fn validate(name: &str, capacity: u32, options: &Options) -> Result<(), ConnectE
     Ok(())
 }
 
-fn count_ok(sem: &SemInner, n: u32) -> bool {
-    n >= 1 && n <= sem.capacity
+/// Zero fails here; above the capacity fails in the script, against the
+/// stored capacity (which an admin resize may have changed), without queueing.
+fn count_ok(n: u32) -> bool {
+    n >= 1
 }
 
 fn acquire_args<'a>(sem: &'a SemInner, id: &'a str, n: u32, wait: bool) -> AcquireArgs<'a> {
@@ -543,7 +582,7 @@ async fn acquire_loop(
     request: AcquireRequest,
 ) -> Result<RedisPermit, AcquireError> {
     let n = request.permits;
-    if !count_ok(&sem, n) {
+    if !count_ok(n) {
         return Err(AcquireError::InvalidCount {
             requested: n,
             capacity: sem.capacity,
@@ -590,9 +629,6 @@ async fn acquire_loop(
             }
             // Only `try` replies are `Busy`; treat one as a short wait.
             Ok(AcquireReply::Busy { .. }) => recheck,
-            Ok(AcquireReply::Conflict { stored }) => {
-                return Err(AcquireError::CapacityConflict { stored })
-            }
             Ok(AcquireReply::TooLarge { capacity }) => {
                 return Err(AcquireError::InvalidCount {
                     requested: n,
@@ -631,7 +667,7 @@ async fn try_acquire_once(
     request: AcquireRequest,
 ) -> Result<RedisPermit, TryAcquireError> {
     let n = request.permits;
-    if !count_ok(&sem, n) {
+    if !count_ok(n) {
         return Err(TryAcquireError::InvalidCount {
             requested: n,
             capacity: sem.capacity,
@@ -671,7 +707,6 @@ async fn try_acquire_once(
         Ok(AcquireReply::Busy { .. } | AcquireReply::Wait { .. }) => {
             Err(TryAcquireError::NoPermits)
         }
-        Ok(AcquireReply::Conflict { stored }) => Err(TryAcquireError::CapacityConflict { stored }),
         Ok(AcquireReply::TooLarge { capacity }) => Err(TryAcquireError::InvalidCount {
             requested: n,
             capacity,

@@ -557,3 +557,62 @@ fn public_types_are_send_and_sync() {
     send::<permits_redis::TryAcquire>();
     send::<permits_redis::Lost>();
 }
+
+#[tokio::test]
+async fn resize_grows_at_once_and_shrinks_with_a_debt() {
+    use std::num::NonZeroU32;
+    let redis = Redis::start();
+    let sem = semaphore(&redis, "resize", 2).await;
+    warm(&sem).await;
+    let a = sem.acquire().await.unwrap();
+    let b = sem.acquire().await.unwrap();
+    // Shrink below what is held: both keep their permits (a debt of one).
+    assert_eq!(sem.resize(NonZeroU32::new(1).unwrap()).await.unwrap(), 2);
+    assert_eq!(sem.status().await.unwrap().capacity, 1);
+    a.release().await.unwrap();
+    assert!(
+        matches!(sem.try_acquire().await, Err(TryAcquireError::NoPermits)),
+        "the first release pays the debt"
+    );
+    b.release().await.unwrap();
+    let one = sem.try_acquire().await.expect("held 0 of 1");
+    assert!(matches!(
+        sem.try_acquire().await,
+        Err(TryAcquireError::NoPermits)
+    ));
+    // Grow: a queued waiter is granted without a release, by the hint.
+    let waiter_sem = sem.clone();
+    let waiter = tokio::spawn(async move { waiter_sem.acquire().await });
+    wait_until_async("the waiter is queued", GUARD, || async {
+        redis.zcard("resize", "queue") == 1
+    })
+    .await;
+    assert_eq!(sem.resize(NonZeroU32::new(3).unwrap()).await.unwrap(), 1);
+    let two = tokio::time::timeout(GUARD, waiter)
+        .await
+        .expect("hang guard")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        two.token().slot,
+        1,
+        "a slot that exists only after the growth"
+    );
+    // A handle opened with the old capacity keeps working with the new one;
+    // a new connect must ask for the stored capacity.
+    assert!(matches!(
+        RedisSemaphore::connect(&client(&redis).await, "resize", 2, options()).await,
+        Err(ConnectError::CapacityConflict {
+            stored: 3,
+            requested: 2
+        })
+    ));
+    assert!(matches!(
+        sem.acquire_many(4).await,
+        Err(AcquireError::InvalidCount {
+            requested: 4,
+            capacity: 3
+        })
+    ));
+    drop((one, two));
+}

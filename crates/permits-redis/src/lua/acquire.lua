@@ -1,10 +1,10 @@
--- acquire: ARGV 4 id, 5 n, 6 mode ('try' or 'wait'), 7 waiter liveness ms,
--- 8 host, 9 pid, 10 wake channel.
+-- acquire: ARGV 5 id, 6 n, 7 mode ('try' or 'wait'), 8 waiter liveness ms,
+-- 9 host, 10 pid, 11 wake channel.
 -- Replies: {'granted', seq, deadline, now, since, slot...} | {'wait', wake_at, now}
 --          | {'busy', wake_at, now, quarantined} | {'conflict', capacity}
 --          | {'toolarge', capacity}
-local id, n, mode = ARGV[4], tonumber(ARGV[5]), ARGV[6]
-local liveness, host, pid, ch = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
+local id, n, mode = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local liveness, host, pid, ch = tonumber(ARGV[8]), ARGV[9], ARGV[10], ARGV[11]
 
 -- Idempotent: a retried request with the same id gets the same grant.
 local raw = redis.call('HGET', pinfo, id)

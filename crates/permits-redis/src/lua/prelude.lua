@@ -9,8 +9,10 @@
 --       5 queue (ZSET waiter id -> ticket)
 --       6 qdl (ZSET waiter id -> liveness deadline, server ms)
 --       7 winfo (HASH waiter id -> "n|channel|since|pid|host")
--- ARGV: 1 lease ms, 2 honour quarantine (1/0), 3 capacity (0: use the stored one),
---       4.. the operation's own arguments.
+-- ARGV: 1 lease ms, 2 honour quarantine (1/0), 3 capacity (stored if none is;
+--       0: none given), 4 strict (1: a different stored capacity is a
+--       conflict; 0: the stored one wins, as after an admin resize),
+--       5.. the operation's own arguments.
 -- No key ever gets a TTL: a lease ends by its score, not by eviction.
 local meta, holders, pinfo, used = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local queue, qdl, winfo = KEYS[5], KEYS[6], KEYS[7]
@@ -35,17 +37,14 @@ end
 local q_until = tonumber(redis.call('HGET', meta, 'quarantine_until') or '0')
 local quarantined = ARGV[2] == '1' and now < q_until
 
--- Capacity agreement: the first caller stores it; a different one is refused.
+-- Capacity agreement: the first caller stores it (again after a state
+-- loss); a strict caller with a different one is refused.
 local capacity = tonumber(redis.call('HGET', meta, 'capacity'))
 local asked = tonumber(ARGV[3])
 if not capacity then
-  if asked > 0 then
-    capacity = asked
-    redis.call('HSET', meta, 'capacity', fmt(asked))
-  else
-    capacity = 0
-  end
-elseif asked > 0 and asked ~= capacity then
+  capacity = asked
+  if asked > 0 then redis.call('HSET', meta, 'capacity', fmt(asked)) end
+elseif ARGV[4] == '1' and asked > 0 and asked ~= capacity then
   return {'conflict', fmt(capacity)}
 end
 

@@ -1,7 +1,7 @@
--- release: ARGV 4 id. Frees the grant and leaves the queue; idempotent, and
+-- release: ARGV 5 id. Frees the grant and leaves the queue; idempotent, and
 -- by id alone, so an acquire whose reply was lost can be undone.
 -- Replies: {'released', now} | {'none', now}
-local id = ARGV[4]
+local id = ARGV[5]
 local outcome = 'none'
 if redis.call('HEXISTS', pinfo, id) == 1 or redis.call('ZSCORE', holders, id) then
   free_grant(id)
