@@ -616,3 +616,34 @@ async fn resize_grows_at_once_and_shrinks_with_a_debt() {
     ));
     drop((one, two));
 }
+
+#[tokio::test]
+async fn dropping_an_acquire_whose_grant_is_in_flight_undoes_the_grant() {
+    let redis = Redis::start();
+    let sem = semaphore(&redis, "inflight", 1).await;
+    warm(&sem).await;
+    let seq = |redis: &Redis| -> u64 {
+        let seq: String = redis.cmd(redis::cmd("HGET").arg("permits:{inflight}:meta").arg("seq"));
+        seq.parse().unwrap()
+    };
+    let before = seq(&redis);
+    redis.signal(Signal::STOP);
+    // Cancelled while its request waits in the paused server's socket.
+    let cancelled = tokio::time::timeout(Duration::from_millis(200), sem.acquire()).await;
+    assert!(
+        cancelled.is_err(),
+        "nothing can be granted while redis is paused"
+    );
+    redis.signal(Signal::CONT);
+    wait_until_async("the in-flight grant lands and is undone", GUARD, || async {
+        seq(&redis) > before && redis.zcard("inflight", "holders") == 0
+    })
+    .await;
+    assert_eq!(redis.zcard("inflight", "queue"), 0);
+    // Control: the permit is free for the next caller at once.
+    let permit = sem
+        .try_acquire()
+        .await
+        .expect("the undone grant freed the permit");
+    drop(permit);
+}
