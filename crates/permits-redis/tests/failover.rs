@@ -40,7 +40,14 @@ fn info_field(redis: &Redis, section: &str, field: &str) -> Option<String> {
 /// was still valid by its own clock.
 async fn failover(quarantine: bool) -> usize {
     let port = free_port().to_string();
-    let mut primary = Redis::start_with(&["--port", &port, "--bind", "127.0.0.1"]);
+    let mut primary = Redis::start_with(&[
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--repl-diskless-sync-delay", // the initial sync waits 5 s by default
+        "0",
+    ]);
     let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &port]);
     wait_until_async("the replica is in sync", GUARD, || async {
         info_field(&replica, "replication", "master_link_status").as_deref() == Some("up")
