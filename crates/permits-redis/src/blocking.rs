@@ -10,8 +10,8 @@ use redis::RedisResult;
 use tokio::runtime::Runtime;
 
 use crate::{
-    AcquireError, AcquireRequest, ConnectError, FenceToken, Options, PermitId, Released,
-    ServerTime, Status, TryAcquireError,
+    AcquireError, AcquireRequest, ClientOptions, ConnectError, FenceToken, Options, PermitId,
+    Released, ServerTime, Status, TryAcquireError,
 };
 
 /// A blocking handle on a [`crate::RedisSemaphore`].
@@ -61,13 +61,37 @@ impl Semaphore {
         capacity: u32,
         options: Options,
     ) -> Result<Self, ConnectError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("permits-redis")
-            .enable_all()
-            .build()
-            .map_err(|e| ConnectError::Redis(e.into()))?;
+        let runtime = runtime()?;
         let inner = runtime.block_on(crate::RedisSemaphore::open(url, name, capacity, options))?;
+        Ok(Self {
+            runtime: Arc::new(runtime),
+            inner,
+        })
+    }
+
+    /// Opens the semaphore through a `redis::Client` you already have (see
+    /// [`Client::with_options`](crate::Client::with_options)).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    ///
+    /// # Panics
+    /// If called from inside an async runtime.
+    ///
+    /// # Blocking
+    /// Blocks until connected.
+    pub fn with_client(
+        client: redis::Client,
+        client_options: ClientOptions,
+        name: &str,
+        capacity: u32,
+        options: Options,
+    ) -> Result<Self, ConnectError> {
+        let runtime = runtime()?;
+        let inner = runtime.block_on(async {
+            let client = crate::Client::with_options(client, client_options).await?;
+            crate::RedisSemaphore::connect(&client, name, capacity, options).await
+        })?;
         Ok(Self {
             runtime: Arc::new(runtime),
             inner,
@@ -203,6 +227,16 @@ impl Permit {
         let Self { inner, runtime } = self;
         runtime.block_on(inner.release())
     }
+}
+
+/// One worker thread: enough to run keepalives and hint dispatch.
+fn runtime() -> Result<Runtime, ConnectError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("permits-redis")
+        .enable_all()
+        .build()
+        .map_err(|e| ConnectError::Redis(e.into()))
 }
 
 impl fmt::Debug for Semaphore {

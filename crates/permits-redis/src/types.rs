@@ -70,6 +70,10 @@ impl PermitId {
 
     /// An id of your choice, for example one stored before a retry. It must
     /// be 1 to 200 bytes; `None` otherwise.
+    ///
+    /// The id names one logical request fleet-wide: two acquires with the
+    /// same id, from any processes, share one grant. Make it unique per
+    /// request (a job id plus an attempt number, say), not per worker.
     pub fn new(id: impl Into<String>) -> Option<Self> {
         let id = id.into();
         (!id.is_empty() && id.len() <= 200).then_some(Self(id))

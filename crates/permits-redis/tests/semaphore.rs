@@ -464,11 +464,27 @@ fn the_blocking_wrapper_acquires_renews_and_releases() {
         "the keepalive renews in the background"
     );
     assert!(matches!(sem.try_acquire(), Err(TryAcquireError::NoPermits)));
+    let other = permits_redis::blocking::Semaphore::with_client(
+        redis::Client::open(redis.url()).unwrap(),
+        ClientOptions::default().host("elsewhere"),
+        "blocking",
+        1,
+        options(),
+    )
+    .unwrap();
+    assert!(matches!(
+        other.try_acquire(),
+        Err(TryAcquireError::NoPermits)
+    ));
+
     assert!(
         sem.status().unwrap().holders[0].lease_deadline > first_deadline,
         "renewed"
     );
     assert_eq!(permit.release().unwrap(), Released::Released);
+    let theirs = other.acquire_timeout(GUARD).unwrap();
+    assert_eq!(sem.status().unwrap().holders[0].host, "elsewhere");
+    assert_eq!(theirs.release().unwrap(), Released::Released);
     assert_eq!(redis.zcard("blocking", "holders"), 0);
 }
 
