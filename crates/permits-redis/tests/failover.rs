@@ -11,22 +11,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_until_async, Redis};
+use common::{free_port, wait_until_async, Redis};
 use permits_redis::{Client, Options, RedisPermit, RedisSemaphore, TryAcquireError};
 use tokio::time::Instant;
 
 const LEASE: Duration = Duration::from_secs(1);
 const GUARD: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    // Bound and released: another process could take it in between, which
-    // would fail this test loudly rather than make it pass.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn info_field(redis: &Redis, section: &str, field: &str) -> Option<String> {
     let info: String = redis.cmd(redis::cmd("INFO").arg(section));
@@ -39,7 +29,7 @@ fn info_field(redis: &Redis, section: &str, field: &str) -> Option<String> {
 /// Returns how many of the new grants landed while an old holder's lease
 /// was still valid by its own clock.
 async fn failover(quarantine: bool) -> usize {
-    let port = free_port().to_string();
+    let port = free_port();
     let mut primary = Redis::start_with(&[
         "--port",
         &port,

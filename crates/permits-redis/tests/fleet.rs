@@ -188,6 +188,8 @@ impl Drop for Worker {
 type Msg = (usize, u32, String, Vec<String>);
 
 struct Fleet {
+    /// Workers start in this network namespace (`ip netns exec`).
+    netns: Option<String>,
     workers: Vec<Worker>,
     rx: mpsc::Receiver<Msg>,
     tx: mpsc::Sender<Msg>,
@@ -197,6 +199,7 @@ impl Fleet {
     fn new() -> Self {
         let (tx, rx) = mpsc::channel();
         Self {
+            netns: None,
             workers: Vec::new(),
             rx,
             tx,
@@ -212,7 +215,15 @@ impl Fleet {
         quarantine: bool,
         extra: &[(&str, &str)],
     ) {
-        let mut command = Command::new(std::env::current_exe().unwrap());
+        let exe = std::env::current_exe().unwrap();
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns]).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
         command
             .args(["--exact", "worker", "--nocapture", "--test-threads", "1"])
             .env("PERMITS_REDIS_WORKER", mode)
@@ -601,4 +612,167 @@ fn control_without_quarantine_a_redis_restart_over_admits() {
         redis_restart(false) > 0,
         "control: new grants while old holders were still valid"
     );
+}
+
+/// A network namespace joined to this one by a veth pair, deleted on drop.
+struct Netns {
+    name: String,
+    host_if: String,
+    host_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = match Command::new("ip").args(args).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("ip not found: apt-get install iproute2")
+        }
+        Err(e) => panic!("ip: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    /// `None` unless running as root.
+    fn create() -> Option<Self> {
+        if !rustix::process::geteuid().is_root() {
+            return None;
+        }
+        let pid = std::process::id();
+        let name = format!("permits-redis-{pid}");
+        let (host_if, ns_if) = (format!("prh{pid}"), format!("prn{pid}"));
+        // A /30 per test process: 10.222.a.b, with b a multiple of 4.
+        let (a, b) = ((pid >> 6) & 0xff, (pid & 0x3f) * 4);
+        let (host_ip, ns_ip) = (
+            format!("10.222.{a}.{}", b + 1),
+            format!("10.222.{a}.{}", b + 2),
+        );
+        ip(&["netns", "add", &name]);
+        let netns = Self {
+            name,
+            host_if,
+            host_ip,
+        };
+        ip(&[
+            "link",
+            "add",
+            &netns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &netns.name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", netns.host_ip),
+            "dev",
+            &netns.host_if,
+        ]);
+        ip(&["link", "set", &netns.host_if, "up"]);
+        ip(&[
+            "-n",
+            &netns.name,
+            "addr",
+            "add",
+            &format!("{ns_ip}/30"),
+            "dev",
+            &ns_if,
+        ]);
+        ip(&["-n", &netns.name, "link", "set", &ns_if, "up"]);
+        ip(&["-n", &netns.name, "link", "set", "lo", "up"]);
+        Some(netns)
+    }
+
+    /// Cuts the link: packets either way are dropped, nothing is closed.
+    fn cut(&self) {
+        ip(&["link", "set", &self.host_if, "down"]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and the pair.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn a_holder_cut_off_from_redis_learns_it_lost_before_its_slot_is_regranted() {
+    let Some(netns) = Netns::create() else {
+        eprintln!("not root: the network-namespace scenario needs root and did not run");
+        return;
+    };
+    const LEASE: Duration = Duration::from_secs(2);
+    let port = common::free_port();
+    let redis = Redis::start_with(&[
+        "--port",
+        &port,
+        "--bind",
+        &netns.host_ip,
+        "--protected-mode",
+        "no",
+    ]);
+    let mut fleet = Fleet::new();
+    fleet.netns = Some(netns.name.clone());
+    let url = format!("redis://{}:{port}/", netns.host_ip);
+    let lease_ms = LEASE.as_millis().to_string();
+    fleet.spawn(
+        &redis,
+        "hold",
+        "partition",
+        1,
+        true,
+        &[("PRW_URL", &url), ("PRW_LEASE_MS", &lease_ms)],
+    );
+    let victim = token(&fleet.expect(0, "HOLD"));
+    let cut_at = mono_ns();
+    netns.cut();
+    let (sent, permit) = runtime().block_on(async {
+        let client = Client::open(&redis.url()).await.unwrap();
+        let sem = RedisSemaphore::connect(&client, "partition", 1, Options::default().lease(LEASE))
+            .await
+            .unwrap();
+        let victim_deadline = sem.status().await.unwrap().holders[0].lease_deadline;
+        let start = std::time::Instant::now();
+        loop {
+            assert!(start.elapsed() < GUARD, "hang guard");
+            let sent = mono_ns();
+            match sem.try_acquire().await {
+                Ok(permit) => {
+                    assert!(
+                        permit.since() >= victim_deadline,
+                        "re-granted only after the lease ran out"
+                    );
+                    break (sent, permit);
+                }
+                Err(TryAcquireError::NoPermits) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    assert_eq!(permit.token().slot, victim.slot);
+    assert!(permit.token().seq > victim.seq);
+    let lost_at: u64 = fleet.expect(0, "LOST")[0].parse().unwrap();
+    assert!(lost_at > cut_at);
+    assert!(
+        lost_at <= sent,
+        "the cut-off holder was told it lost before its slot was asked for again"
+    );
+    drop(permit);
 }
