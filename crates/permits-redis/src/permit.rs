@@ -167,7 +167,16 @@ impl RedisPermit {
 
     /// Whether the lease can no longer be proven. Once true, stays true.
     pub fn is_lost(&self) -> bool {
-        *self.shared.lost.borrow() || Instant::now() >= self.valid_until()
+        if *self.shared.lost.borrow() {
+            return true;
+        }
+        if Instant::now() >= self.valid_until() {
+            // The keepalive's timer may not have run yet; a renewal that
+            // answers late must not make the permit valid again.
+            self.shared.mark_lost();
+            return true;
+        }
+        false
     }
 
     /// Completes when the lease can no longer be proven: the local deadline
@@ -249,18 +258,25 @@ async fn keepalive(sem: Arc<SemInner>, shared: Arc<Shared>) {
     let mut con = sem.client.inner.manager.clone();
     loop {
         let valid = shared.lease().valid_until;
+        // `biased`: when both are due, the deadline wins.
         tokio::select! {
+            biased;
             () = tokio::time::sleep_until(valid) => return shared.mark_lost(),
             () = tokio::time::sleep_until(next) => {}
         }
         let sent = Instant::now();
         let seq = shared.tokens[0].seq;
         let reply = tokio::select! {
+            biased;
             () = tokio::time::sleep_until(valid) => return shared.mark_lost(),
             reply = script::renew(&mut con, &sem.keys, sem.common(), shared.id.as_str(), seq) => reply,
         };
         match reply {
             Ok(RenewReply::Renewed { deadline, now }) => {
+                if *shared.lost.borrow() || Instant::now() >= valid {
+                    // Lost is final, even if Redis still had the lease.
+                    return shared.mark_lost();
+                }
                 let lease = Lease {
                     server_deadline: deadline,
                     valid_until: valid_until(sent, deadline, now, &sem),
