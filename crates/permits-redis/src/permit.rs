@@ -204,6 +204,18 @@ impl RedisPermit {
     /// Not cancel safe in the sense that the permit is consumed: if the
     /// future is dropped before Redis answers, the release may or may not
     /// have happened, and the lease lapses if it did not.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(sem: permits_redis::RedisSemaphore) -> Result<(), Box<dyn std::error::Error>> {
+    /// use permits_redis::Released;
+    /// let permit = sem.acquire().await?;
+    /// // ... work ...
+    /// if permit.release().await? == Released::AlreadyGone {
+    ///     eprintln!("the lease had lapsed: the work may have overlapped another holder's");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn release(mut self) -> RedisResult<Released> {
         self.stop_keepalive();
         // With the keepalive gone, `Drop` spawns nothing more.

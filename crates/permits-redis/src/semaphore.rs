@@ -474,6 +474,19 @@ impl RedisSemaphore {
     ///
     /// # Cancel safety
     /// Cancel safe: see [`TryAcquire`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(sem: permits_redis::RedisSemaphore) -> Result<(), Box<dyn std::error::Error>> {
+    /// use permits_redis::TryAcquireError;
+    /// match sem.try_acquire().await {
+    ///     Ok(permit) => println!("got slot {}", permit.token().slot),
+    ///     Err(TryAcquireError::NoPermits) => println!("busy, try later"),
+    ///     Err(TryAcquireError::Quarantined { until }) => println!("redis restarted; wait until {until}"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn try_acquire(&self) -> TryAcquire {
         self.try_acquire_with(AcquireRequest::new())
     }
@@ -511,6 +524,17 @@ impl RedisSemaphore {
     ///
     /// # Cancel safety
     /// Cancel safe (read-only apart from reclaiming expired leases).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(sem: permits_redis::RedisSemaphore) -> Result<(), redis::RedisError> {
+    /// let status = sem.status().await?;
+    /// for h in &status.holders {
+    ///     println!("{}:{} since {} until {} tokens {:?}", h.host, h.pid, h.since, h.lease_deadline, h.tokens);
+    /// }
+    /// println!("{} waiting", status.waiters.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn status(&self) -> RedisResult<Status> {
         let mut con = self.inner.client.inner.manager.clone();
         let common = Common {
