@@ -75,9 +75,11 @@ pub enum AcquireError {
     },
     /// The deadline passed first; the request has left the queue.
     TimedOut,
-    /// Talking to Redis failed, so whether a grant landed is unknown. With a
-    /// random id the grant (if any) is undone in the background; with an id
-    /// of your choice it is kept, so retrying with the same id returns it.
+    /// Redis answered with an error a wait cannot ride out (connection
+    /// errors and timeouts are retried), so whether a grant landed is
+    /// unknown. With a random id the grant (if any) is undone in the
+    /// background; with an id of your choice it is kept, so retrying with
+    /// the same id returns it.
     Redis(redis::RedisError),
 }
 
@@ -127,7 +129,10 @@ pub enum TryAcquireError {
         /// The semaphore's capacity.
         capacity: u32,
     },
-    /// Talking to Redis failed; see [`AcquireError::Redis`].
+    /// Talking to Redis failed (a `try` is never retried), so whether a
+    /// grant landed is unknown. With a random id the grant (if any) is
+    /// undone in the background; with an id of your choice it is kept, so
+    /// retrying with the same id returns it.
     Redis(redis::RedisError),
 }
 

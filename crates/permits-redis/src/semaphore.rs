@@ -356,6 +356,11 @@ impl RedisSemaphore {
     /// server reported, or a third of the waiter liveness, whichever is
     /// first, then asks Redis again. Redis alone decides the grant.
     ///
+    /// Connection errors, timeouts and a loading or failing-over server are
+    /// ridden out: the request is re-sent with the same id (so a grant that
+    /// landed is found, not doubled) after a growing pause, until the
+    /// deadline if there is one. Other errors end it.
+    ///
     /// # Errors
     /// See [`AcquireError`].
     ///
@@ -436,10 +441,14 @@ impl RedisSemaphore {
 
     /// The general waiting acquire: any count, id and deadline.
     ///
-    /// With an id of your choice the request is idempotent: if it fails with
-    /// [`AcquireError::Redis`] (say the reply timed out but the script ran),
-    /// the same request sent again returns the same grant, and nothing is
-    /// undone in between (an abandoned grant lapses after one lease).
+    /// With an id of your choice the request is idempotent: the same
+    /// request sent again, by this process or by another one that took over
+    /// the job, returns the same grant while its lease lives. The waiting
+    /// acquire already re-sends it itself after connection errors and
+    /// timeouts; an id of your choice also survives a failed
+    /// [`try_acquire_with`](Self::try_acquire_with) or a crash between the
+    /// grant and the reply (nothing is undone in between; an abandoned grant
+    /// lapses after one lease).
     ///
     /// # Errors
     /// See [`AcquireError`].
@@ -451,10 +460,12 @@ impl RedisSemaphore {
     /// # Examples
     /// ```no_run
     /// # async fn f(sem: permits_redis::RedisSemaphore) -> Result<(), Box<dyn std::error::Error>> {
-    /// use permits_redis::{AcquireError, AcquireRequest, PermitId};
-    /// let request = AcquireRequest::new().id(PermitId::random());
-    /// let permit = match sem.acquire_with(request.clone()).await {
-    ///     Err(AcquireError::Redis(_)) => sem.acquire_with(request).await?, // same grant if it landed
+    /// use permits_redis::{AcquireRequest, PermitId, TryAcquireError};
+    /// let request = AcquireRequest::new().id(PermitId::new("nightly-2026-12-04").unwrap());
+    /// let permit = match sem.try_acquire_with(request.clone()).await {
+    ///     // The reply was lost: the grant may have landed. Asking again with
+    ///     // the same id returns it rather than taking a second permit.
+    ///     Err(TryAcquireError::Redis(_)) => sem.acquire_with(request).await?,
     ///     other => other?,
     /// };
     /// # Ok(()) }
@@ -601,6 +612,30 @@ fn acquire_args<'a>(sem: &'a SemInner, id: &'a str, n: u32, wait: bool) -> Acqui
     }
 }
 
+/// The first pause after a connection error in a waiting acquire; it
+/// doubles up to the re-check period.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Errors a waiting acquire rides out: the connection manager reconnects,
+/// or the server is loading, failing over or busy.
+fn transient(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        )
+}
+
 async fn acquire_loop(
     sem: Arc<SemInner>,
     request: AcquireRequest,
@@ -623,6 +658,7 @@ async fn acquire_loop(
         armed: true,
     };
     let recheck = sem.options.liveness() / 3;
+    let mut backoff = FIRST_BACKOFF;
     let mut con = sem.client.inner.manager.clone();
     loop {
         let sent = Instant::now();
@@ -633,6 +669,7 @@ async fn acquire_loop(
             &acquire_args(&sem, &id, n, true),
         )
         .await;
+        let reply_ok = reply.is_ok();
         let wait = match reply {
             Ok(AcquireReply::Granted(grant)) => {
                 undo.armed = false;
@@ -659,6 +696,12 @@ async fn acquire_loop(
                     capacity,
                 });
             }
+            // Retried with the same id, so a grant that landed is found.
+            Err(e) if transient(&e) => {
+                let wait = backoff;
+                backoff = (backoff * 2).min(recheck);
+                wait
+            }
             Err(e) => {
                 if chosen {
                     undo.armed = false;
@@ -666,6 +709,9 @@ async fn acquire_loop(
                 return Err(AcquireError::Redis(e));
             }
         };
+        if reply_ok {
+            backoff = FIRST_BACKOFF;
+        }
         let wake = Instant::now() + wait;
         let timed_out = match request.deadline {
             Some(deadline) if deadline <= wake => tokio::select! {

@@ -373,9 +373,8 @@ async fn cancelled_and_timed_out_waiters_leave_the_queue() {
 #[tokio::test]
 async fn an_ambiguous_acquire_retried_with_its_id_returns_the_same_grant() {
     let redis = Redis::start();
-    let options_short = ClientOptions::default().response_timeout(Duration::from_millis(300));
-    let redis_client = redis::Client::open(redis.url()).unwrap();
-    let client = Client::with_options(redis_client, options_short)
+    let short = ClientOptions::default().response_timeout(Duration::from_millis(300));
+    let client = Client::with_options(redis::Client::open(redis.url()).unwrap(), short)
         .await
         .unwrap();
     let sem = RedisSemaphore::connect(&client, "ambiguous", 1, options())
@@ -383,12 +382,13 @@ async fn an_ambiguous_acquire_retried_with_its_id_returns_the_same_grant() {
         .unwrap();
     warm(&sem).await;
 
+    // A try whose reply times out while the server is paused: ambiguous.
     let request = AcquireRequest::new().id(PermitId::new("job-42").unwrap());
     redis.signal(Signal::STOP);
-    let err = sem.acquire_with(request.clone()).await.unwrap_err();
+    let err = sem.try_acquire_with(request.clone()).await.unwrap_err();
     redis.signal(Signal::CONT);
     assert!(
-        matches!(err, AcquireError::Redis(_)),
+        matches!(err, TryAcquireError::Redis(_)),
         "the reply timed out: {err:?}"
     );
     // The timed-out call's script still runs once the server resumes.
@@ -409,16 +409,33 @@ async fn an_ambiguous_acquire_retried_with_its_id_returns_the_same_grant() {
     assert_eq!(redis.zcard("ambiguous", "holders"), 1, "one grant, not two");
     permit.release().await.unwrap();
 
+    // A waiting acquire rides out the same pause: its requests time out
+    // (300 ms) while it is driven for 700 ms, and it re-sends them with its
+    // id, so the grant comes once and only once.
+    redis.signal(Signal::STOP);
+    let mut waiting = Box::pin(sem.acquire());
+    let early = tokio::time::timeout(Duration::from_millis(700), &mut waiting).await;
+    assert!(
+        early.is_err(),
+        "while redis is paused the wait neither ends nor fails: {early:?}"
+    );
+    redis.signal(Signal::CONT);
+    let permit = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("hang guard")
+        .unwrap();
+    assert_eq!(redis.zcard("ambiguous", "holders"), 1, "one grant, not two");
+    assert_eq!(&sem.status().await.unwrap().holders[0].id, permit.id());
+    permit.release().await.unwrap();
+
     // Control: with a random id nobody can retry, so an ambiguous grant is
     // undone in the background.
     redis.signal(Signal::STOP);
-    let err = sem.acquire().await.unwrap_err();
+    let err = sem.try_acquire().await.unwrap_err();
     redis.signal(Signal::CONT);
-    assert!(matches!(err, AcquireError::Redis(_)));
+    assert!(matches!(err, TryAcquireError::Redis(_)));
     wait_until_async("the ambiguous grant is undone", GUARD, || async {
-        {
-            redis.zcard("ambiguous", "holders") == 0 && redis.zcard("ambiguous", "queue") == 0
-        }
+        redis.zcard("ambiguous", "holders") == 0 && redis.zcard("ambiguous", "queue") == 0
     })
     .await;
 }
