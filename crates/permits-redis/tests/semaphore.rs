@@ -87,6 +87,30 @@ async fn grant_carries_tokens_status_and_release_empties_redis() {
 }
 
 #[tokio::test]
+async fn no_key_has_a_ttl_while_permits_are_held_and_waited_for() {
+    let redis = Redis::start();
+    let sem = semaphore(&redis, "ttl", 1).await;
+    warm(&sem).await;
+    let _held = sem.acquire().await.unwrap();
+    let waiter_sem = sem.clone();
+    let _waiter = tokio::spawn(async move { waiter_sem.acquire().await });
+    wait_until_async("the waiter is queued", GUARD, || async {
+        redis.zcard("ttl", "queue") == 1
+    })
+    .await;
+    let keys: Vec<String> = redis.cmd(redis::cmd("KEYS").arg("permits:{ttl}:*"));
+    assert_eq!(
+        keys.len(),
+        7,
+        "meta, holders, pinfo, used, queue, qdl, winfo: {keys:?}"
+    );
+    for key in keys {
+        let ttl: i64 = redis.cmd(redis::cmd("TTL").arg(&key));
+        assert_eq!(ttl, -1, "{key} has a TTL");
+    }
+}
+
+#[tokio::test]
 async fn first_use_is_quarantined_for_one_lease() {
     let redis = Redis::start();
     let sem = semaphore(&redis, "fresh", 1).await;
