@@ -155,6 +155,12 @@ async fn worker_main(mode: &str) {
             }
             drop(permit);
         }
+        "once" => {
+            let permit = sem.acquire().await.unwrap();
+            Parent::say(0, &format!("GOT {}", permit.token().seq));
+            permit.release().await.unwrap();
+            Parent::say(0, "DONE");
+        }
         other => panic!("unknown worker mode {other}"),
     }
 }
@@ -775,4 +781,64 @@ fn a_holder_cut_off_from_redis_learns_it_lost_before_its_slot_is_regranted() {
         "the cut-off holder was told it lost before its slot was asked for again"
     );
     drop(permit);
+}
+
+#[test]
+fn waiting_processes_are_granted_in_the_order_they_queued() {
+    const N: usize = 5;
+    let redis = Redis::start();
+    let rt = runtime();
+    let (sem, holder) = rt.block_on(async {
+        let client = Client::open(&redis.url()).await.unwrap();
+        let options = Options::default().lease(Duration::from_millis(LEASE_MS));
+        let sem = RedisSemaphore::connect(&client, "fifo", 1, options)
+            .await
+            .unwrap();
+        let holder = tokio::time::timeout(GUARD, sem.acquire())
+            .await
+            .unwrap()
+            .unwrap();
+        (sem, holder)
+    });
+    let mut fleet = Fleet::new();
+    for i in 0..N {
+        fleet.spawn(&redis, "once", "fifo", 1, true, &[]);
+        common::wait_until("the worker is queued", GUARD, || {
+            rt.block_on(sem.status()).unwrap().waiters.len() == i + 1
+        });
+    }
+    let queued_pids: Vec<u32> = rt
+        .block_on(sem.status())
+        .unwrap()
+        .waiters
+        .iter()
+        .map(|w| w.pid)
+        .collect();
+    let spawned_pids: Vec<u32> = fleet.workers.iter().map(Worker::pid).collect();
+    assert_eq!(
+        queued_pids, spawned_pids,
+        "the queue lists waiters in arrival order"
+    );
+    rt.block_on(holder.release()).unwrap();
+    let mut order = Vec::new();
+    let mut done = 0;
+    while done < N {
+        let (w, _, word, args) = fleet.next();
+        match word.as_str() {
+            "GOT" => order.push((w, args[0].parse::<u64>().unwrap())),
+            "DONE" => done += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let workers: Vec<usize> = order.iter().map(|(w, _)| *w).collect();
+    assert_eq!(
+        workers,
+        (0..N).collect::<Vec<_>>(),
+        "grant order is queue order"
+    );
+    assert!(
+        order.windows(2).all(|p| p[0].1 < p[1].1),
+        "tokens grow in grant order"
+    );
+    assert_eq!(redis.zcard("fifo", "queue"), 0);
 }
