@@ -28,8 +28,11 @@ local function fmt(x) return string.format('%.0f', x) end
 
 -- Restart or failover: a new run_id means the state may be older than what
 -- holders were told, so grants pause for one (longest seen) lease.
-local max_lease = math.max(tonumber(redis.call('HGET', meta, 'max_lease') or '0'), lease)
-redis.call('HSET', meta, 'max_lease', fmt(max_lease))
+local max_lease = tonumber(redis.call('HGET', meta, 'max_lease') or '0')
+if lease > max_lease then
+  max_lease = lease
+  redis.call('HSET', meta, 'max_lease', fmt(max_lease))
+end
 local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 if run_id and redis.call('HGET', meta, 'boot') ~= run_id then
   redis.call('HSET', meta, 'boot', run_id, 'quarantine_until', fmt(now + max_lease))
