@@ -1,0 +1,224 @@
+//! The shared connection: one multiplexed, auto-reconnecting
+//! `ConnectionManager` (RESP3, so pub/sub pushes arrive on the same
+//! connection), this process's wake channel, and the dispatcher that maps a
+//! waiter id to the `Notify` its acquire future sleeps on.
+//!
+//! Hints are only hints: a lost one costs latency (the waiter's timer still
+//! fires), never correctness. A disconnection wakes every waiter so each
+//! re-checks with Redis.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{PushInfo, PushKind, RedisResult, Value};
+use tokio::sync::Notify;
+
+use crate::id;
+
+/// Settings of a [`Client`]'s connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// How long one Redis call may take before it fails (default 1 s). Keep
+    /// it well under the lease: a renewal that times out is retried, and the
+    /// permit is declared lost when its lease can no longer be proven.
+    pub response_timeout: Duration,
+    /// How long connecting may take (default 1 s).
+    pub connection_timeout: Duration,
+    /// The host name shown in [`Status`](crate::Status) (default: the
+    /// kernel's host name).
+    pub host: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            response_timeout: Duration::from_secs(1),
+            connection_timeout: Duration::from_secs(1),
+            host: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Sets [`response_timeout`](Self::response_timeout).
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets [`host`](Self::host).
+    #[must_use]
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+}
+
+/// A connection to one Redis server shared by any number of semaphores:
+/// one multiplexed connection and one pub/sub wake channel per `Client`.
+/// Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) manager: ConnectionManager,
+    pub(crate) channel: String,
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    dispatch: Arc<Dispatch>,
+}
+
+#[derive(Default)]
+struct Dispatch {
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Dispatch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        // The map stays consistent across a panic: inserts and removes are single calls.
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn on_push(&self, info: PushInfo) {
+        match info.kind {
+            PushKind::Message => {
+                if let Some(Value::BulkString(id)) = info.data.get(1) {
+                    let id = String::from_utf8_lossy(id);
+                    if let Some(notify) = self.lock().get(id.as_ref()) {
+                        // `notify_one` stores the wake-up if the waiter is
+                        // not sleeping yet, so a hint between its script
+                        // reply and its wait is not lost.
+                        notify.notify_one();
+                    }
+                }
+            }
+            PushKind::Disconnection => {
+                for notify in self.lock().values() {
+                    notify.notify_one();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A waiter's registration with the dispatcher; unregisters on drop.
+pub(crate) struct Hint {
+    pub(crate) notify: Arc<Notify>,
+    id: String,
+    dispatch: Arc<Dispatch>,
+}
+
+impl Drop for Hint {
+    fn drop(&mut self) {
+        self.dispatch.lock().remove(&self.id);
+    }
+}
+
+impl Client {
+    /// Connects to `url` (`redis://host:port/db`, `rediss://…`,
+    /// `redis+unix:///path/to/sock`) with default [`ClientOptions`].
+    ///
+    /// # Errors
+    /// A bad URL, or a server that cannot be reached or does not speak RESP3
+    /// (Redis 6 or later is needed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future drops the half-made connection.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> Result<(), redis::RedisError> {
+    /// let client = permits_redis::Client::open("redis://127.0.0.1/").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(url: &str) -> RedisResult<Self> {
+        Self::with_options(redis::Client::open(url)?, ClientOptions::default()).await
+    }
+
+    /// Wraps a `redis::Client` you already have. Its connection settings
+    /// are kept, except that the protocol is switched to RESP3 (for pub/sub
+    /// on the multiplexed connection).
+    ///
+    /// # Errors
+    /// As for [`open`](Self::open).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> Result<(), redis::RedisError> {
+    /// use std::time::Duration;
+    /// use permits_redis::{Client, ClientOptions};
+    /// let redis = redis::Client::open("redis://127.0.0.1/")?;
+    /// let options = ClientOptions::default().response_timeout(Duration::from_millis(500));
+    /// let client = Client::with_options(redis, options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_options(client: redis::Client, options: ClientOptions) -> RedisResult<Self> {
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let dispatch = Arc::new(Dispatch::default());
+        let sink = Arc::clone(&dispatch);
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.response_timeout))
+            .set_connection_timeout(Some(options.connection_timeout))
+            .set_automatic_resubscription()
+            .set_push_sender(move |info: PushInfo| {
+                sink.on_push(info);
+                Ok::<(), redis::aio::SendError>(())
+            });
+        let mut manager = ConnectionManager::new_with_config(client, config).await?;
+        let channel = format!("permits:wake:{}", id::random_hex());
+        manager.subscribe(&channel).await?;
+        Ok(Self {
+            inner: Arc::new(ClientInner {
+                manager,
+                channel,
+                host: options.host.unwrap_or_else(id::host_name),
+                pid: std::process::id(),
+                dispatch,
+            }),
+        })
+    }
+
+    /// A clone of the underlying connection manager, for your own commands.
+    pub fn connection(&self) -> ConnectionManager {
+        self.inner.manager.clone()
+    }
+
+    pub(crate) fn register(&self, id: &str) -> Hint {
+        let notify = Arc::new(Notify::new());
+        self.inner
+            .dispatch
+            .lock()
+            .insert(id.to_owned(), Arc::clone(&notify));
+        Hint {
+            notify,
+            id: id.to_owned(),
+            dispatch: Arc::clone(&self.inner.dispatch),
+        }
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("channel", &self.inner.channel)
+            .field("host", &self.inner.host)
+            .field("pid", &self.inner.pid)
+            .finish_non_exhaustive()
+    }
+}
