@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 ///   first served; a large request at the head collects permits as they are
 ///   released and nobody overtakes it, and
 ///   [`try_acquire`](Self::try_acquire) never barges past the queue.
-///   [`Policy::Throughput`] lets running threads take permits first, up to
-///   [`OVERTAKE_LIMIT`](Self::OVERTAKE_LIMIT) times per waiter at the head:
-///   much faster under heavy contention, still starvation-free.
+///   [`Policy::Throughput`] lets running threads take permits first, for
+///   at most [`FAIRNESS_BOUND`](Self::FAIRNESS_BOUND) per waiter at the
+///   head: much faster under heavy contention, still starvation-free.
 /// * **Weighted**: `acquire_many(n)`; `n = 0` succeeds at once; `n` above
 ///   the capacity fails at once with [`AcquireError::TooLarge`].
 /// * **Closable**, **resizable** at runtime, and you can
@@ -102,18 +102,17 @@ impl Semaphore {
         }
     }
 
-    /// Under [`Policy::Throughput`], how many releases may pass over the
-    /// waiter at the head of the queue before permits are handed to it.
-    /// (Under loom it is 1, so the models reach the hand-off path.)
+    /// Under [`Policy::Throughput`], how long releases may pass over the
+    /// waiter at the head of the queue (running threads taking the permits
+    /// first) before permits are handed to it: a bound in time, as
+    /// `parking_lot`'s eventual fairness, so a waiter's extra wait at the
+    /// head does not grow with the length of the critical sections.
     ///
     /// Each forced hand-off to a sleeping head leaves the permits idle for
-    /// a thread wake-up (microseconds), so the limit trades worst-case
-    /// wait against throughput: with 1 permit, 16 threads and a 100 ns
-    /// critical section on 2 cores, 512 measured about 15 % more throughput
-    /// than 256 with the slowest thread still at about 0.75 of the mean
-    /// (`docs/benchmarks.md`). A head waits at most 512 critical sections
-    /// beyond its turn: about 50 µs for 100 ns sections.
-    pub const OVERTAKE_LIMIT: u32 = if cfg!(permits_loom) { 1 } else { 512 };
+    /// a thread wake-up (microseconds), so the bound trades worst-case
+    /// extra wait against throughput; see `docs/benchmarks.md`. (Under loom
+    /// a head is passed over once.)
+    pub const FAIRNESS_BOUND: Duration = Duration::from_micros(50);
 
     crate::sync::maybe_const! {
         /// A semaphore with capacity `capacity` of which only `available`

@@ -9,9 +9,10 @@
 //! | 0      | `CLOSED`    | the semaphore is closed; set once, never cleared              |
 //! | 1      | `SLOW`      | a release must take the lock (waiters, idle waiters or debt)  |
 //! | 2      | `BARGE`     | the [`Policy::Throughput`] mode; fixed at construction        |
-//! | 3      | (unused)    |                                                              |
+//! | 3      | `QUEUED`    | the acquirer queue is non-empty (spinning would not help)     |
 //! | 4..44  | available   | permits that exist and are neither held nor assigned         |
-//! | 44..64 | existing/hi | the high 20 bits of the count of permits in existence        |
+//! | 44..61 | existing/hi | the high 17 bits of the count of permits in existence        |
+//! | 61..64 | tick        | lock-free releases past a competing head (throughput policy) |
 //!
 //! `limits` holds the capacity (bits 0..40), read lock-free, a `BIG` flag
 //! (bit 40) and the low 23 bits of the existing count (bits 41..64). Only
@@ -34,7 +35,13 @@
 //!   available to whoever runs first, and the queue's head is woken to
 //!   compete for them until it has been passed over too often (see
 //!   `engine.rs`).
-//! * `CLOSED` is set under the lock and never cleared.
+//! * `CLOSED` is set under the lock and never cleared. `QUEUED` is set and
+//!   cleared under the lock, exactly while acquirers are queued.
+//! * Under `BARGE`, `SLOW` is clear while the queue's head is `Notified`
+//!   (woken to compete): releases then only add to `available` without the
+//!   lock, where the head and everyone else look. The head goes back to
+//!   sleep through the lock, which sets `SLOW` again on the snapshot it
+//!   judged, so no release slips past it.
 //!
 //! Every read-modify-write of `state` is `AcqRel`/`Acquire`: a permit
 //! released by one thread and taken by another is a release/acquire pair on
@@ -51,6 +58,8 @@ pub(crate) const CLOSED: u64 = 0b0001;
 pub(crate) const SLOW: u64 = 0b0010;
 /// Throughput policy: running threads may take permits before the head.
 pub(crate) const BARGE: u64 = 0b0100;
+/// Acquirers are queued.
+pub(crate) const QUEUED: u64 = 0b1000;
 /// How far the available count is shifted.
 const SHIFT: u32 = 4;
 /// Width of every count field.
@@ -67,6 +76,17 @@ const BIG: u64 = 1 << COUNT_BITS;
 const EXISTING_LO_SHIFT: u32 = COUNT_BITS + 1;
 /// Bits of `existing` kept in `limits`.
 const EXISTING_LO_BITS: u32 = 64 - EXISTING_LO_SHIFT;
+/// Bits of `existing` kept in `state`.
+const EXISTING_HI_BITS: u32 = COUNT_BITS - EXISTING_LO_BITS;
+/// Where the release tick sits in `state`.
+const TICK_SHIFT: u32 = EXISTING_HI_SHIFT + EXISTING_HI_BITS;
+/// The release tick: lock-free releases since the last one through the
+/// lock, while acquirers are queued (throughput policy).
+pub(crate) const TICK: u64 = 0b111 << TICK_SHIFT;
+/// One lock-free release in the tick.
+const TICK_ONE: u64 = 1 << TICK_SHIFT;
+
+const _: () = assert!(TICK_SHIFT + 3 == 64);
 
 /// The largest count the words can hold: [`crate::MAX_PERMITS`] is at most
 /// this.
@@ -139,7 +159,8 @@ pub(crate) fn existing(l: u64, state: impl FnOnce() -> u64) -> usize {
     if l & BIG == 0 {
         return lo as usize;
     }
-    (((state() >> EXISTING_HI_SHIFT) << EXISTING_LO_BITS) | lo) as usize
+    let hi = (state() >> EXISTING_HI_SHIFT) & ((1 << EXISTING_HI_BITS) - 1);
+    ((hi << EXISTING_LO_BITS) | lo) as usize
 }
 
 /// Sets the existing count (under the lock): the low bits in `limits`, and
@@ -162,7 +183,7 @@ pub(crate) fn set_counts(state: &AtomicU64, limits: &AtomicU64, capacity: Option
     if hi != 0 || l & BIG != 0 {
         // AcqRel like every RMW of `state`; a fetch_update because
         // lock-free acquires and releases may change `available` meanwhile.
-        let keep = (1 << EXISTING_HI_SHIFT) - 1;
+        let keep = ((1 << EXISTING_HI_SHIFT) - 1) | TICK;
         let _ = state.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
             Some((s & keep) | (hi << EXISTING_HI_SHIFT))
         });
@@ -184,14 +205,16 @@ pub enum Policy {
     /// wake-up (microseconds) per acquire.
     #[default]
     Fifo,
-    /// Bounded barging, for throughput under contention: a released permit
-    /// goes to whoever asks first, including a thread that is already
-    /// running, while the head of the queue is woken to compete for it. A
-    /// waiter at the head that has been passed over
-    /// [`Semaphore::OVERTAKE_LIMIT`](crate::Semaphore::OVERTAKE_LIMIT)
-    /// times gets the next released permits handed to it directly, so no
-    /// waiter is overtaken more than that many times once it is at the head,
-    /// and the queue behind it stays in order.
+    /// Eventually fair barging, for throughput under contention: a released
+    /// permit goes to whoever asks first, including a thread that is
+    /// already running, while the head of the queue is woken to compete for
+    /// it. A head that has been passed over for
+    /// [`Semaphore::FAIRNESS_BOUND`](crate::Semaphore::FAIRNESS_BOUND)
+    /// (50 µs) gets the next released permits handed to it directly, so a
+    /// waiter's extra wait at the head is bounded in time, whatever the
+    /// length of the critical sections (plus the few sections the check
+    /// can lag: every eighth release looks), and the queue behind it stays
+    /// in order. While the head competes, releases do not take the lock.
     Throughput,
 }
 
@@ -235,6 +258,10 @@ pub(crate) fn try_take(word: &AtomicU64, n: usize) -> Take {
 
 /// Returns `n` permits without the lock, unless `SLOW` is set (then the
 /// caller must take the lock and distribute them). Returns whether it did.
+///
+/// While acquirers are queued and `SLOW` is clear (throughput policy, the
+/// head competing), every eighth release goes through the lock anyway, so
+/// that the head's fairness bound is checked without the head's help.
 #[inline]
 pub(crate) fn try_give(word: &AtomicU64, n: usize) -> bool {
     let mut s = word.load(Ordering::Relaxed);
@@ -245,14 +272,16 @@ pub(crate) fn try_give(word: &AtomicU64, n: usize) -> bool {
         // Cannot overflow: available + held <= existing <= MAX_PERMITS.
         let avail = available(s) + n;
         debug_assert!(avail <= MAX_PERMITS);
+        let mut next = with_available(s, avail);
+        if s & QUEUED != 0 {
+            if s & TICK == TICK {
+                return false;
+            }
+            next += TICK_ONE;
+        }
         // Release: pairs with the Acquire of `try_take` (and of the locked
         // acquire path) that later takes these permits.
-        match word.compare_exchange_weak(
-            s,
-            with_available(s, avail),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        ) {
+        match word.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return true,
             Err(actual) => s = actual,
         }

@@ -39,6 +39,49 @@ pub(crate) enum Phase {
 /// A slab larger than this is freed when it becomes empty.
 const KEEP_SLOTS: usize = 1024;
 
+/// How long the head of a barging semaphore's queue has been passed over:
+/// from the first release that went to someone else, on the monotonic
+/// clock. (Under loom, which has no clock, a count of one release.)
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Patience {
+    #[cfg(not(permits_loom))]
+    since: Option<std::time::Instant>,
+    #[cfg(permits_loom)]
+    passed: bool,
+}
+
+impl Patience {
+    const fn new() -> Self {
+        Patience {
+            #[cfg(not(permits_loom))]
+            since: None,
+            #[cfg(permits_loom)]
+            passed: false,
+        }
+    }
+
+    /// A release is about to pass the head over: returns whether it may,
+    /// that is, whether the head has been passed over for less than
+    /// `bound` so far.
+    pub(crate) fn may_pass_over(&mut self, bound: std::time::Duration) -> bool {
+        #[cfg(not(permits_loom))]
+        {
+            match self.since {
+                None => {
+                    self.since = Some(std::time::Instant::now());
+                    true
+                }
+                Some(since) => since.elapsed() < bound,
+            }
+        }
+        #[cfg(permits_loom)]
+        {
+            let _ = bound;
+            !core::mem::replace(&mut self.passed, true)
+        }
+    }
+}
+
 /// Where a slot is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -83,8 +126,8 @@ pub(crate) struct Slot {
     pub(crate) assigned: usize,
     pub(crate) status: Status,
     pub(crate) waker: Option<Waker>,
-    /// Releases this waiter saw go to others while it was at the head.
-    pub(crate) overtaken: u32,
+    /// How long releases have passed it over while at the head.
+    pub(crate) patience: Patience,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -188,7 +231,7 @@ impl Waiters {
             assigned,
             status,
             waker: Some(waker),
-            overtaken: 0,
+            patience: Patience::new(),
         };
         let key = if self.free == NIL {
             let key = Key::try_from(self.slots.len())

@@ -1,7 +1,7 @@
 //! Public-API tests of `Policy::Throughput` (bounded barging): running
 //! threads may take released permits before the queue's head, but the head
 //! is woken to compete and is handed permits once it has been passed over
-//! `Semaphore::OVERTAKE_LIMIT` times, so no waiter starves.
+//! for `Semaphore::FAIRNESS_BOUND`, so no waiter starves.
 
 mod common;
 
@@ -57,29 +57,24 @@ fn a_release_wakes_the_head_but_a_running_thread_may_take_the_permit() {
 }
 
 #[test]
-fn the_head_is_overtaken_at_most_overtake_limit_times() {
+fn the_head_is_handed_permits_once_passed_over_for_the_fairness_bound() {
     let sem = throughput(1);
     let (_, waker) = counting();
-    let mut held = sem.try_acquire().unwrap();
+    let held = sem.try_acquire().unwrap();
     let mut head = sem.acquire();
     assert!(poll(&mut head, &waker).is_pending());
-    let mut overtakes = 0;
-    loop {
-        drop(held);
-        match sem.try_acquire() {
-            Ok(p) => {
-                overtakes += 1;
-                held = p;
-            }
-            Err(e) => {
-                // The permit was handed to the head directly.
-                assert_eq!(e, AcquireError::NoPermits);
-                break;
-            }
-        }
-        assert!(overtakes <= Semaphore::OVERTAKE_LIMIT, "head starved");
-    }
-    assert_eq!(overtakes, Semaphore::OVERTAKE_LIMIT);
+    // The first release that passes the head over starts its clock (and
+    // wakes it to compete).
+    drop(held);
+    let held = sem.try_acquire().expect("a running thread may barge");
+    // Not synchronisation: the bound is a span of time, let it pass.
+    std::thread::sleep(Semaphore::FAIRNESS_BOUND);
+    // The head loses the race once more and goes back to sleep...
+    assert!(poll(&mut head, &waker).is_pending());
+    // ...and the next release is handed to it.
+    drop(held);
+    // The permit was handed to the head directly.
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
     assert!(matches!(poll(&mut head, &waker), Poll::Ready(Ok(_))));
 }
 
@@ -101,10 +96,8 @@ fn a_weighted_head_gets_through_against_a_stream_of_single_acquires() {
             singles.push(p);
         }
         rounds += 1;
-        assert!(
-            rounds <= 4 * (Semaphore::OVERTAKE_LIMIT + 1),
-            "weighted head starved"
-        );
+        // A hang guard, not a speed check: the bound is 500 µs of passes.
+        assert!(rounds < 1 << 30, "weighted head starved");
     };
     assert_eq!(granted.num_permits(), 4);
     assert!(singles.is_empty());

@@ -394,10 +394,10 @@ acquire_future!(AcquireOwned, OwnedPermit, |f: &AcquireOwned| {
 });
 
 impl Semaphore {
-    /// Whether the `SLOW` flag is set with nothing available (someone is
-    /// queued or a debt is being paid): spinning would not help.
+    /// Whether someone is queued (or a debt is being paid) and nothing is
+    /// available: spinning would not help.
     pub(crate) fn state_is_queued(&self) -> bool {
         let s = self.state.load(crate::sync::Ordering::Relaxed);
-        s & crate::state::SLOW != 0 && crate::state::available(s) == 0
+        s & (crate::state::SLOW | crate::state::QUEUED) != 0 && crate::state::available(s) == 0
     }
 }

@@ -28,7 +28,7 @@
 use super::Semaphore;
 use crate::error::AcquireError;
 use crate::queue::Inner;
-use crate::state::{self, Take, BARGE, CLOSED, SLOW};
+use crate::state::{self, Take, BARGE, CLOSED, QUEUED, SLOW};
 use crate::sync::Ordering;
 use crate::waiters::{self, Key, Status, Which};
 use crate::wake::WakeList;
@@ -53,7 +53,12 @@ impl Semaphore {
 
     #[cold]
     fn release_slow(&self, n: usize) {
-        self.locked_then_wake(|sem, inner, wakes| sem.give(inner, n, wakes));
+        self.locked_then_wake(|sem, inner, wakes| {
+            // This release checks the head's fairness bound (in `give`):
+            // the next few may skip the lock again.
+            sem.state.fetch_and(!state::TICK, Ordering::AcqRel);
+            sem.give(inner, n, wakes);
+        });
     }
 
     /// Runs `f` under the lock, then settles the state; whoever `f` and
@@ -122,9 +127,9 @@ impl Semaphore {
     /// first the debt, then the queue in order, then `available`.
     ///
     /// Under [`Policy::Throughput`](crate::Policy::Throughput) the head of
-    /// the queue is only handed permits once it has been passed over
-    /// `OVERTAKE_LIMIT` times; until then they become available to whoever
-    /// asks first and [`Semaphore::settle`] wakes the head to compete.
+    /// the queue is only handed permits once it has been passed over for
+    /// `FAIRNESS_BOUND`; until then they become available to whoever asks
+    /// first and [`Semaphore::settle`] wakes the head to compete.
     pub(crate) fn give(&self, inner: &mut Inner, mut n: usize, wakes: &mut WakeList) {
         let capacity = self.capacity_now();
         let existing = self.existing();
@@ -140,8 +145,7 @@ impl Semaphore {
             };
             let slot = inner.waiters.slot_mut(head);
             if barge {
-                if slot.overtaken < Self::OVERTAKE_LIMIT {
-                    slot.overtaken += 1;
+                if slot.patience.may_pass_over(Self::FAIRNESS_BOUND) {
                     break;
                 }
                 // Passed over too often: it gets what is lying around too.
@@ -215,37 +219,54 @@ impl Semaphore {
     /// Ends every locked operation: completes idle waiters if nothing is
     /// held, and sets `SLOW` exactly when releases must take the lock.
     fn settle(&self, inner: &mut Inner, wakes: &mut WakeList) {
-        // Acquire: pairs with the lock-free acquire/release CASes; only
-        // acquires can run now if `SLOW` is set, and they only raise `held`.
-        let s = self.state.load(Ordering::Acquire);
-        if inner.waiters.len(Which::Idle) > 0 && self.held_at(inner, s) == 0 {
-            while let Some(key) = inner.waiters.front(Which::Idle) {
-                wakes.push(inner.waiters.unlink(Which::Idle, key, Status::IdleDone));
-            }
-        }
-        // Throughput policy: if the head could take what is available, wake
-        // it to compete for it (once: `Notified` heads are not woken again).
-        if s & BARGE != 0 {
-            if let Some(head) = inner.waiters.front(Which::Queue) {
-                let slot = inner.waiters.slot_mut(head);
-                if slot.status == Status::Queued
-                    && state::available(s) >= slot.needed - slot.assigned
-                {
-                    slot.status = Status::Notified;
-                    wakes.push(slot.waker.take());
+        // Acquire: pairs with the lock-free acquire/release CASes. While
+        // `SLOW` is set only acquires run lock-free, and they only raise
+        // `held`; while it is clear (throughput policy, `Notified` head),
+        // releases too, and the CAS below notices them.
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if inner.waiters.len(Which::Idle) > 0 && self.held_at(inner, s) == 0 {
+                while let Some(key) = inner.waiters.front(Which::Idle) {
+                    wakes.push(inner.waiters.unlink(Which::Idle, key, Status::IdleDone));
                 }
             }
-        }
-        let l = self.limits.load(Ordering::Relaxed);
-        let slow = inner.waiters.len(Which::Queue) > 0
-            || inner.waiters.len(Which::Idle) > 0
-            || state::existing(l, || s) > state::capacity(l);
-        // Joining a queue sets `SLOW` in the same atomic step, so this is
-        // only a safety net.
-        if slow && s & SLOW == 0 {
-            self.state.fetch_or(SLOW, Ordering::AcqRel);
-        } else if !slow && s & SLOW != 0 {
-            self.state.fetch_and(!SLOW, Ordering::AcqRel);
+            // Throughput policy: if the head could take what is available,
+            // wake it to compete for it (once: `Notified` heads are not
+            // woken again). While it competes, releases need not take the
+            // lock: they only add to `available`, where it will look.
+            let mut head_competes = false;
+            if s & BARGE != 0 {
+                if let Some(head) = inner.waiters.front(Which::Queue) {
+                    let slot = inner.waiters.slot_mut(head);
+                    if slot.status == Status::Queued
+                        && state::available(s) >= slot.needed - slot.assigned
+                    {
+                        slot.status = Status::Notified;
+                        wakes.push(slot.waker.take());
+                    }
+                    head_competes = slot.status == Status::Notified;
+                }
+            }
+            let l = self.limits.load(Ordering::Relaxed);
+            let queued = inner.waiters.len(Which::Queue) > 0;
+            let slow = (queued && !head_competes)
+                || inner.waiters.len(Which::Idle) > 0
+                || state::existing(l, || s) > state::capacity(l);
+            let flags = if slow { SLOW } else { 0 } | if queued { QUEUED } else { 0 };
+            let next = (s & !(SLOW | QUEUED)) | flags;
+            if next == s {
+                return;
+            }
+            // On the snapshot we judged: a lock-free release since then
+            // (possible only while `SLOW` was clear) makes us look again, so
+            // it cannot slip past a head that went back to sleep.
+            match self
+                .state
+                .compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => s = actual,
+            }
         }
     }
 
@@ -281,9 +302,9 @@ impl Semaphore {
                 let (next, assigned) = if avail >= n {
                     (state::with_available(s, avail - n), None)
                 } else if s & BARGE != 0 {
-                    (s | SLOW, Some(0))
+                    (s | SLOW | QUEUED, Some(0))
                 } else {
-                    (state::with_available(s, 0) | SLOW, Some(avail))
+                    (state::with_available(s, 0) | SLOW | QUEUED, Some(avail))
                 };
                 // AcqRel: the snapshot `s` must still hold when we queue, so
                 // a concurrent lock-free release either lands before (we
@@ -368,7 +389,12 @@ impl Semaphore {
                     && !sem.claim(inner, key)
                     && park
                 {
-                    inner.waiters.slot_mut(key).status = Status::Queued;
+                    // Back to sleep until a release (through the lock again:
+                    // settling sets `SLOW`) wakes it, or hands it its
+                    // permits if it has been passed over long enough.
+                    let slot = inner.waiters.slot_mut(key);
+                    slot.status = Status::Queued;
+                    slot.patience.may_pass_over(Self::FAIRNESS_BOUND);
                 }
                 inner.waiters.poll_locked(key, waker, fresh)
             })

@@ -387,3 +387,35 @@ leaked_waiter_moves_with_its_semaphore, |policy| {
         assert_eq!(clean.waiters(), 1);
         core::mem::forget(clean);
 });
+
+/// Throughput policy: while the head competes, releases skip the lock. A
+/// head that loses its race goes back to sleep through the lock, racing a
+/// lock-free release: the release must either be seen by the head's
+/// settling (which wakes it again) or come through the lock (which hands
+/// the permit over). Either way, the next poll gets the permit.
+#[test]
+fn a_head_going_back_to_sleep_never_misses_a_lock_free_release() {
+    model(|| {
+        let sem = Arc::new(Semaphore::with_policy(1, 1, Policy::Throughput));
+        let held = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let mut head = Box::pin(Arc::clone(&sem).acquire_owned());
+        assert!(head.as_mut().poll(&mut noop_cx()).is_pending());
+        // The release wakes the head to compete; a running thread barges.
+        drop(held);
+        let barged = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let t = thread::spawn(move || drop(barged));
+        // The head loses (or wins) against the racing release.
+        let first = head.as_mut().poll(&mut noop_cx());
+        t.join().unwrap();
+        let permit = match first {
+            Poll::Ready(permit) => permit.unwrap(),
+            Poll::Pending => match head.as_mut().poll(&mut noop_cx()) {
+                Poll::Ready(permit) => permit.unwrap(),
+                Poll::Pending => panic!("a released permit slipped past the head"),
+            },
+        };
+        drop(permit);
+        drop(head);
+        assert_at_rest(&sem, 1);
+    });
+}
