@@ -29,8 +29,8 @@ pub const REFERENCE: &str = "std_condvar";
 pub const ASYNC_REFERENCE: &str = "tokio";
 /// The row the targets are about (the default policy).
 pub const OURS: &str = "permits";
-/// The row of `Policy::Throughput`.
-pub const OURS_THROUGHPUT: &str = "permits/throughput";
+/// The row of `Policy::Fifo` (strict order).
+pub const OURS_FIFO: &str = "permits/fifo";
 
 /// Competitor crates and the exact versions `Cargo.toml` pins (a test keeps
 /// the two in step).

@@ -1,6 +1,6 @@
 //! `permits` itself: [`permits::Semaphore`] from threads and tasks in both
-//! policies (`permits` is the default FIFO policy, `permits/throughput` the
-//! bounded-barging one), its `Arc` flavour, and the `no_std`
+//! policies (`permits` is the default, eventually fair policy,
+//! `permits/fifo` the strict-FIFO one), its `Arc` flavour, and the `no_std`
 //! [`permits::SpinSemaphore`].
 
 use super::{AsyncSemaphore, BlockingSemaphore, Weighted};
@@ -12,32 +12,27 @@ use std::sync::Arc;
 const OPEN: &str = "the benchmark never closes a semaphore";
 
 /// `permits::Semaphore`: `acquire_blocking` from threads, `acquire().await`
-/// from tasks, `try_acquire`, native `acquire_many`. `THROUGHPUT` picks
-/// `Policy::Throughput` instead of the default `Policy::Fifo`.
-pub struct Permits<const THROUGHPUT: bool = false>(Semaphore);
+/// from tasks, `try_acquire`, native `acquire_many`. `FIFO` picks
+/// `Policy::Fifo` instead of the default policy.
+pub struct Permits<const FIFO: bool = false>(Semaphore);
 
-impl<const THROUGHPUT: bool> Permits<THROUGHPUT> {
+impl<const FIFO: bool> Permits<FIFO> {
     fn semaphore(permits: usize) -> Semaphore {
-        let policy = if THROUGHPUT {
-            Policy::Throughput
+        if FIFO {
+            Semaphore::with_policy(permits, permits, Policy::Fifo)
         } else {
-            Policy::Fifo
-        };
-        Semaphore::with_policy(permits, permits, policy)
+            Semaphore::new(permits)
+        }
     }
 }
 
-impl<const THROUGHPUT: bool> BlockingSemaphore for Permits<THROUGHPUT> {
-    const ID: &'static str = if THROUGHPUT {
-        "permits/throughput"
-    } else {
-        "permits"
-    };
+impl<const FIFO: bool> BlockingSemaphore for Permits<FIFO> {
+    const ID: &'static str = if FIFO { "permits/fifo" } else { "permits" };
     const WEIGHTED: Weighted = Weighted::Native;
-    const HOW: &'static str = if THROUGHPUT {
-        "permits::Semaphore with Policy::Throughput (bounded barging)"
+    const HOW: &'static str = if FIFO {
+        "permits::Semaphore with Policy::Fifo (strict order)"
     } else {
-        "permits::Semaphore: acquire_blocking / acquire().await / try_acquire / acquire_many (FIFO)"
+        "permits::Semaphore (default policy: barging bounded by 50 µs at the head): acquire_blocking / acquire().await / try_acquire / acquire_many"
     };
     type Guard<'a> = Permit<'a>;
 
@@ -55,7 +50,7 @@ impl<const THROUGHPUT: bool> BlockingSemaphore for Permits<THROUGHPUT> {
     }
 }
 
-impl<const THROUGHPUT: bool> AsyncSemaphore for Permits<THROUGHPUT> {
+impl<const FIFO: bool> AsyncSemaphore for Permits<FIFO> {
     const ID: &'static str = <Self as BlockingSemaphore>::ID;
     const WEIGHTED: Weighted = Weighted::Native;
     // The blocking adapter of the same semaphore already has the try row.

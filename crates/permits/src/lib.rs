@@ -33,7 +33,8 @@
 //! ## What you get
 //!
 //! * [`Semaphore`]: `const fn new`, weighted acquires (`acquire_many`),
-//!   FIFO fairness across threads and tasks, blocking waits with
+//!   one FIFO queue for threads and tasks, eventually fair barging by
+//!   default and strict FIFO on request ([`Policy`]), blocking waits with
 //!   `_timeout` / `_deadline`, runtime-agnostic cancel-safe futures
 //!   ([`Acquire`], [`AcquireOwned`]), [`close`](Semaphore::close),
 //!   [`resize`](Semaphore::resize) with debt, [wait until
@@ -54,11 +55,8 @@
 //! * A [`Semaphore`] is 32 bytes: two state words, its own lock and a
 //!   pointer to its waiter queue, which is allocated on first contention and
 //!   freed with the semaphore. The uncontended acquire and release are one
-//!   compare-and-swap each on the first word. Released permits go straight
-//!   to the head of the queue, so a large request gathers permits and is
-//!   never overtaken, and `try_acquire` never barges. A blocking acquire
-//!   spins for a few microseconds before it parks, unless others are
-//!   already queued.
+//!   compare-and-swap each on the first word. A blocking acquire spins for
+//!   a few microseconds before it parks, unless others are already queued.
 //! * Each semaphore and event owns its waiters: moving, swapping, leaking
 //!   (`mem::forget`) or never dropping one can never affect another. (An
 //!   earlier 16-byte design kept waiters in a global table keyed by
@@ -71,10 +69,14 @@
 //!   recorded, so a waker that panics (at a release, hand-off, close,
 //!   resize, cancel or event `set`) leaves every count and every waiter
 //!   intact; the panic propagates to the caller that woke it.
-//! * Strict FIFO costs throughput under heavy contention: once threads
-//!   queue, every permit is handed to a sleeping thread.
-//!   [`Policy::Throughput`] trades strict order for speed, with a bound on
-//!   overtaking.
+//! * By default ([`Policy::Throughput`]) a released permit goes to whoever
+//!   asks first while the head of the queue is woken to compete; a head
+//!   passed over for [`Semaphore::FAIRNESS_BOUND`] (50 µs) is handed its
+//!   permits. [`Policy::Fifo`] hands every released permit to the head, so
+//!   a large request gathers permits and is never overtaken and
+//!   `try_acquire` never barges; under heavy contention that costs a
+//!   sleeping thread's wake-up per permit (about 30 times slower with 16
+//!   threads on one permit, `docs/benchmarks.md`).
 //! * Waiting allocates nothing in the steady state: a semaphore's queue is
 //!   allocated by its first contention, its slab grows to the most
 //!   simultaneous waiters and is reused, and a thread's first

@@ -32,13 +32,14 @@ use std::time::{Duration, Instant};
 /// * **Threads and tasks on one type**: `sem.acquire().await` in async code,
 ///   [`acquire_blocking`](Self::acquire_blocking) and the `_timeout` /
 ///   `_deadline` variants on threads. Both kinds wait in one FIFO queue.
-/// * **Fair**: by default ([`Policy::Fifo`]) waiters are served first come,
-///   first served; a large request at the head collects permits as they are
-///   released and nobody overtakes it, and
-///   [`try_acquire`](Self::try_acquire) never barges past the queue.
-///   [`Policy::Throughput`] lets running threads take permits first, for
-///   at most [`FAIRNESS_BOUND`](Self::FAIRNESS_BOUND) per waiter at the
-///   head: much faster under heavy contention, still starvation-free.
+/// * **Fair and fast**: waiters queue first come, first served. By default
+///   ([`Policy::Throughput`]) a running thread may take a released permit
+///   before the sleeping head of the queue, but never for longer than
+///   [`FAIRNESS_BOUND`](Self::FAIRNESS_BOUND) (50 µs): then the head is
+///   handed its permits. [`Policy::Fifo`] serves strictly in order (a large
+///   request at the head is never overtaken and
+///   [`try_acquire`](Self::try_acquire) never barges), at the price of a
+///   thread wake-up per permit under heavy contention.
 /// * **Weighted**: `acquire_many(n)`; `n = 0` succeeds at once; `n` above
 ///   the capacity fails at once with [`AcquireError::TooLarge`].
 /// * **Closable**, **resizable** at runtime, and you can
@@ -134,7 +135,7 @@ impl Semaphore {
         /// ```
         #[track_caller]
         pub fn with_available(available: usize, capacity: usize) -> Self {
-            Self::with_policy(available, capacity, Policy::Fifo)
+            Self::with_policy(available, capacity, Policy::Throughput)
         }
     }
 
@@ -150,10 +151,10 @@ impl Semaphore {
         ///
         /// ```
         /// use permits::{Policy, Semaphore};
-        /// // Bounded barging: the fastest under heavy thread contention.
-        /// static LOCKS: Semaphore = Semaphore::with_policy(1, 1, Policy::Throughput);
-        /// let held = LOCKS.try_acquire().unwrap();
-        /// assert_eq!(LOCKS.policy(), Policy::Throughput);
+        /// // Strict order: nobody ever overtakes a queued waiter.
+        /// static JOBS: Semaphore = Semaphore::with_policy(1, 1, Policy::Fifo);
+        /// let held = JOBS.try_acquire().unwrap();
+        /// assert_eq!(JOBS.policy(), Policy::Fifo);
         /// # drop(held);
         /// ```
         #[track_caller]
@@ -174,22 +175,23 @@ impl Semaphore {
         }
     }
 
-    /// Takes one permit if one is available and nobody is queued (under
-    /// [`Policy::Throughput`]: if one is available).
+    /// Takes one permit if one is available (with [`Policy::Fifo`]: and
+    /// nobody is queued).
     ///
     /// # Errors
     ///
     /// [`AcquireError::NoPermits`] if none is free (with [`Policy::Fifo`],
-    /// also while others are queued: it never barges past them), [`AcquireError::Closed`] if closed,
-    /// [`AcquireError::TooLarge`] if the capacity is 0. It never fails
-    /// spuriously.
+    /// also while others are queued: it never barges past them),
+    /// [`AcquireError::Closed`] if closed, [`AcquireError::TooLarge`] if the
+    /// capacity is 0. It never fails spuriously.
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, AcquireError> {
         self.try_acquire_many(1)
     }
 
-    /// Takes `n` permits at once if they are available and nobody is
-    /// queued; `n = 0` always succeeds on an open semaphore.
+    /// Takes `n` permits at once if they are available (with
+    /// [`Policy::Fifo`]: and nobody is queued); `n = 0` always succeeds on
+    /// an open semaphore.
     ///
     /// # Errors
     ///
@@ -251,9 +253,11 @@ impl Semaphore {
         Acquire::new(self, 1)
     }
 
-    /// Waits for `n` permits, collected in FIFO order: while queued at the
-    /// head it gathers permits as they are released, and no later request
-    /// overtakes it. `n = 0` completes at once.
+    /// Waits for `n` permits in the FIFO queue: at the head, it gets them
+    /// when they are all available at once, or is handed them as they are
+    /// released once it has waited [`FAIRNESS_BOUND`](Self::FAIRNESS_BOUND)
+    /// there (with [`Policy::Fifo`]: at once, and no later request overtakes
+    /// it). `n = 0` completes at once.
     ///
     /// The future resolves to an error ([`AcquireError::Closed`] or
     /// [`AcquireError::TooLarge`]) instead of a permit; `TooLarge` comes at

@@ -340,7 +340,7 @@ fn same_outcome<T>(real: &Result<T, AcquireError>, model: &Result<(), AcquireErr
 
 /// Runs `ops` on a semaphore and on the model side by side.
 fn run_model(initial: usize, capacity: usize, ops: &[Op]) {
-    let sem = Semaphore::with_available(initial, capacity);
+    let sem = Semaphore::with_policy(initial, capacity, Policy::Fifo);
     let mut m = Model::new(initial, capacity);
     let mut guards: Vec<Permit<'_>> = Vec::new();
     let mut futs: Vec<(Pin<Box<Acquire<'_>>>, Arc<Flag>)> = Vec::new();

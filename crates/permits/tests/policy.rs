@@ -20,10 +20,12 @@ fn throughput(n: usize) -> Semaphore {
 }
 
 #[test]
-fn default_policy_is_fifo() {
-    assert_eq!(Semaphore::new(1).policy(), Policy::Fifo);
-    assert_eq!(Policy::default(), Policy::Fifo);
-    assert_eq!(throughput(1).policy(), Policy::Throughput);
+fn the_default_policy_is_eventually_fair_barging() {
+    assert_eq!(Semaphore::new(1).policy(), Policy::Throughput);
+    assert_eq!(Semaphore::with_available(0, 1).policy(), Policy::Throughput);
+    assert_eq!(Policy::default(), Policy::Throughput);
+    let fifo = Semaphore::with_policy(1, 1, Policy::Fifo);
+    assert_eq!(fifo.policy(), Policy::Fifo);
 }
 
 #[test]

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{catch_panic, counting_waker, lock_is_free, Task};
+use common::{catch_panic, counting_waker, fifo, fifo_with, lock_is_free, Task};
 use permits::{AcquireError, OwnedPermit, Permit, Policy, Semaphore, MAX_PERMITS};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -168,7 +168,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 /// Runs `ops` against one semaphore and checks conservation at every step.
 fn check_conservation(initial: usize, ops: &[Op]) {
     const CAP: usize = 4;
-    let sem = Semaphore::with_available(initial, CAP);
+    let sem = fifo_with(initial, CAP);
     let mut guards: Vec<Permit<'_>> = Vec::new();
     // Tasks in the order they queued, with the permits they asked for.
     let mut tasks: Vec<(usize, Task<permits::Acquire<'_>>)> = Vec::new();
@@ -393,7 +393,7 @@ proptest! {
 fn cancelling_queued_acquires_while_permits_arrive_loses_none() {
     let iters = if cfg!(miri) { 2 } else { 200 };
     for _ in 0..iters {
-        let sem = Semaphore::with_available(0, 10);
+        let sem = fifo_with(0, 10);
         thread::scope(|s| {
             let cancel_two = || {
                 let mut a = Box::pin(sem.acquire());
@@ -422,7 +422,7 @@ fn cancelling_queued_acquires_while_permits_arrive_loses_none() {
 /// that collected part of its request must give that part back on cancel.
 #[test]
 fn cancelling_a_partially_filled_weighted_acquire_returns_its_partial_grant() {
-    let sem = Semaphore::new(10);
+    let sem = fifo(10);
     let four = sem.try_acquire_many(4).unwrap();
     let mut eight = Task::new(sem.acquire_many(8));
     eight.assert_pending();
@@ -439,7 +439,7 @@ fn cancelling_a_partially_filled_weighted_acquire_returns_its_partial_grant() {
 /// must pass on what it collected and wake the waiter behind it.
 #[test]
 fn cancelled_head_waiter_unblocks_the_ones_behind() {
-    let sem = Semaphore::new(10);
+    let sem = fifo(10);
     let one = sem.try_acquire().unwrap();
     let mut head = Task::new(sem.acquire_many(10));
     head.assert_pending();
@@ -459,7 +459,7 @@ fn cancelled_head_waiter_unblocks_the_ones_behind() {
 fn timed_out_head_waiter_racing_a_new_arrival_unblocks_it() {
     let iters = if cfg!(miri) { 3 } else { 200 };
     for _ in 0..iters {
-        let sem = Semaphore::new(10);
+        let sem = fifo(10);
         let one = sem.try_acquire().unwrap();
         thread::scope(|s| {
             // A deadline of "now" queues, then gives up at once.
@@ -478,7 +478,7 @@ fn timed_out_head_waiter_racing_a_new_arrival_unblocks_it() {
 /// and dropped before it runs must hand the permit to the next waiter.
 #[test]
 fn woken_then_cancelled_waiter_passes_its_permit_on() {
-    let sem = Semaphore::with_available(0, 1);
+    let sem = fifo_with(0, 1);
     let mut w1 = Task::new(sem.acquire());
     let mut w2 = Task::new(sem.acquire());
     w1.assert_pending();
@@ -502,7 +502,7 @@ fn cancellation_racing_a_grant_never_over_admits() {
     const THREADS: usize = 4;
     const ITERS: usize = if cfg!(miri) { 3 } else { 1000 };
     // Spare capacity, so a permit created by mistake would show up.
-    let sem = Semaphore::with_available(N, N + 4);
+    let sem = fifo_with(N, N + 4);
     let in_flight = AtomicUsize::new(0);
     let admitted = AtomicUsize::new(0);
     thread::scope(|s| {
@@ -563,7 +563,7 @@ fn cancellation_racing_a_grant_never_over_admits() {
 /// acquire cancelled before the release fails and keeps nothing.
 #[test]
 fn cancellation_before_release_fails_the_acquire_and_leaks_nothing() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let one = sem.try_acquire().unwrap();
     // Hand-polled: cancel (drop), then release.
     let mut two = Task::new(sem.acquire_many(2));
@@ -587,7 +587,7 @@ fn cancellation_before_release_fails_the_acquire_and_leaks_nothing() {
 /// deadline still takes permits that are available at once.
 #[test]
 fn an_expired_deadline_still_takes_available_permits() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let got = sem.acquire_many_deadline(2, past()).unwrap();
     assert_eq!(got.num_permits(), 2);
     assert_eq!(
@@ -607,7 +607,7 @@ fn an_expired_deadline_still_takes_available_permits() {
 #[test]
 fn large_weighted_request_is_not_starved_by_single_permit_cycles() {
     const N: usize = 3;
-    let sem = Semaphore::new(N);
+    let sem = fifo(N);
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(N + 1);
     thread::scope(|s| {
@@ -636,7 +636,7 @@ fn large_weighted_request_is_not_starved_by_single_permit_cycles() {
 fn timed_waiter_is_not_starved_by_a_tight_release_reacquire_loop() {
     let iters = if cfg!(miri) { 2 } else { 50 };
     for _ in 0..iters {
-        let sem = Semaphore::new(1);
+        let sem = fifo(1);
         let stop = AtomicBool::new(false);
         let cycles = AtomicUsize::new(0);
         thread::scope(|s| {
@@ -661,7 +661,7 @@ fn timed_waiter_is_not_starved_by_a_tight_release_reacquire_loop() {
 /// acquire queues only when it gets there.
 #[test]
 fn repolling_a_queued_waiter_keeps_its_place_in_line() {
-    let sem = Semaphore::with_available(0, 3);
+    let sem = fifo_with(0, 3);
     let mut a = Task::new(sem.acquire());
     a.assert_pending();
     let mut late = Task::new(async {
@@ -700,7 +700,7 @@ fn repolling_a_queued_waiter_keeps_its_place_in_line() {
 /// a waiter re-polled from another task wakes that task, not the first.
 #[test]
 fn repolling_from_another_task_wakes_the_new_task() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut fut = Task::new(sem.acquire());
     fut.assert_pending();
@@ -716,7 +716,7 @@ fn repolling_from_another_task_wakes_the_new_task() {
 /// outside the lock, and its permit reaches the waiter.
 #[test]
 fn replacing_a_waker_that_owns_a_permit_does_not_deadlock() {
-    let sem = Arc::new(Semaphore::new(2));
+    let sem = Arc::new(fifo(2));
     let held = Arc::clone(&sem).try_acquire_owned().unwrap();
     let in_waker = Arc::clone(&sem).try_acquire_owned().unwrap();
     let (old_waker, report) = PermitWaker::waker(&sem, in_waker);
@@ -747,7 +747,7 @@ fn replacing_a_waker_that_owns_a_permit_does_not_deadlock() {
 #[test]
 fn waking_a_waker_that_owns_a_permit_does_not_deadlock() {
     for close in [false, true] {
-        let sem = Arc::new(Semaphore::new(2));
+        let sem = Arc::new(fifo(2));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
         let in_waker = Arc::clone(&sem).try_acquire_owned().unwrap();
         let (waker, report) = PermitWaker::waker(&sem, in_waker);
@@ -784,7 +784,7 @@ fn waking_a_waker_that_owns_a_permit_does_not_deadlock() {
 /// permit deadlocks on the re-entry.
 #[test]
 fn cancelling_a_queued_acquire_drops_its_waker_outside_the_lock() {
-    let sem = Arc::new(Semaphore::new(2));
+    let sem = Arc::new(fifo(2));
     let held = sem.try_acquire().unwrap();
     let in_waker = Arc::clone(&sem).try_acquire_owned().unwrap();
     let (waker, report) = PermitWaker::waker(&sem, in_waker);
@@ -809,7 +809,7 @@ fn cancelling_a_queued_acquire_drops_its_waker_outside_the_lock() {
 /// pending `WaitIdle` must drop its waker outside the semaphore's lock.
 #[test]
 fn cancelling_a_pending_wait_idle_drops_its_waker_outside_the_lock() {
-    let sem = Arc::new(Semaphore::new(2));
+    let sem = Arc::new(fifo(2));
     let in_waker = Arc::clone(&sem).try_acquire_owned().unwrap();
     let (waker, report) = PermitWaker::waker(&sem, in_waker);
     let mut idle = Box::pin(sem.wait_idle());
@@ -833,7 +833,7 @@ fn cancelling_a_pending_wait_idle_drops_its_waker_outside_the_lock() {
 #[test]
 fn an_acquire_abandoned_by_a_finished_task_can_still_complete() {
     for finish_later in [true, false] {
-        let sem = Semaphore::new(1);
+        let sem = fifo(1);
         let held = sem.try_acquire().unwrap();
         let abandoned = thread::scope(|s| {
             s.spawn(|| {
@@ -870,7 +870,7 @@ fn an_acquire_abandoned_by_a_finished_task_can_still_complete() {
 /// and park (no busy self-wake), then be woken exactly once.
 #[test]
 fn pending_acquire_parks_until_woken_exactly_once() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut task = Task::new(sem.acquire());
     task.assert_pending();
@@ -893,7 +893,7 @@ fn pending_acquire_parks_until_woken_exactly_once() {
 /// constant itself: `MAX_PERMITS` works, `MAX_PERMITS + 1` is refused.
 #[test]
 fn max_permits_boundary_uses_the_exported_constant() {
-    let sem = Semaphore::new(MAX_PERMITS);
+    let sem = fifo(MAX_PERMITS);
     assert_eq!(
         sem.try_acquire_many(MAX_PERMITS).unwrap().num_permits(),
         MAX_PERMITS
@@ -903,7 +903,7 @@ fn max_permits_boundary_uses_the_exported_constant() {
     assert_eq!(file, file!());
     assert!(message.contains("MAX_PERMITS"), "{message}");
 
-    let empty = Semaphore::with_available(0, MAX_PERMITS);
+    let empty = fifo_with(0, MAX_PERMITS);
     empty.add_permits(MAX_PERMITS).unwrap();
     assert_eq!(empty.available_permits(), MAX_PERMITS);
     assert_eq!(empty.add_permits(1).unwrap_err().room(), 0);
@@ -913,7 +913,7 @@ fn max_permits_boundary_uses_the_exported_constant() {
 /// refused before anything changes, and the semaphore keeps its bound.
 #[test]
 fn refused_add_permits_changes_nothing_and_the_semaphore_stays_usable() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     for n in [1, 2, MAX_PERMITS, usize::MAX] {
         let err = sem.add_permits(n).unwrap_err();
         assert_eq!((err.requested(), err.room()), (n, 0));
@@ -930,7 +930,7 @@ fn refused_add_permits_changes_nothing_and_the_semaphore_stays_usable() {
 /// a queue or on a semaphore of capacity 0.
 #[test]
 fn zero_permit_acquire_completes_at_once() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut queued = Task::new(sem.acquire());
     queued.assert_pending();
@@ -942,13 +942,7 @@ fn zero_permit_acquire_completes_at_once() {
         0
     );
     assert_eq!(sem.acquire_many_blocking(0).unwrap().num_permits(), 0);
-    assert_eq!(
-        Semaphore::new(0)
-            .acquire_many_blocking(0)
-            .unwrap()
-            .num_permits(),
-        0
-    );
+    assert_eq!(fifo(0).acquire_many_blocking(0).unwrap().num_permits(), 0);
     drop(held);
     assert_eq!(queued.wakes(), 1);
 }
@@ -957,7 +951,7 @@ fn zero_permit_acquire_completes_at_once() {
 /// impossible request fails at once and does not block smaller waiters.
 #[test]
 fn impossible_request_fails_fast_without_blocking_smaller_waiters() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire_many(2).unwrap();
     thread::scope(|s| {
         let small = s.spawn(|| sem.acquire_blocking().map(|p| p.num_permits()));
@@ -981,7 +975,7 @@ fn impossible_request_fails_fast_without_blocking_smaller_waiters() {
 /// not wrap and lose permits.
 #[test]
 fn merging_huge_permits_does_not_wrap() {
-    let sem = Semaphore::new(MAX_PERMITS);
+    let sem = fifo(MAX_PERMITS);
     let mut a = sem.try_acquire_many(MAX_PERMITS - MAX_PERMITS / 2).unwrap();
     let b = sem.try_acquire_many(MAX_PERMITS / 2).unwrap();
     a.merge(b);
@@ -1000,7 +994,7 @@ fn merging_huge_permits_does_not_wrap() {
 /// `NoPermits`.
 #[test]
 fn close_wakes_all_waiters_and_reports_closed_not_no_permits() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire_many(2).unwrap();
     let mut tasks: Vec<_> = (1..=2).map(|n| Task::new(sem.acquire_many(n))).collect();
     for t in &mut tasks {
@@ -1029,7 +1023,7 @@ fn add_and_forget_keep_a_closed_semaphore_closed() {
     for size in 0..4 {
         for delta in 0..4 {
             for closed in [false, true] {
-                let sem = Semaphore::with_available(size, size + delta);
+                let sem = fifo_with(size, size + delta);
                 let taken = sem.try_acquire_many(size).unwrap();
                 if closed {
                     sem.close();
@@ -1051,7 +1045,7 @@ fn add_and_forget_keep_a_closed_semaphore_closed() {
 fn close_racing_acquire_release_cycles_terminates() {
     let iters = if cfg!(miri) { 2 } else { 100 };
     for _ in 0..iters {
-        let sem = Semaphore::new(1);
+        let sem = fifo(1);
         thread::scope(|s| {
             for t in 0..3 {
                 let sem = &sem;
@@ -1083,8 +1077,8 @@ fn close_racing_acquire_release_cycles_terminates() {
 /// permits where they belong.
 #[test]
 fn merging_a_foreign_permit_panics_at_the_caller() {
-    let a = Semaphore::new(1);
-    let b = Arc::new(Semaphore::new(1));
+    let a = fifo(1);
+    let b = Arc::new(fifo(1));
     let mut mine = a.try_acquire().unwrap();
     let common::CaughtPanic { file, message } =
         catch_panic(|| mine.merge(b.try_acquire().unwrap()));
@@ -1092,7 +1086,7 @@ fn merging_a_foreign_permit_panics_at_the_caller() {
     assert!(message.contains("different semaphores"), "{message}");
     assert_eq!((mine.num_permits(), b.available_permits()), (1, 1));
 
-    let c = Arc::new(Semaphore::new(1));
+    let c = Arc::new(fifo(1));
     let mut owned = Arc::clone(&b).try_acquire_owned().unwrap();
     let file = catch_panic(|| owned.merge(Arc::clone(&c).try_acquire_owned().unwrap())).file;
     assert_eq!(file, file!());
@@ -1107,7 +1101,7 @@ fn merging_a_foreign_permit_panics_at_the_caller() {
 /// release, so the permits never exceed the capacity.
 #[test]
 fn failed_or_cancelled_acquires_never_release_permits() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire().unwrap();
     let check = |what: &str| {
         assert_eq!(sem.available_permits(), 1, "{what}");
@@ -1143,7 +1137,7 @@ fn failed_or_cancelled_acquires_never_release_permits() {
 #[test]
 #[cfg_attr(miri, ignore = "waits for a wall-clock deadline")]
 fn a_timeout_is_one_deadline_despite_spurious_wakeups() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let done = AtomicBool::new(false);
     thread::scope(|s| {
@@ -1174,7 +1168,7 @@ fn a_timeout_is_one_deadline_despite_spurious_wakeups() {
 /// not panic; they wait as long as needed.
 #[test]
 fn huge_timeouts_do_not_panic() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     for huge in [Duration::MAX, Duration::from_secs(u64::MAX)] {
         let held = sem.acquire_timeout(huge).unwrap();
         thread::scope(|s| {
@@ -1193,9 +1187,7 @@ fn huge_timeouts_do_not_panic() {
 #[test]
 fn uncontended_try_acquire_never_fails_spuriously() {
     const RUNS: usize = if cfg!(miri) { 400 } else { 1_000_000 };
-    let sems: Vec<_> = (1..=8)
-        .map(|k| Semaphore::with_available(k, k + 1))
-        .collect();
+    let sems: Vec<_> = (1..=8).map(|k| fifo_with(k, k + 1)).collect();
     for run in 0..RUNS {
         let k = run % 8 + 1;
         let sem = &sems[k - 1];
@@ -1218,7 +1210,7 @@ fn uncontended_try_acquire_never_fails_spuriously() {
 /// Miri to check the waiter queue.
 #[test]
 fn poll_once_drop_then_release_from_another_thread_keeps_the_queue_sound() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let first = sem.acquire_blocking().unwrap();
     let mut second = Box::pin(sem.acquire());
     assert!(poll_once(second.as_mut()).is_pending());

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{catch_panic, counting_waker, lock_is_free, Task};
+use common::{catch_panic, counting_waker, fifo, fifo_with, lock_is_free, Task};
 use permits::{
     Acquire, AcquireError, AcquireOwned, AddPermitsError, Elapsed, OwnedPermit, Permit, Semaphore,
     WaitIdle, MAX_PERMITS,
@@ -51,7 +51,7 @@ fn assert_send_sync<T: Send + Sync>() {}
 
 #[test]
 fn new_makes_every_permit_available() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     assert_eq!(sem.capacity(), 3);
     assert_eq!(sem.available_permits(), 3);
     assert_eq!(sem.held_permits(), 0);
@@ -62,7 +62,7 @@ fn new_makes_every_permit_available() {
 
 #[test]
 fn new_is_usable_in_a_static() {
-    static SEM: Semaphore = Semaphore::new(2);
+    static SEM: Semaphore = fifo(2);
     let a = SEM.try_acquire().unwrap();
     let b = SEM.try_acquire().unwrap();
     assert_eq!(SEM.try_acquire().unwrap_err(), AcquireError::NoPermits);
@@ -72,7 +72,7 @@ fn new_is_usable_in_a_static() {
 
 #[test]
 fn with_available_brings_in_the_rest_only_through_add_permits() {
-    let sem = Semaphore::with_available(1, 4);
+    let sem = fifo_with(1, 4);
     assert_eq!((sem.available_permits(), sem.capacity()), (1, 4));
     let one = sem.try_acquire().unwrap();
     assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
@@ -94,7 +94,7 @@ fn with_available_above_capacity_panics_at_the_caller() {
 
 #[test]
 fn add_permits_counts_held_permits_as_existing() {
-    let sem = Semaphore::with_available(0, 3);
+    let sem = fifo_with(0, 3);
     sem.add_permits(2).unwrap();
     let held = sem.try_acquire_many(2).unwrap();
     let err = sem.add_permits(2).unwrap_err();
@@ -112,7 +112,7 @@ fn add_permits_counts_held_permits_as_existing() {
 
 #[test]
 fn add_permits_counts_permits_collected_by_a_waiter_as_existing() {
-    let sem = Semaphore::with_available(1, 3);
+    let sem = fifo_with(1, 3);
     let mut big = Task::new(sem.acquire_many(3));
     big.assert_pending(); // collected the 1 available permit
     assert_eq!(sem.available_permits(), 0);
@@ -127,7 +127,7 @@ fn add_permits_counts_permits_collected_by_a_waiter_as_existing() {
 
 #[test]
 fn refused_add_permits_leaves_every_count_unchanged() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire().unwrap();
     for n in [2, MAX_PERMITS, MAX_PERMITS + 1, usize::MAX] {
         let err = sem.add_permits(n).unwrap_err();
@@ -147,7 +147,7 @@ fn refused_add_permits_leaves_every_count_unchanged() {
 
 #[test]
 fn add_permits_error_displays_requested_and_room() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let err = sem.add_permits(5).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains('5') && msg.contains('0'), "{msg}");
@@ -161,7 +161,7 @@ fn add_permits_error_displays_requested_and_room() {
 
 #[test]
 fn dropping_a_guard_returns_its_permits() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     let two = sem.try_acquire_many(2).unwrap();
     let one = sem.acquire_blocking().unwrap();
     assert_eq!((sem.available_permits(), sem.held_permits()), (0, 3));
@@ -173,7 +173,7 @@ fn dropping_a_guard_returns_its_permits() {
 
 #[test]
 fn forget_takes_permits_out_of_existence_until_added_back() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     let two = sem.try_acquire_many(2).unwrap();
     two.forget();
     assert_eq!(sem.available_permits(), 1);
@@ -192,7 +192,7 @@ fn forget_takes_permits_out_of_existence_until_added_back() {
 
 #[test]
 fn forgetting_a_guard_of_zero_permits_changes_nothing() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     sem.try_acquire_many(0).unwrap().forget();
     assert_eq!(sem.available_permits(), 2);
     assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
@@ -200,7 +200,7 @@ fn forgetting_a_guard_of_zero_permits_changes_nothing() {
 
 #[test]
 fn forget_hands_nothing_to_waiters() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut waiter = Task::new(sem.acquire());
     waiter.assert_pending();
@@ -216,7 +216,7 @@ fn forget_hands_nothing_to_waiters() {
 
 #[test]
 fn mem_forget_on_a_guard_holds_its_permits_forever() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     std::mem::forget(sem.try_acquire_many(2).unwrap());
     assert_eq!(sem.available_permits(), 1);
     assert_eq!(sem.held_permits(), 2);
@@ -245,7 +245,7 @@ fn mem_forget_on_a_guard_holds_its_permits_forever() {
 fn mem_forget_on_waiting_futures_does_not_haunt_a_new_semaphore_at_the_same_address() {
     // A leaked waiting future never withdraws; a new semaphore built in the
     // same place must not see it (it lives in the old one's own queue).
-    let mut place = Some(Semaphore::new(1));
+    let mut place = Some(fifo(1));
     let sem = place.as_ref().unwrap();
     let addr = std::ptr::from_ref(sem).addr();
     let held = sem.try_acquire().unwrap();
@@ -258,7 +258,7 @@ fn mem_forget_on_waiting_futures_does_not_haunt_a_new_semaphore_at_the_same_addr
     std::mem::forget(held);
     std::mem::forget(queued);
     std::mem::forget(idle);
-    place = Some(Semaphore::new(1));
+    place = Some(fifo(1));
     let sem = place.as_ref().unwrap();
     assert_eq!(std::ptr::from_ref(sem).addr(), addr, "built in place");
     assert_eq!((sem.waiters(), sem.held_permits()), (0, 0));
@@ -276,7 +276,7 @@ fn mem_forget_on_waiting_futures_does_not_haunt_a_new_semaphore_at_the_same_addr
 #[test]
 fn many_contended_semaphores_do_not_interfere() {
     // Many semaphores, each with a waiter in its own queue.
-    let sems: Vec<Semaphore> = (0..200).map(|_| Semaphore::new(1)).collect();
+    let sems: Vec<Semaphore> = (0..200).map(|_| fifo(1)).collect();
     let held: Vec<_> = sems.iter().map(|s| s.try_acquire().unwrap()).collect();
     let mut waiters: Vec<_> = sems.iter().map(|s| Task::new(s.acquire())).collect();
     for w in &mut waiters {
@@ -311,7 +311,7 @@ fn many_contended_semaphores_do_not_interfere() {
 
 #[test]
 fn acquiring_zero_permits_succeeds_at_once() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut queued = Task::new(sem.acquire());
     queued.assert_pending();
@@ -329,7 +329,7 @@ fn acquiring_zero_permits_succeeds_at_once() {
     assert_eq!(sem.waiters(), 1);
     assert_eq!(queued.wakes(), 0, "zero-permit guards hand nothing out");
 
-    let empty = Semaphore::new(0);
+    let empty = fifo(0);
     assert_eq!(empty.try_acquire_many(0).unwrap().num_permits(), 0);
     drop(held);
     assert_eq!(queued.wakes(), 1);
@@ -337,7 +337,7 @@ fn acquiring_zero_permits_succeeds_at_once() {
 
 #[test]
 fn requests_above_capacity_fail_at_once_with_too_large() {
-    let sem = Arc::new(Semaphore::new(3));
+    let sem = Arc::new(fifo(3));
     let too_large = AcquireError::TooLarge {
         requested: 4,
         capacity: 3,
@@ -371,7 +371,7 @@ fn requests_above_capacity_fail_at_once_with_too_large() {
     assert_eq!(sem.waiters(), 0);
     assert_eq!(sem.available_permits(), 3);
 
-    let empty = Semaphore::new(0);
+    let empty = fifo(0);
     assert_eq!(
         empty.try_acquire().unwrap_err(),
         AcquireError::TooLarge {
@@ -392,7 +392,7 @@ fn requests_above_capacity_fail_at_once_with_too_large() {
 
 #[test]
 fn too_large_request_does_not_block_smaller_waiters() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     let all = sem.try_acquire_many(3).unwrap();
     let mut small = Task::new(sem.acquire());
     small.assert_pending();
@@ -421,7 +421,7 @@ fn max_permits_constants_agree() {
 
 #[test]
 fn new_accepts_max_permits() {
-    let sem = Semaphore::new(MAX_PERMITS);
+    let sem = fifo(MAX_PERMITS);
     assert_eq!(sem.capacity(), MAX_PERMITS);
     assert_eq!(sem.available_permits(), MAX_PERMITS);
     let all = sem.try_acquire_many(MAX_PERMITS).unwrap();
@@ -431,7 +431,7 @@ fn new_accepts_max_permits() {
     assert_eq!(sem.available_permits(), MAX_PERMITS);
     assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
 
-    let empty = Semaphore::with_available(0, MAX_PERMITS);
+    let empty = fifo_with(0, MAX_PERMITS);
     empty.add_permits(MAX_PERMITS).unwrap();
     assert_eq!(empty.available_permits(), MAX_PERMITS);
 }
@@ -447,7 +447,7 @@ fn new_above_max_permits_panics_at_the_caller() {
 
 #[test]
 fn resize_above_max_permits_panics_at_the_caller_and_changes_nothing() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire().unwrap();
     let mut waiter = Task::new(sem.acquire_many(2));
     waiter.assert_pending();
@@ -474,7 +474,7 @@ fn resize_above_max_permits_panics_at_the_caller_and_changes_nothing() {
 
 #[test]
 fn threads_and_tasks_wait_in_one_fifo_queue() {
-    let sem = Semaphore::with_available(0, 3);
+    let sem = fifo_with(0, 3);
     let mut first = Task::new(sem.acquire());
     first.assert_pending();
     let (got_tx, got_rx) = mpsc::channel();
@@ -514,7 +514,7 @@ fn threads_and_tasks_wait_in_one_fifo_queue() {
 
 #[test]
 fn try_acquire_never_barges_past_a_queued_waiter() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut waiter = Task::new(sem.acquire());
     waiter.assert_pending();
@@ -525,7 +525,7 @@ fn try_acquire_never_barges_past_a_queued_waiter() {
     drop(permit);
 
     // A head waiter that has collected part of its request keeps it.
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     let two = sem.try_acquire_many(2).unwrap();
     let mut big = Task::new(sem.acquire_many(3));
     big.assert_pending();
@@ -541,7 +541,7 @@ fn try_acquire_never_barges_past_a_queued_waiter() {
 
 #[test]
 fn a_queued_large_request_is_not_overtaken() {
-    let sem = Semaphore::new(4);
+    let sem = fifo(4);
     let mut singles: Vec<_> = (0..3).map(|_| sem.try_acquire().unwrap()).collect();
     let mut big = Task::new(sem.acquire_many(4));
     big.assert_pending();
@@ -563,7 +563,7 @@ fn a_queued_large_request_is_not_overtaken() {
 
 #[test]
 fn permits_released_at_once_serve_several_waiters_in_order() {
-    let sem = Semaphore::new(4);
+    let sem = fifo(4);
     let all = sem.try_acquire_many(4).unwrap();
     let mut a = Task::new(sem.acquire_many(2));
     let mut b = Task::new(sem.acquire());
@@ -597,7 +597,7 @@ fn permits_released_at_once_serve_several_waiters_in_order() {
 #[test]
 #[cfg_attr(miri, ignore = "waits for a wall-clock timeout")]
 fn timed_waits_time_out_and_leave_the_queue() {
-    let sem = Arc::new(Semaphore::new(1));
+    let sem = Arc::new(fifo(1));
     let held = sem.try_acquire().unwrap();
     let short = Duration::from_millis(5);
     assert_eq!(
@@ -637,7 +637,7 @@ fn timed_waits_time_out_and_leave_the_queue() {
 #[test]
 #[cfg_attr(miri, ignore = "waits for a wall-clock timeout")]
 fn a_timed_out_waiter_leaves_the_queue_without_disturbing_the_others() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut first = Task::new(sem.acquire());
     first.assert_pending();
@@ -663,7 +663,7 @@ fn a_timed_out_waiter_leaves_the_queue_without_disturbing_the_others() {
 
 #[test]
 fn a_timed_out_weighted_wait_returns_its_partial_grant() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     let one = sem.try_acquire().unwrap();
     assert_eq!(
         sem.acquire_many_deadline(3, Instant::now()).unwrap_err(),
@@ -678,7 +678,7 @@ fn a_timed_out_weighted_wait_returns_its_partial_grant() {
 
 #[test]
 fn a_deadline_in_the_past_still_succeeds_if_permits_are_available() {
-    let sem = Arc::new(Semaphore::new(2));
+    let sem = Arc::new(fifo(2));
     let one = sem.acquire_deadline(past()).unwrap();
     assert_eq!(one.num_permits(), 1);
     drop(one);
@@ -705,7 +705,7 @@ fn a_deadline_in_the_past_still_succeeds_if_permits_are_available() {
 
 #[test]
 fn huge_timeouts_wait_instead_of_panicking() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.acquire_timeout(Duration::MAX).unwrap();
     thread::scope(|s| {
         let waiter = s.spawn(|| {
@@ -726,7 +726,7 @@ fn huge_timeouts_wait_instead_of_panicking() {
 
 #[test]
 fn a_timed_wait_succeeds_when_the_permit_comes_in_time() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire_many(2).unwrap();
     thread::scope(|s| {
         let waiter = s.spawn(|| {
@@ -746,7 +746,7 @@ fn a_timed_wait_succeeds_when_the_permit_comes_in_time() {
 
 #[test]
 fn acquire_is_ready_at_once_when_permits_are_available() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let mut task = Task::new(sem.acquire_many(2));
     let permit = task.ready().unwrap();
     assert_eq!(permit.num_permits(), 2);
@@ -761,7 +761,7 @@ fn acquire_is_ready_at_once_when_permits_are_available() {
 
 #[test]
 fn a_pending_acquire_is_woken_once_when_its_permits_arrive() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire_many(2).unwrap();
     let mut task = Task::new(sem.acquire_many(2));
     task.assert_pending();
@@ -779,7 +779,7 @@ fn a_pending_acquire_is_woken_once_when_its_permits_arrive() {
 
 #[test]
 fn dropping_a_pending_acquire_leaves_the_queue_and_loses_nothing() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let mut held = sem.try_acquire_many(2).unwrap();
     let mut a = Task::new(sem.acquire());
     let mut b = Task::new(sem.acquire());
@@ -798,7 +798,7 @@ fn dropping_a_pending_acquire_leaves_the_queue_and_loses_nothing() {
 
 #[test]
 fn dropping_a_granted_but_unpolled_acquire_releases_its_permits() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut granted = Task::new(sem.acquire());
     granted.assert_pending();
@@ -817,7 +817,7 @@ fn dropping_a_granted_but_unpolled_acquire_releases_its_permits() {
 
 #[test]
 fn dropping_an_unpolled_acquire_does_nothing() {
-    let sem = Arc::new(Semaphore::new(1));
+    let sem = Arc::new(fifo(1));
     let held = sem.try_acquire().unwrap();
     drop(sem.acquire());
     drop(sem.acquire_many(5));
@@ -831,7 +831,7 @@ fn dropping_an_unpolled_acquire_does_nothing() {
 
 #[test]
 fn a_queued_future_can_move_to_another_thread_and_finish_there() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut fut = sem.acquire();
     let (_counter, waker) = counting_waker();
@@ -849,7 +849,7 @@ fn a_queued_future_can_move_to_another_thread_and_finish_there() {
 
 #[test]
 fn repolling_with_a_new_waker_wakes_only_the_new_one() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut task = Task::new(sem.acquire());
     task.assert_pending();
@@ -866,7 +866,7 @@ fn async_and_blocking_acquirers_exclude_each_other() {
     const CAP: usize = 2;
     const THREADS: usize = 4;
     let iters = if cfg!(miri) { 5 } else { 300 };
-    let sem = Semaphore::new(CAP);
+    let sem = fifo(CAP);
     let in_use = AtomicUsize::new(0);
     thread::scope(|s| {
         for t in 0..THREADS {
@@ -899,7 +899,7 @@ fn tokio_tasks_and_threads_share_the_semaphore() {
         .worker_threads(2)
         .build()
         .unwrap();
-    let sem = Arc::new(Semaphore::new(CAP));
+    let sem = Arc::new(fifo(CAP));
     let in_use = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..2)
         .map(|_| {
@@ -940,7 +940,7 @@ fn tokio_tasks_and_threads_share_the_semaphore() {
 #[test]
 #[should_panic(expected = "polled after it completed")]
 fn polling_a_completed_acquire_panics() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let mut task = Task::new(sem.acquire());
     let _permit = task.ready().unwrap();
     let _ = task.poll();
@@ -952,7 +952,7 @@ fn polling_a_completed_acquire_panics() {
 
 #[test]
 fn owned_permits_keep_the_semaphore_alive() {
-    let sem = Arc::new(Semaphore::new(2));
+    let sem = Arc::new(fifo(2));
     let weak = Arc::downgrade(&sem);
     let permit = Arc::clone(&sem).try_acquire_owned().unwrap();
     drop(sem);
@@ -969,7 +969,7 @@ fn owned_permits_keep_the_semaphore_alive() {
 
 #[test]
 fn owned_variants_behave_like_borrowed_ones() {
-    let sem = Arc::new(Semaphore::new(4));
+    let sem = Arc::new(fifo(4));
     let mut two = Arc::clone(&sem).try_acquire_many_owned(2).unwrap();
     let one = Arc::clone(&sem).try_acquire_owned().unwrap();
     assert!(Arc::ptr_eq(two.semaphore(), &sem));
@@ -1018,7 +1018,7 @@ fn owned_variants_behave_like_borrowed_ones() {
 
 #[test]
 fn dropping_a_pending_owned_acquire_loses_nothing() {
-    let sem = Arc::new(Semaphore::new(3));
+    let sem = Arc::new(fifo(3));
     let one = sem.try_acquire().unwrap();
     let mut big = Task::new(Arc::clone(&sem).acquire_many_owned(3));
     big.assert_pending();
@@ -1036,7 +1036,7 @@ fn dropping_a_pending_owned_acquire_loses_nothing() {
 
 #[test]
 fn close_wakes_every_waiter_with_closed() {
-    let sem = Arc::new(Semaphore::new(3));
+    let sem = Arc::new(fifo(3));
     let held = sem.try_acquire().unwrap();
     let mut big = Task::new(sem.acquire_many(3)); // collects the 2 available
     big.assert_pending();
@@ -1063,7 +1063,7 @@ fn close_wakes_every_waiter_with_closed() {
 
 #[test]
 fn every_acquire_after_close_fails_with_closed() {
-    let sem = Arc::new(Semaphore::new(2));
+    let sem = Arc::new(fifo(2));
     sem.close();
     assert!(sem.is_closed());
     assert_eq!(sem.available_permits(), 2);
@@ -1090,7 +1090,7 @@ fn every_acquire_after_close_fails_with_closed() {
 
 #[test]
 fn try_acquire_tells_no_permits_from_closed() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
     sem.close();
@@ -1109,7 +1109,7 @@ fn try_acquire_tells_no_permits_from_closed() {
 
 #[test]
 fn permits_held_across_close_return_normally() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     let mut two = sem.try_acquire_many(2).unwrap();
     sem.close();
     assert_eq!(sem.held_permits(), 2);
@@ -1134,7 +1134,7 @@ fn add_forget_and_resize_never_reopen_a_closed_semaphore() {
             for closed in [false, true] {
                 let ctx = format!("size {size}, delta {delta}, closed {closed}");
 
-                let sem = Semaphore::with_available(size, size + delta);
+                let sem = fifo_with(size, size + delta);
                 if closed {
                     sem.close();
                 }
@@ -1142,7 +1142,7 @@ fn add_forget_and_resize_never_reopen_a_closed_semaphore() {
                 assert_eq!(sem.is_closed(), closed, "add: {ctx}");
                 assert_eq!(sem.available_permits(), size + delta, "add: {ctx}");
 
-                let sem = Semaphore::new(size + delta);
+                let sem = fifo(size + delta);
                 let taken = sem.try_acquire_many(delta).unwrap();
                 if closed {
                     sem.close();
@@ -1153,7 +1153,7 @@ fn add_forget_and_resize_never_reopen_a_closed_semaphore() {
                 sem.add_permits(delta).unwrap();
                 assert_eq!(sem.is_closed(), closed, "forget + add: {ctx}");
 
-                let sem = Semaphore::new(size);
+                let sem = fifo(size);
                 if closed {
                     sem.close();
                 }
@@ -1172,7 +1172,7 @@ fn add_forget_and_resize_never_reopen_a_closed_semaphore() {
 #[test]
 fn close_racing_acquire_and_release_cycles_terminates() {
     const THREADS: usize = 3;
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let barrier = Barrier::new(THREADS + 1);
     thread::scope(|s| {
         for t in 0..THREADS {
@@ -1210,7 +1210,7 @@ fn close_racing_acquire_and_release_cycles_terminates() {
 
 #[test]
 fn growing_hands_new_permits_to_waiters_first() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut a = Task::new(sem.acquire());
     let mut b = Task::new(sem.acquire());
@@ -1230,7 +1230,7 @@ fn growing_hands_new_permits_to_waiters_first() {
 
 #[test]
 fn shrinking_takes_available_permits_first() {
-    let sem = Semaphore::new(5);
+    let sem = fifo(5);
     let held = sem.try_acquire().unwrap();
     sem.resize(3);
     assert_eq!(sem.capacity(), 3);
@@ -1243,7 +1243,7 @@ fn shrinking_takes_available_permits_first() {
 
 #[test]
 fn shrinking_below_held_leaves_a_debt_paid_by_returns() {
-    let sem = Semaphore::new(4);
+    let sem = fifo(4);
     let mut held = sem.try_acquire_many(3).unwrap();
     sem.resize(2); // 1 available goes; 1 held permit too many is a debt
     assert_eq!(sem.capacity(), 2);
@@ -1270,7 +1270,7 @@ fn shrinking_below_held_leaves_a_debt_paid_by_returns() {
 
 #[test]
 fn growing_while_in_debt_counts_the_debt() {
-    let sem = Semaphore::new(4);
+    let sem = fifo(4);
     let held = sem.try_acquire_many(3).unwrap();
     sem.resize(2); // debt of 1
     sem.resize(5);
@@ -1282,7 +1282,7 @@ fn growing_while_in_debt_counts_the_debt() {
 
 #[test]
 fn shrinking_to_zero_rejects_everything_until_grown_again() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire().unwrap();
     sem.resize(0);
     assert_eq!(
@@ -1301,7 +1301,7 @@ fn shrinking_to_zero_rejects_everything_until_grown_again() {
 
 #[test]
 fn shrinking_fails_queued_requests_larger_than_the_new_capacity() {
-    let sem = Semaphore::new(4);
+    let sem = fifo(4);
     let held = sem.try_acquire_many(2).unwrap();
     let mut big = Task::new(sem.acquire_many(4)); // collects 2
     big.assert_pending();
@@ -1328,7 +1328,7 @@ fn shrinking_fails_queued_requests_larger_than_the_new_capacity() {
 
 #[test]
 fn resize_fails_a_blocked_thread_with_too_large() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     let held = sem.try_acquire().unwrap();
     thread::scope(|s| {
         let waiter = s.spawn(|| sem.acquire_many_blocking(3).map(drop));
@@ -1348,7 +1348,7 @@ fn resize_fails_a_blocked_thread_with_too_large() {
 
 #[test]
 fn too_large_error_reports_the_capacity_that_rejected_the_request() {
-    let sem = Semaphore::new(4);
+    let sem = fifo(4);
     let held = sem.try_acquire_many(4).unwrap();
     let mut big = Task::new(sem.acquire_many(3));
     big.assert_pending();
@@ -1367,7 +1367,7 @@ fn too_large_error_reports_the_capacity_that_rejected_the_request() {
 
 #[test]
 fn resize_to_the_same_capacity_changes_nothing() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     let held = sem.try_acquire().unwrap();
     let mut waiter = Task::new(sem.acquire_many(3));
     waiter.assert_pending();
@@ -1385,7 +1385,7 @@ fn resize_to_the_same_capacity_changes_nothing() {
 
 #[test]
 fn wait_idle_completes_at_once_when_nothing_is_held() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let mut idle = Task::new(sem.wait_idle());
     idle.ready();
     assert_eq!(idle.wakes(), 0);
@@ -1400,7 +1400,7 @@ fn wait_idle_completes_at_once_when_nothing_is_held() {
 
 #[test]
 fn wait_idle_waits_for_every_held_permit_without_taking_any() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let first = sem.try_acquire().unwrap();
     let mut idle = Task::new(sem.wait_idle());
     idle.assert_pending();
@@ -1423,7 +1423,7 @@ fn wait_idle_waits_for_every_held_permit_without_taking_any() {
 
 #[test]
 fn wait_idle_blocking_returns_once_permits_are_back() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let (tx, rx) = mpsc::channel::<()>();
     thread::scope(|s| {
         let held = sem.try_acquire_many(2).unwrap();
@@ -1440,7 +1440,7 @@ fn wait_idle_blocking_returns_once_permits_are_back() {
 
 #[test]
 fn wait_idle_does_not_block_a_blocking_acquirer() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
     let mut idle = Task::new(sem.wait_idle());
     idle.assert_pending();
@@ -1456,7 +1456,7 @@ fn wait_idle_does_not_block_a_blocking_acquirer() {
 
 #[test]
 fn wait_idle_with_a_past_deadline_reports_elapsed() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire().unwrap();
     assert_eq!(
         sem.wait_idle().wait_deadline(past()),
@@ -1477,7 +1477,7 @@ fn wait_idle_with_a_past_deadline_reports_elapsed() {
 #[test]
 #[cfg_attr(miri, ignore = "waits for a wall-clock timeout")]
 fn wait_idle_times_out_while_permits_are_held() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire().unwrap();
     assert_eq!(
         sem.wait_idle().wait_timeout(Duration::from_millis(5)),
@@ -1496,7 +1496,7 @@ fn wait_idle_times_out_while_permits_are_held() {
 
 #[test]
 fn dropping_a_pending_wait_idle_affects_nothing() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let held = sem.try_acquire().unwrap();
     let mut idle = Task::new(sem.wait_idle());
     idle.assert_pending();
@@ -1513,7 +1513,7 @@ fn dropping_a_pending_wait_idle_affects_nothing() {
 #[test]
 #[should_panic(expected = "polled after it completed")]
 fn polling_a_completed_wait_idle_panics() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let mut idle = Task::new(sem.wait_idle());
     idle.ready();
     let _ = idle.poll();
@@ -1525,7 +1525,7 @@ fn polling_a_completed_wait_idle_panics() {
 
 #[test]
 fn introspection_tracks_every_step() {
-    let sem = Semaphore::with_available(2, 4);
+    let sem = fifo_with(2, 4);
     let snapshot = |sem: &Semaphore| {
         (
             sem.available_permits(),
@@ -1563,7 +1563,7 @@ fn introspection_tracks_every_step() {
 
 #[test]
 fn split_moves_permits_between_guards() {
-    let sem = Semaphore::new(4);
+    let sem = fifo(4);
     let mut three = sem.try_acquire_many(3).unwrap();
     let one = three.split(1).unwrap();
     assert_eq!((three.num_permits(), one.num_permits()), (2, 1));
@@ -1586,7 +1586,7 @@ fn split_moves_permits_between_guards() {
 
 #[test]
 fn merge_combines_guards_of_one_semaphore() {
-    let sem = Semaphore::new(4);
+    let sem = fifo(4);
     let mut one = sem.try_acquire().unwrap();
     let two = sem.try_acquire_many(2).unwrap();
     one.merge(two);
@@ -1601,22 +1601,22 @@ fn merge_combines_guards_of_one_semaphore() {
 
 #[test]
 fn a_permit_knows_its_semaphore() {
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let permit = sem.try_acquire().unwrap();
     let parent: &Semaphore = permit.semaphore();
     assert!(std::ptr::eq(parent, &sem));
     assert_eq!(parent.available_permits(), 0);
     drop(permit);
 
-    let owned_sem = Arc::new(Semaphore::new(1));
+    let owned_sem = Arc::new(fifo(1));
     let owned = Arc::clone(&owned_sem).try_acquire_owned().unwrap();
     assert!(Arc::ptr_eq(owned.semaphore(), &owned_sem));
 }
 
 #[test]
 fn merging_permits_of_different_semaphores_panics_at_the_caller() {
-    let a = Semaphore::new(2);
-    let b = Semaphore::new(2);
+    let a = fifo(2);
+    let b = fifo(2);
     let mut from_a = a.try_acquire().unwrap();
     let from_b = b.try_acquire().unwrap();
     let caught = catch_panic(|| from_a.merge(from_b));
@@ -1631,8 +1631,8 @@ fn merging_permits_of_different_semaphores_panics_at_the_caller() {
     drop(from_a);
     assert_eq!(a.available_permits(), 2);
 
-    let a = Arc::new(Semaphore::new(2));
-    let b = Arc::new(Semaphore::new(2));
+    let a = Arc::new(fifo(2));
+    let b = Arc::new(fifo(2));
     let mut from_a = Arc::clone(&a).try_acquire_owned().unwrap();
     let from_b = Arc::clone(&b).try_acquire_many_owned(2).unwrap();
     let caught = catch_panic(|| from_a.merge(from_b));
@@ -1645,14 +1645,14 @@ fn merging_permits_of_different_semaphores_panics_at_the_caller() {
 
 #[test]
 fn guards_and_futures_debug_without_touching_the_semaphore() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let permit = sem.try_acquire_many(2).unwrap();
     let text = format!("{permit:?}");
     assert!(
         text.contains("Permit") && text.contains("permits: 2"),
         "{text}"
     );
-    let owned = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+    let owned = Arc::new(fifo(1)).try_acquire_owned().unwrap();
     assert!(format!("{owned:?}").contains("OwnedPermit"));
     let mut pending = Task::new(sem.acquire());
     pending.assert_pending();
@@ -1667,7 +1667,7 @@ fn guards_and_futures_debug_without_touching_the_semaphore() {
 
 #[test]
 fn a_caught_panic_while_holding_a_permit_returns_it() {
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let caught = catch_panic(|| {
         let _permit = sem.acquire_blocking().unwrap();
         let _more = sem.try_acquire().unwrap();
@@ -1677,7 +1677,7 @@ fn a_caught_panic_while_holding_a_permit_returns_it() {
     assert_eq!(sem.available_permits(), 2);
     assert_eq!(sem.held_permits(), 0);
 
-    let sem = Arc::new(Semaphore::new(1));
+    let sem = Arc::new(fifo(1));
     let permit = Arc::clone(&sem).try_acquire_owned().unwrap();
     let worker = thread::spawn(move || {
         let _permit = permit;
@@ -1690,7 +1690,7 @@ fn a_caught_panic_while_holding_a_permit_returns_it() {
 
 #[test]
 fn the_semaphore_stays_usable_after_every_caught_panic() {
-    let sem = Arc::new(Semaphore::new(3));
+    let sem = Arc::new(fifo(3));
     let check = |sem: &Semaphore| {
         assert_eq!(sem.capacity(), 3);
         assert_eq!(sem.held_permits(), 1);
@@ -1706,7 +1706,7 @@ fn the_semaphore_stays_usable_after_every_caught_panic() {
     catch_panic(|| sem.resize(MAX_PERMITS + 1));
     check(&sem);
 
-    let other = Semaphore::new(1);
+    let other = fifo(1);
     let mut one = sem.try_acquire().unwrap();
     catch_panic(|| one.merge(other.try_acquire().unwrap()));
     drop(one);
@@ -1749,7 +1749,7 @@ fn a_panicking_waker_does_not_keep_other_waiters_asleep() {
             panic!("waker panicked");
         }
     }
-    let sem = Semaphore::with_available(0, 2);
+    let sem = fifo_with(0, 2);
     let mut bad = Task::new(sem.acquire());
     assert!(bad
         .poll_with(&Waker::from(Arc::new(PanickingWaker)))
@@ -1772,7 +1772,7 @@ fn permit_handoff_orders_memory_like_a_mutex() {
     // memory emulation would expose a missing edge).
     const THREADS: usize = 3;
     let iters = if cfg!(miri) { 20 } else { 2000 };
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let counter = AtomicUsize::new(0);
     thread::scope(|s| {
         for t in 0..THREADS {
@@ -1800,7 +1800,7 @@ fn permit_handoff_orders_memory_like_a_mutex() {
 
 #[test]
 fn debug_shows_the_semaphore_state() {
-    let sem = Semaphore::new(3);
+    let sem = fifo(3);
     let held = sem.try_acquire().unwrap();
     let mut waiter = Task::new(sem.acquire_many(3));
     waiter.assert_pending();
@@ -1820,7 +1820,7 @@ fn debug_shows_the_semaphore_state() {
 #[test]
 fn debug_formats_a_consistent_snapshot_under_contention() {
     let iters = if cfg!(miri) { 10 } else { 2000 };
-    let sem = Semaphore::new(2);
+    let sem = fifo(2);
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         for _ in 0..2 {
@@ -1877,7 +1877,7 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<AddPermitsError>();
     assert_send_sync::<Elapsed>();
     fn assert_send_future<F: Future + Send>(_: &F) {}
-    let sem = Semaphore::new(1);
+    let sem = fifo(1);
     let fut = async {
         let permit = sem.acquire().await.unwrap();
         drop(permit);

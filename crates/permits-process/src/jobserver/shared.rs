@@ -30,7 +30,7 @@ use super::Token;
 use crate::error::AcquireError;
 use crate::lock;
 use crate::sys;
-use permits::{AcquireOwned, OwnedPermit, Semaphore};
+use permits::{AcquireOwned, OwnedPermit, Policy, Semaphore};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -108,7 +108,11 @@ impl JobserverSemaphore {
         let wake_read = sys::reopen(&r, false, true)?;
         let wake_write = sys::reopen(&w, true, true)?;
         Ok(JobserverSemaphore::new(Shared {
-            sem: Arc::new(Semaphore::with_available(1, Semaphore::MAX_PERMITS)),
+            sem: Arc::new(Semaphore::with_policy(
+                1,
+                Semaphore::MAX_PERMITS,
+                Policy::Fifo,
+            )),
             pool: Some(Pool {
                 client,
                 stash: Mutex::new(Vec::new()),
@@ -126,7 +130,7 @@ impl JobserverSemaphore {
     pub fn local(limit: usize) -> JobserverSemaphore {
         let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
         JobserverSemaphore::new(Shared {
-            sem: Arc::new(Semaphore::new(limit)),
+            sem: Arc::new(Semaphore::with_policy(limit, limit, Policy::Fifo)),
             pool: None,
         })
     }

@@ -183,3 +183,14 @@ pub fn debug_unlocked(sem: &permits::Semaphore) -> Option<String> {
 pub fn lock_is_free(sem: &permits::Semaphore) -> bool {
     debug_unlocked(sem).is_some()
 }
+
+/// A strict-FIFO semaphore with `n` permits: the contract tests pin FIFO
+/// behaviour (the default policy's barging is tested in `policy.rs`).
+pub const fn fifo(n: usize) -> permits::Semaphore {
+    permits::Semaphore::with_policy(n, n, permits::Policy::Fifo)
+}
+
+/// [`fifo`] with fewer permits available than the capacity.
+pub const fn fifo_with(available: usize, capacity: usize) -> permits::Semaphore {
+    permits::Semaphore::with_policy(available, capacity, permits::Policy::Fifo)
+}
