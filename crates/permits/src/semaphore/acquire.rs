@@ -77,6 +77,13 @@ impl Waiting {
         waker: &Waker,
         spin: bool,
     ) -> Poll<Result<(), AcquireError>> {
+        // The fast path: nothing to wake, so no list to build.
+        if self.phase == Phase::Start {
+            match sem.try_take(self.n) {
+                Err(AcquireError::NoPermits) => {}
+                done => return Poll::Ready(self.settled(done)),
+            }
+        }
         let mut wakes = WakeList::new();
         let result = self.poll_phase(sem, waker, spin, &mut wakes);
         // Every outcome is recorded in `self.phase` by now.
@@ -94,16 +101,14 @@ impl Waiting {
         let result = match self.phase {
             Phase::Done => panic!("acquire future polled after it completed"),
             Phase::Granted => return Poll::Ready(Ok(())),
-            Phase::Start => match sem.try_take(self.n) {
-                Err(AcquireError::NoPermits) => match sem.enqueue(self.n, waker, wakes) {
-                    Ok(Enqueued::Acquired) => Ok(()),
-                    Ok(Enqueued::Queued(key)) => {
-                        self.phase = Phase::Queued(key);
-                        return Poll::Pending;
-                    }
-                    Err(e) => Err(e),
-                },
-                other => other,
+            // `poll` tried the fast path already.
+            Phase::Start => match sem.enqueue(self.n, waker, wakes) {
+                Ok(Enqueued::Acquired) => Ok(()),
+                Ok(Enqueued::Queued(key)) => {
+                    self.phase = Phase::Queued(key);
+                    return Poll::Pending;
+                }
+                Err(e) => Err(e),
             },
             Phase::Queued(key) => {
                 let mut spins = if spin && sem.is_barging() && !cfg!(any(permits_loom, miri)) {
@@ -125,12 +130,18 @@ impl Waiting {
                 }
             }
         };
+        Poll::Ready(self.settled(result))
+    }
+
+    /// Records a finished wait's outcome: granted permits stay to be
+    /// collected (or given back by a drop).
+    fn settled(&mut self, result: Result<(), AcquireError>) -> Result<(), AcquireError> {
         self.phase = if result.is_ok() {
             Phase::Granted
         } else {
             Phase::Done
         };
-        Poll::Ready(result)
+        result
     }
 
     /// The caller takes the granted permits into a guard.
@@ -145,14 +156,7 @@ impl Waiting {
         if self.phase == Phase::Start {
             match sem.try_take(self.n) {
                 Err(AcquireError::NoPermits) => {}
-                done => {
-                    self.phase = if done.is_ok() {
-                        Phase::Granted
-                    } else {
-                        Phase::Done
-                    };
-                    return done;
-                }
+                done => return self.settled(done),
             }
         }
         self.block_slow(sem, deadline)
@@ -166,12 +170,7 @@ impl Waiting {
     ) -> Result<(), AcquireError> {
         if self.phase == Phase::Start {
             if let Some(done) = spin_take(sem, self.n) {
-                self.phase = if done.is_ok() {
-                    Phase::Granted
-                } else {
-                    Phase::Done
-                };
-                return done;
+                return self.settled(done);
             }
         }
         block(&mut Blocking { sem, waiting: self }, deadline)
@@ -186,11 +185,7 @@ impl Waiting {
             Status::Queued => Err(AcquireError::TimedOut),
             status => outcome(status, self.n),
         };
-        self.phase = if result.is_ok() {
-            Phase::Granted
-        } else {
-            Phase::Done
-        };
+        let result = self.settled(result);
         wakes.wake_all();
         result
     }
