@@ -5,7 +5,7 @@
 //! cannot wait use `try_get` or a timeout instead. Queries are simulated
 //! with a short sleep. Run with `cargo run -p permits --example connection_pool`.
 
-use permits::{AcquireError, Permit, Semaphore};
+use permits::{AcquireTimeoutError, Permit, Semaphore, TryAcquireError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -66,12 +66,12 @@ impl Pool {
     }
 
     /// A connection if one is free right now.
-    fn try_get(&self) -> Result<Pooled<'_>, AcquireError> {
+    fn try_get(&self) -> Result<Pooled<'_>, TryAcquireError> {
         self.permits.try_acquire().map(|permit| self.lend(permit))
     }
 
     /// A connection if one frees up within `timeout`.
-    fn get_timeout(&self, timeout: Duration) -> Result<Pooled<'_>, AcquireError> {
+    fn get_timeout(&self, timeout: Duration) -> Result<Pooled<'_>, AcquireTimeoutError> {
         self.permits
             .acquire_timeout(timeout)
             .map(|permit| self.lend(permit))
@@ -160,13 +160,13 @@ fn main() {
     let busy: Vec<_> = (0..CONNECTIONS).map(|_| pool.get()).collect();
     let err = pool.try_get().err().expect("all connections are busy");
     println!("With all {CONNECTIONS} connections busy, try_get fails at once: \"{err}\".");
-    assert_eq!(err, AcquireError::NoPermits);
+    assert_eq!(err, TryAcquireError::NoPermits);
     let err = pool
         .get_timeout(Duration::from_millis(5))
         .err()
         .expect("nobody returns a connection");
     println!("and get_timeout(5 ms) gives up: \"{err}\".");
-    assert_eq!(err, AcquireError::TimedOut);
+    assert_eq!(err, AcquireTimeoutError::TimedOut);
     drop(busy);
     let mut conn = pool.try_get().expect("connections are free again");
     let n = conn.conn().query("SELECT 1");

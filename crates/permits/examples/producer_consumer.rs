@@ -8,7 +8,7 @@
 //! that no signal is ever refused, and that every item arrives exactly
 //! once. Run with `cargo run -p permits --example producer_consumer`.
 
-use permits::{AcquireError, Semaphore};
+use permits::{Semaphore, TryAcquireError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -94,7 +94,10 @@ fn main() {
         ch.slots.available_permits(),
         ch.slots.capacity()
     );
-    assert_eq!(ch.items.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(
+        ch.items.try_acquire().unwrap_err(),
+        TryAcquireError::NoPermits
+    );
     println!(
         "With nothing sent, a consumer finds no signal: try_acquire says \"no permits available\"."
     );

@@ -6,7 +6,7 @@
 //! watching `waiters()`, never with sleeps, so the output is the same on
 //! every run.
 
-use permits::{AcquireError, Semaphore};
+use permits::{AcquireError, Semaphore, TryAcquireError};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -166,7 +166,7 @@ fn throttling() {
         (sem.available_permits(), sem.held_permits(), sem.capacity()),
         (0, 4, 2)
     );
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     println!("No new download may start: try_acquire says \"no permits available\".");
 
     let expected = [
@@ -258,7 +258,7 @@ fn fair_queue() {
         assert!(rx.try_recv().is_err(), "nobody may have finished yet");
         let err = sem.try_acquire().unwrap_err();
         println!("The small request is not served first, and try_acquire cannot barge: \"{err}\".");
-        assert_eq!(err, AcquireError::NoPermits);
+        assert_eq!(err, TryAcquireError::NoPermits);
 
         drop(held);
         let first = rx.recv().unwrap();
@@ -304,7 +304,7 @@ fn closing() {
         sem.is_closed()
     );
     assert_eq!((sem.available_permits(), sem.is_closed()), (1, true));
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed.into());
     println!("New acquires fail with \"semaphore closed\".");
 }
 

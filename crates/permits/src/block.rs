@@ -12,33 +12,49 @@ pub(crate) trait Wait {
     type Output;
     /// Polls once, registering `waker`.
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output>;
-    /// The deadline passed: withdraw, keeping anything already granted.
-    fn expire(&mut self) -> Self::Output;
+    /// The deadline passed: withdraw. `Some` if the wait completed after
+    /// all (what was granted is kept), `None` if it timed out.
+    fn expire(&mut self) -> Option<Self::Output>;
 }
 
-/// Blocks the calling thread on `wait` until it completes or `deadline`
-/// passes. The deadline is computed once by the caller; lost races and
-/// spurious unparks only re-poll, they never extend it.
-pub(crate) fn block<W: Wait>(wait: &mut W, deadline: Option<Instant>) -> W::Output {
+/// Blocks the calling thread on `wait` until it completes.
+pub(crate) fn block<W: Wait>(wait: &mut W) -> W::Output {
     let waker = thread_waker();
     loop {
         if let Poll::Ready(out) = wait.poll_wait(&waker) {
             return out;
         }
-        match deadline {
-            None => thread::park(),
-            // loom has no clock: a timed wait there expires right after it
-            // queued, which models a timeout racing every grant.
-            #[cfg(permits_loom)]
-            Some(_) => return wait.expire(),
-            #[cfg(not(permits_loom))]
-            Some(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return wait.expire();
-                }
-                thread::park_timeout(deadline - now);
+        thread::park();
+    }
+}
+
+/// Blocks the calling thread on `wait` until it completes (`Some`) or
+/// `deadline` passes (`None`); no deadline waits forever. The deadline is
+/// computed once by the caller; lost races and spurious unparks only
+/// re-poll, they never extend it.
+pub(crate) fn block_until<W: Wait>(wait: &mut W, deadline: Option<Instant>) -> Option<W::Output> {
+    let Some(deadline) = deadline else {
+        return Some(block(wait));
+    };
+    let waker = thread_waker();
+    loop {
+        if let Poll::Ready(out) = wait.poll_wait(&waker) {
+            return Some(out);
+        }
+        // loom has no clock: a timed wait there expires right after it
+        // queued, which models a timeout racing every grant.
+        #[cfg(permits_loom)]
+        {
+            let _ = deadline;
+            return wait.expire();
+        }
+        #[cfg(not(permits_loom))]
+        {
+            let now = Instant::now();
+            if now >= deadline {
+                return wait.expire();
             }
+            thread::park_timeout(deadline - now);
         }
     }
 }
@@ -49,7 +65,7 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
 }
 
 /// The blocking methods of a wait that can only complete or time out
-/// (`Wait<Output = Result<(), Elapsed>>`): `wait`, `wait_timeout` and
+/// (`Wait<Output = ()>`): `wait`, `wait_timeout` and
 /// `wait_deadline`, documented with `$until` ("no permit is held") and
 /// `$missed` (what the `Elapsed` error means).
 macro_rules! elapsed_waits {
@@ -60,8 +76,7 @@ macro_rules! elapsed_waits {
         ///
         /// Parks the thread; do not call it from async code.
         pub fn wait(mut self) {
-            // Without a deadline the wait can only end by completing.
-            let _ = $crate::block::block(&mut self, None);
+            $crate::block::block(&mut self);
         }
 
         /// Like [`wait`](Self::wait), giving up after `timeout` (a deadline
@@ -75,7 +90,8 @@ macro_rules! elapsed_waits {
         ///
         /// Parks the thread for at most about `timeout`.
         pub fn wait_timeout(mut self, timeout: std::time::Duration) -> Result<(), $crate::Elapsed> {
-            $crate::block::block(&mut self, $crate::block::deadline_after(timeout))
+            $crate::block::block_until(&mut self, $crate::block::deadline_after(timeout))
+                .ok_or($crate::Elapsed::new())
         }
 
         /// Like [`wait`](Self::wait), giving up at `deadline`.
@@ -91,7 +107,7 @@ macro_rules! elapsed_waits {
             mut self,
             deadline: std::time::Instant,
         ) -> Result<(), $crate::Elapsed> {
-            $crate::block::block(&mut self, Some(deadline))
+            $crate::block::block_until(&mut self, Some(deadline)).ok_or($crate::Elapsed::new())
         }
     };
 }

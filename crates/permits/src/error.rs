@@ -1,23 +1,19 @@
-//! The errors of the semaphore's operations. "No permits right now" and
-//! "closed" are always distinct outcomes.
+//! The errors of the semaphore's operations, one type per kind of
+//! operation, so that each can only return what can happen to it: a
+//! waiting acquire never reports "no permits" or "timed out", a
+//! `try_acquire` never "timed out". "No permits right now" and "closed" are
+//! always distinct outcomes.
 
 use core::fmt;
 
-/// Why an acquire did not produce a permit.
-///
-/// Each method documents which of these it can return: a plain `acquire`
-/// only fails with [`Closed`](Self::Closed) or [`TooLarge`](Self::TooLarge);
-/// `try_acquire` adds [`NoPermits`](Self::NoPermits); the timed waits add
-/// [`TimedOut`](Self::TimedOut).
+/// Why a waiting acquire (`acquire().await`, `acquire_blocking`, `wait`)
+/// did not produce a permit: it can only fail for good, never because
+/// permits are busy or time ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum AcquireError {
     /// The semaphore is closed: no permit will ever be handed out again.
     Closed,
-    /// Not enough permits are available right now (only from `try_*`).
-    NoPermits,
-    /// The timeout or deadline passed first (only from timed waits).
-    TimedOut,
     /// More permits were requested than the semaphore's capacity, so the
     /// request could never be met. Returned at once, or to a queued waiter
     /// when a resize shrinks the capacity below its request.
@@ -29,25 +25,142 @@ pub enum AcquireError {
     },
 }
 
-impl fmt::Display for AcquireError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AcquireError::Closed => f.write_str("semaphore closed"),
-            AcquireError::NoPermits => f.write_str("no permits available"),
-            AcquireError::TimedOut => f.write_str("timed out waiting for permits"),
+/// Why a `try_acquire*` did not produce a permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TryAcquireError {
+    /// The semaphore is closed.
+    Closed,
+    /// Not enough permits are available right now (with
+    /// [`Policy::Fifo`](crate::Policy::Fifo), also while others are
+    /// queued).
+    NoPermits,
+    /// More permits were requested than the semaphore's capacity.
+    TooLarge {
+        /// Permits requested.
+        requested: usize,
+        /// The capacity when the request was rejected.
+        capacity: usize,
+    },
+}
+
+/// Why a timed acquire (`*_timeout`, `*_deadline`, `wait_timeout`,
+/// `wait_deadline`) did not produce a permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AcquireTimeoutError {
+    /// The semaphore is closed.
+    Closed,
+    /// The timeout or deadline passed first.
+    TimedOut,
+    /// More permits were requested than the semaphore's capacity.
+    TooLarge {
+        /// Permits requested.
+        requested: usize,
+        /// The capacity when the request was rejected.
+        capacity: usize,
+    },
+}
+
+impl From<AcquireError> for TryAcquireError {
+    fn from(e: AcquireError) -> Self {
+        match e {
+            AcquireError::Closed => TryAcquireError::Closed,
             AcquireError::TooLarge {
                 requested,
                 capacity,
-            } => write!(
-                f,
-                "requested {requested} {} from a semaphore with capacity {capacity}",
-                plural(*requested)
-            ),
+            } => TryAcquireError::TooLarge {
+                requested,
+                capacity,
+            },
+        }
+    }
+}
+
+impl From<AcquireError> for AcquireTimeoutError {
+    fn from(e: AcquireError) -> Self {
+        match e {
+            AcquireError::Closed => AcquireTimeoutError::Closed,
+            AcquireError::TooLarge {
+                requested,
+                capacity,
+            } => AcquireTimeoutError::TooLarge {
+                requested,
+                capacity,
+            },
+        }
+    }
+}
+
+impl TryAcquireError {
+    /// The failure that waiting would not cure (`Closed`, `TooLarge`), or
+    /// `None` for [`NoPermits`](Self::NoPermits).
+    pub(crate) const fn for_good(self) -> Option<AcquireError> {
+        match self {
+            TryAcquireError::Closed => Some(AcquireError::Closed),
+            TryAcquireError::NoPermits => None,
+            TryAcquireError::TooLarge {
+                requested,
+                capacity,
+            } => Some(AcquireError::TooLarge {
+                requested,
+                capacity,
+            }),
+        }
+    }
+}
+
+fn too_large(f: &mut fmt::Formatter<'_>, requested: usize, capacity: usize) -> fmt::Result {
+    write!(
+        f,
+        "requested {requested} {} from a semaphore with capacity {capacity}",
+        plural(requested)
+    )
+}
+
+const CLOSED: &str = "semaphore closed";
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AcquireError::Closed => f.write_str(CLOSED),
+            AcquireError::TooLarge {
+                requested,
+                capacity,
+            } => too_large(f, requested, capacity),
+        }
+    }
+}
+
+impl fmt::Display for TryAcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TryAcquireError::Closed => f.write_str(CLOSED),
+            TryAcquireError::NoPermits => f.write_str("no permits available"),
+            TryAcquireError::TooLarge {
+                requested,
+                capacity,
+            } => too_large(f, requested, capacity),
+        }
+    }
+}
+
+impl fmt::Display for AcquireTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AcquireTimeoutError::Closed => f.write_str(CLOSED),
+            AcquireTimeoutError::TimedOut => f.write_str("timed out waiting for permits"),
+            AcquireTimeoutError::TooLarge {
+                requested,
+                capacity,
+            } => too_large(f, requested, capacity),
         }
     }
 }
 
 impl core::error::Error for AcquireError {}
+impl core::error::Error for TryAcquireError {}
+impl core::error::Error for AcquireTimeoutError {}
 
 /// [`Semaphore::add_permits`](crate::Semaphore::add_permits) refused: the
 /// permits in existence would have exceeded the capacity. Nothing changed.

@@ -239,7 +239,7 @@ impl EventWait<'_> {
 }
 
 impl Wait for EventWait<'_> {
-    type Output = Result<(), Elapsed>;
+    type Output = ();
 
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output> {
         let mut wakes = WakeList::new();
@@ -264,10 +264,10 @@ impl Wait for EventWait<'_> {
         if poll.is_ready() {
             self.phase = Phase::Done;
         }
-        poll.map(Ok)
+        poll
     }
 
-    fn expire(&mut self) -> Self::Output {
+    fn expire(&mut self) -> Option<()> {
         let Phase::Queued(key) = self.phase else {
             unreachable!("only a queued wait expires");
         };
@@ -276,11 +276,7 @@ impl Wait for EventWait<'_> {
         self.phase = if granted { Phase::Granted } else { Phase::Done };
         wakes.wake_all();
         self.phase = Phase::Done;
-        if granted {
-            Ok(())
-        } else {
-            Err(Elapsed::new())
-        }
+        granted.then_some(())
     }
 }
 
@@ -288,7 +284,7 @@ impl Future for EventWait<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll_wait(cx.waker()).map(|_| ())
+        self.poll_wait(cx.waker())
     }
 }
 

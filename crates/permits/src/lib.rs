@@ -121,7 +121,7 @@ mod wake;
 #[cfg(all(test, feature = "std"))]
 mod tests;
 
-pub use error::{AcquireError, AddPermitsError, Elapsed};
+pub use error::{AcquireError, AcquireTimeoutError, AddPermitsError, Elapsed, TryAcquireError};
 #[cfg(feature = "std")]
 pub use permit::{OwnedPermit, Permit};
 #[cfg(feature = "std")]

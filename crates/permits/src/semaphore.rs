@@ -9,7 +9,7 @@ mod idle;
 pub use acquire::{Acquire, AcquireOwned};
 pub use idle::WaitIdle;
 
-use crate::error::{AcquireError, AddPermitsError};
+use crate::error::{AcquireError, AcquireTimeoutError, AddPermitsError, TryAcquireError};
 use crate::permit::{OwnedPermit, Permit};
 use crate::queue::Queue;
 use crate::state::{self, Policy, MAX_PERMITS};
@@ -180,12 +180,12 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`AcquireError::NoPermits`] if none is free (with [`Policy::Fifo`],
+    /// [`TryAcquireError::NoPermits`] if none is free (with [`Policy::Fifo`],
     /// also while others are queued: it never barges past them),
-    /// [`AcquireError::Closed`] if closed, [`AcquireError::TooLarge`] if the
+    /// [`TryAcquireError::Closed`] if closed, [`TryAcquireError::TooLarge`] if the
     /// capacity is 0. It never fails spuriously.
     #[inline]
-    pub fn try_acquire(&self) -> Result<Permit<'_>, AcquireError> {
+    pub fn try_acquire(&self) -> Result<Permit<'_>, TryAcquireError> {
         self.try_acquire_many(1)
     }
 
@@ -201,15 +201,15 @@ impl Semaphore {
     /// # Examples
     ///
     /// ```
-    /// use permits::{AcquireError, Semaphore};
+    /// use permits::{Semaphore, TryAcquireError};
     /// let sem = Semaphore::new(4);
     /// let three = sem.try_acquire_many(3).unwrap();
-    /// assert_eq!(sem.try_acquire_many(2).unwrap_err(), AcquireError::NoPermits);
-    /// assert!(matches!(sem.try_acquire_many(5), Err(AcquireError::TooLarge { .. })));
+    /// assert_eq!(sem.try_acquire_many(2).unwrap_err(), TryAcquireError::NoPermits);
+    /// assert!(matches!(sem.try_acquire_many(5), Err(TryAcquireError::TooLarge { .. })));
     /// drop(three);
     /// ```
     #[inline]
-    pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
+    pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, TryAcquireError> {
         self.try_take(n).map(|()| Permit::new(self, n))
     }
 
@@ -218,7 +218,7 @@ impl Semaphore {
     /// # Errors
     ///
     /// As [`try_acquire`](Self::try_acquire).
-    pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedPermit, AcquireError> {
+    pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedPermit, TryAcquireError> {
         self.try_acquire_many_owned(1)
     }
 
@@ -227,7 +227,10 @@ impl Semaphore {
     /// # Errors
     ///
     /// As [`try_acquire_many`](Self::try_acquire_many).
-    pub fn try_acquire_many_owned(self: Arc<Self>, n: usize) -> Result<OwnedPermit, AcquireError> {
+    pub fn try_acquire_many_owned(
+        self: Arc<Self>,
+        n: usize,
+    ) -> Result<OwnedPermit, TryAcquireError> {
         self.try_take(n).map(|()| OwnedPermit::new(self, n))
     }
 
@@ -319,8 +322,11 @@ impl Semaphore {
     #[inline]
     pub fn acquire_many_blocking(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
         match self.try_take(n) {
-            Err(AcquireError::NoPermits) => self.acquire_many_blocking_slow(n),
-            done => done.map(|()| Permit::new(self, n)),
+            Ok(()) => Ok(Permit::new(self, n)),
+            Err(e) => match e.for_good() {
+                None => self.acquire_many_blocking_slow(n),
+                Some(e) => Err(e),
+            },
         }
     }
 
@@ -335,7 +341,7 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// As [`Acquire::wait_timeout`], including [`AcquireError::TimedOut`].
+    /// As [`Acquire::wait_timeout`], including [`AcquireTimeoutError::TimedOut`].
     ///
     /// # Blocking
     ///
@@ -344,15 +350,15 @@ impl Semaphore {
     /// # Examples
     ///
     /// ```
-    /// use permits::{AcquireError, Semaphore};
+    /// use permits::{AcquireTimeoutError, Semaphore};
     /// use std::time::Duration;
     /// let sem = Semaphore::new(1);
     /// let held = sem.acquire_blocking().unwrap();
     /// let late = sem.acquire_timeout(Duration::from_millis(1));
-    /// assert_eq!(late.unwrap_err(), AcquireError::TimedOut);
+    /// assert_eq!(late.unwrap_err(), AcquireTimeoutError::TimedOut);
     /// # drop(held);
     /// ```
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireTimeoutError> {
         self.acquire().wait_timeout(timeout)
     }
 
@@ -369,7 +375,7 @@ impl Semaphore {
         &self,
         n: usize,
         timeout: Duration,
-    ) -> Result<Permit<'_>, AcquireError> {
+    ) -> Result<Permit<'_>, AcquireTimeoutError> {
         self.acquire_many(n).wait_timeout(timeout)
     }
 
@@ -382,7 +388,7 @@ impl Semaphore {
     /// # Blocking
     ///
     /// Parks the thread until at most `deadline`.
-    pub fn acquire_deadline(&self, deadline: Instant) -> Result<Permit<'_>, AcquireError> {
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<Permit<'_>, AcquireTimeoutError> {
         self.acquire().wait_deadline(deadline)
     }
 
@@ -399,7 +405,7 @@ impl Semaphore {
         &self,
         n: usize,
         deadline: Instant,
-    ) -> Result<Permit<'_>, AcquireError> {
+    ) -> Result<Permit<'_>, AcquireTimeoutError> {
         self.acquire_many(n).wait_deadline(deadline)
     }
 
@@ -445,11 +451,11 @@ impl Semaphore {
     /// # Examples
     ///
     /// ```
-    /// use permits::{AcquireError, Semaphore};
+    /// use permits::{Semaphore, TryAcquireError};
     /// let sem = Semaphore::new(1);
     /// let held = sem.try_acquire().unwrap();
     /// sem.close();
-    /// assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
+    /// assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::Closed);
     /// drop(held);
     /// assert_eq!(sem.available_permits(), 1);
     /// assert!(sem.is_closed());

@@ -5,7 +5,7 @@
 //!
 //! [`Semaphore`]: https://docs.rs/permits/latest/permits/struct.Semaphore.html
 
-use crate::error::{AcquireError, AddPermitsError};
+use crate::error::{AcquireError, AddPermitsError, TryAcquireError};
 use core::fmt;
 #[cfg(not(permits_loom))]
 use core::{
@@ -140,9 +140,10 @@ impl SpinSemaphore {
     ///
     /// # Errors
     ///
-    /// [`AcquireError::NoPermits`] if none is; [`AcquireError::TooLarge`]
-    /// if the capacity is 0. Never fails spuriously.
-    pub fn try_acquire(&self) -> Result<SpinPermit<'_>, AcquireError> {
+    /// [`TryAcquireError::NoPermits`] if none is;
+    /// [`TryAcquireError::TooLarge`] if the capacity is 0. Never fails
+    /// spuriously.
+    pub fn try_acquire(&self) -> Result<SpinPermit<'_>, TryAcquireError> {
         self.try_acquire_many(1)
     }
 
@@ -150,11 +151,11 @@ impl SpinSemaphore {
     ///
     /// # Errors
     ///
-    /// [`AcquireError::NoPermits`] if fewer are available;
-    /// [`AcquireError::TooLarge`] if `n` exceeds the capacity.
-    pub fn try_acquire_many(&self, n: usize) -> Result<SpinPermit<'_>, AcquireError> {
+    /// [`TryAcquireError::NoPermits`] if fewer are available;
+    /// [`TryAcquireError::TooLarge`] if `n` exceeds the capacity.
+    pub fn try_acquire_many(&self, n: usize) -> Result<SpinPermit<'_>, TryAcquireError> {
         if n > self.capacity {
-            return Err(AcquireError::TooLarge {
+            return Err(TryAcquireError::TooLarge {
                 requested: n,
                 capacity: self.capacity,
             });
@@ -164,7 +165,7 @@ impl SpinSemaphore {
         let mut current = self.available.load(Ordering::Acquire);
         loop {
             if current < n {
-                return Err(AcquireError::NoPermits);
+                return Err(TryAcquireError::NoPermits);
             }
             match self.available.compare_exchange_weak(
                 current,
@@ -212,8 +213,12 @@ impl SpinSemaphore {
         let mut backoff = 1;
         loop {
             match self.try_acquire_many(n) {
-                Err(AcquireError::NoPermits) => {}
-                done => return done,
+                Ok(permit) => return Ok(permit),
+                Err(e) => {
+                    if let Some(e) = e.for_good() {
+                        return Err(e);
+                    }
+                }
             }
             for _ in 0..backoff {
                 spin_loop();

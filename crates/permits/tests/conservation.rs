@@ -11,7 +11,10 @@
 //!   `Arc<Semaphore>`, asserting the bounds that hold at every instant, and
 //!   the exact totals once the threads are joined.
 
-use permits::{Acquire, AcquireError, Permit, Policy, Semaphore, WaitIdle};
+use permits::{
+    Acquire, AcquireError, AcquireTimeoutError, Permit, Policy, Semaphore, TryAcquireError,
+    WaitIdle,
+};
 use proptest::prelude::*;
 use std::future::Future;
 use std::pin::Pin;
@@ -213,28 +216,28 @@ impl Model {
     }
 
     /// A lock-free take of `n` (the `try_*` rule, also an acquire's first step).
-    fn try_take(&mut self, n: usize) -> Result<(), AcquireError> {
+    fn try_take(&mut self, n: usize) -> Result<(), TryAcquireError> {
         if self.closed {
-            Err(AcquireError::Closed)
+            Err(TryAcquireError::Closed)
         } else if n == 0 {
             Ok(())
         } else if self.available >= n {
             self.available -= n;
             Ok(())
         } else if n > self.capacity {
-            Err(AcquireError::TooLarge {
+            Err(TryAcquireError::TooLarge {
                 requested: n,
                 capacity: self.capacity,
             })
         } else {
-            Err(AcquireError::NoPermits)
+            Err(TryAcquireError::NoPermits)
         }
     }
 
     /// First poll of an acquire future: `None` if it queues.
     fn first_poll(&mut self, n: usize) -> Option<Result<(), AcquireError>> {
         match self.try_take(n) {
-            Err(AcquireError::NoPermits) => {
+            Err(TryAcquireError::NoPermits) => {
                 let assigned = core::mem::take(&mut self.available);
                 self.futs.push(Fut::Queued {
                     needed: n,
@@ -242,7 +245,16 @@ impl Model {
                 });
                 None
             }
-            other => Some(other),
+            Ok(()) => Some(Ok(())),
+            Err(TryAcquireError::Closed) => Some(Err(AcquireError::Closed)),
+            Err(TryAcquireError::TooLarge {
+                requested,
+                capacity,
+            }) => Some(Err(AcquireError::TooLarge {
+                requested,
+                capacity,
+            })),
+            Err(e) => panic!("the model has no {e:?}"),
         }
     }
 
@@ -327,7 +339,7 @@ impl Model {
 }
 
 /// Asserts that an acquire's result matches the model's.
-fn same_outcome<T>(real: &Result<T, AcquireError>, model: &Result<(), AcquireError>) {
+fn same_outcome<T, E: PartialEq + core::fmt::Debug>(real: &Result<T, E>, model: &Result<(), E>) {
     match (real, model) {
         (Ok(_), Ok(())) => {}
         (Err(a), Err(b)) => assert_eq!(a, b),
@@ -691,9 +703,9 @@ fn run_thread(shared: &Shared, ops: &[TOp]) -> Tally {
                     assert!(n <= shared.bound, "got {n} permits past every capacity");
                     keep(shared, &mut guards, p);
                 }
-                Err(AcquireError::TooLarge { requested, .. }) => assert_eq!(requested, n),
-                Err(AcquireError::Closed) => assert!(sem.is_closed()),
-                Err(AcquireError::TimedOut) => assert!(n > 0),
+                Err(AcquireTimeoutError::TooLarge { requested, .. }) => assert_eq!(requested, n),
+                Err(AcquireTimeoutError::Closed) => assert!(sem.is_closed()),
+                Err(AcquireTimeoutError::TimedOut) => assert!(n > 0),
                 Err(e) => panic!("acquire_many_timeout({n}): unexpected {e:?}"),
             },
             TOp::TryAcquire(n) => match sem.try_acquire_many(n) {
@@ -702,9 +714,9 @@ fn run_thread(shared: &Shared, ops: &[TOp]) -> Tally {
                     assert!(n <= shared.bound, "got {n} permits past every capacity");
                     keep(shared, &mut guards, p);
                 }
-                Err(AcquireError::TooLarge { requested, .. }) => assert_eq!(requested, n),
-                Err(AcquireError::Closed) => assert!(sem.is_closed()),
-                Err(AcquireError::NoPermits) => assert!(n > 0),
+                Err(TryAcquireError::TooLarge { requested, .. }) => assert_eq!(requested, n),
+                Err(TryAcquireError::Closed) => assert!(sem.is_closed()),
+                Err(TryAcquireError::NoPermits) => assert!(n > 0),
                 Err(e) => panic!("try_acquire_many({n}): unexpected {e:?}"),
             },
             TOp::PollAndCancel(n) => {
@@ -855,7 +867,10 @@ fn run_threads(initial: usize, capacity: usize, policy: Policy, threads: &[Vec<T
     assert_eq!(sem.available_permits(), cap);
     assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
     if sem.is_closed() {
-        assert_eq!(sem.try_acquire_many(cap).unwrap_err(), AcquireError::Closed);
+        assert_eq!(
+            sem.try_acquire_many(cap).unwrap_err(),
+            AcquireError::Closed.into()
+        );
     } else {
         let all = sem.try_acquire_many(cap).unwrap();
         assert_eq!(sem.available_permits(), 0);

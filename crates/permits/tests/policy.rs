@@ -6,7 +6,7 @@
 mod common;
 
 use common::counting_waker as counting;
-use permits::{AcquireError, Policy, Semaphore};
+use permits::{Policy, Semaphore, TryAcquireError};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -76,7 +76,7 @@ fn the_head_is_handed_permits_once_passed_over_for_the_fairness_bound() {
     // ...and the next release is handed to it.
     drop(held);
     // The permit was handed to the head directly.
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     assert!(matches!(poll(&mut head, &waker), Poll::Ready(Ok(_))));
 }
 

@@ -12,7 +12,10 @@
 mod common;
 
 use common::{catch_panic, counting_waker, fifo, fifo_with, lock_is_free, Task};
-use permits::{AcquireError, OwnedPermit, Permit, Policy, Semaphore, MAX_PERMITS};
+use permits::{
+    AcquireError, AcquireTimeoutError, OwnedPermit, Permit, Policy, Semaphore, TryAcquireError,
+    MAX_PERMITS,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config as ProptestConfig;
@@ -182,16 +185,16 @@ fn check_conservation(initial: usize, ops: &[Op]) {
         match *op {
             Op::TryAcquire(n) => {
                 let expected = if closed {
-                    Err(AcquireError::Closed)
+                    Err(TryAcquireError::Closed)
                 } else if n == 0 {
                     Ok(())
                 } else if n > CAP {
-                    Err(AcquireError::TooLarge {
+                    Err(TryAcquireError::TooLarge {
                         requested: n,
                         capacity: CAP,
                     })
                 } else if queued > 0 || available < n {
-                    Err(AcquireError::NoPermits)
+                    Err(TryAcquireError::NoPermits)
                 } else {
                     Ok(())
                 };
@@ -358,7 +361,7 @@ fn check_conservation(initial: usize, ops: &[Op]) {
     if !closed {
         let all = sem.try_acquire_many(existing).unwrap();
         if existing < CAP {
-            assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+            assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
         }
         drop(all);
     }
@@ -465,7 +468,7 @@ fn timed_out_head_waiter_racing_a_new_arrival_unblocks_it() {
             // A deadline of "now" queues, then gives up at once.
             let head = s.spawn(|| sem.acquire_many_deadline(10, Instant::now()).map(drop));
             let small = s.spawn(|| sem.acquire_blocking().map(|p| p.num_permits()));
-            assert_eq!(head.join().unwrap(), Err(AcquireError::TimedOut));
+            assert_eq!(head.join().unwrap(), Err(AcquireTimeoutError::TimedOut));
             assert_eq!(small.join().unwrap(), Ok(1));
         });
         drop(one);
@@ -523,7 +526,7 @@ fn cancellation_racing_a_grant_never_over_admits() {
                         _ => match sem.acquire_deadline(Instant::now()) {
                             Ok(p) => Some(p),
                             Err(e) => {
-                                assert_eq!(e, AcquireError::TimedOut);
+                                assert_eq!(e, AcquireTimeoutError::TimedOut);
                                 None
                             }
                         },
@@ -551,11 +554,11 @@ fn cancellation_racing_a_grant_never_over_admits() {
     assert_eq!(sem.held_permits(), 0);
     assert_eq!(sem.waiters(), 0);
     let all = sem.try_acquire_many(N).unwrap();
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     drop(all);
     assert_eq!(
         sem.try_acquire_many(N + 1).unwrap_err(),
-        AcquireError::NoPermits
+        TryAcquireError::NoPermits
     );
 }
 
@@ -576,7 +579,7 @@ fn cancellation_before_release_fails_the_acquire_and_leaks_nothing() {
     let one = sem.try_acquire().unwrap();
     assert_eq!(
         sem.acquire_many_deadline(2, past()).unwrap_err(),
-        AcquireError::TimedOut
+        AcquireTimeoutError::TimedOut
     );
     drop(one);
     assert_eq!(sem.try_acquire_many(2).unwrap().num_permits(), 2);
@@ -592,7 +595,7 @@ fn an_expired_deadline_still_takes_available_permits() {
     assert_eq!(got.num_permits(), 2);
     assert_eq!(
         sem.acquire_deadline(past()).unwrap_err(),
-        AcquireError::TimedOut
+        AcquireTimeoutError::TimedOut
     );
     drop(got);
     assert_eq!(sem.available_permits(), 2);
@@ -876,7 +879,7 @@ fn pending_acquire_parks_until_woken_exactly_once() {
     task.assert_pending();
     assert_eq!(task.wakes(), 0, "no self-wake");
     task.assert_pending();
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     assert_eq!(sem.available_permits(), 0);
     assert_eq!(task.wakes(), 0, "no spurious wake-up");
     drop(held);
@@ -920,7 +923,7 @@ fn refused_add_permits_changes_nothing_and_the_semaphore_stays_usable() {
         assert_eq!(sem.available_permits(), 2);
     }
     let two = sem.try_acquire_many(2).unwrap();
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     drop(two);
     assert_eq!(sem.available_permits(), 2);
     assert_eq!(sem.held_permits(), 0);
@@ -1010,9 +1013,9 @@ fn close_wakes_all_waiters_and_reports_closed_not_no_permits() {
         assert_eq!(t.wakes(), 1);
         assert_eq!(t.ready().unwrap_err(), AcquireError::Closed);
     }
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed.into());
     drop(held);
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed.into());
     assert_eq!(sem.available_permits(), 2);
 }
 
@@ -1156,7 +1159,7 @@ fn a_timeout_is_one_deadline_despite_spurious_wakeups() {
             thread::yield_now();
         }
         let (result, waited_long_enough) = waiter.join().unwrap();
-        assert_eq!(result, Err(AcquireError::TimedOut));
+        assert_eq!(result, Err(AcquireTimeoutError::TimedOut));
         assert!(waited_long_enough, "timed out before the deadline");
     });
     assert_eq!(sem.waiters(), 0);

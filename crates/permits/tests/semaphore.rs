@@ -14,8 +14,8 @@ mod common;
 
 use common::{catch_panic, counting_waker, fifo, fifo_with, lock_is_free, Task};
 use permits::{
-    Acquire, AcquireError, AcquireOwned, AddPermitsError, Elapsed, OwnedPermit, Permit, Semaphore,
-    WaitIdle, MAX_PERMITS,
+    Acquire, AcquireError, AcquireOwned, AcquireTimeoutError, AddPermitsError, Elapsed,
+    OwnedPermit, Permit, Semaphore, TryAcquireError, WaitIdle, MAX_PERMITS,
 };
 use std::future::Future;
 use std::panic;
@@ -65,7 +65,7 @@ fn new_is_usable_in_a_static() {
     static SEM: Semaphore = fifo(2);
     let a = SEM.try_acquire().unwrap();
     let b = SEM.try_acquire().unwrap();
-    assert_eq!(SEM.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(SEM.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     drop((a, b));
     assert_eq!(SEM.available_permits(), 2);
 }
@@ -75,7 +75,7 @@ fn with_available_brings_in_the_rest_only_through_add_permits() {
     let sem = fifo_with(1, 4);
     assert_eq!((sem.available_permits(), sem.capacity()), (1, 4));
     let one = sem.try_acquire().unwrap();
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     sem.add_permits(3).unwrap();
     assert_eq!(sem.available_permits(), 3);
     let err = sem.add_permits(1).unwrap_err();
@@ -140,7 +140,7 @@ fn refused_add_permits_leaves_every_count_unchanged() {
     sem.add_permits(0).unwrap();
     drop(held);
     let all = sem.try_acquire_many(2).unwrap();
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     drop(all);
     assert_eq!(sem.available_permits(), 2);
 }
@@ -182,7 +182,7 @@ fn forget_takes_permits_out_of_existence_until_added_back() {
     assert!(sem.is_idle());
     assert_eq!(
         sem.try_acquire_many(2).unwrap_err(),
-        AcquireError::NoPermits,
+        TryAcquireError::NoPermits,
         "the permits are gone, but a request of 2 is still possible"
     );
     sem.add_permits(2).unwrap();
@@ -229,7 +229,7 @@ fn mem_forget_on_a_guard_holds_its_permits_forever() {
     // Everything else keeps working around the leak.
     for _ in 0..3 {
         let one = sem.try_acquire().unwrap();
-        assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+        assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
         drop(one);
     }
     assert_eq!(
@@ -342,7 +342,7 @@ fn requests_above_capacity_fail_at_once_with_too_large() {
         requested: 4,
         capacity: 3,
     };
-    assert_eq!(sem.try_acquire_many(4).unwrap_err(), too_large);
+    assert_eq!(sem.try_acquire_many(4).unwrap_err(), too_large.into());
     assert_eq!(
         Task::new(sem.acquire_many(4)).ready().unwrap_err(),
         too_large
@@ -350,12 +350,15 @@ fn requests_above_capacity_fail_at_once_with_too_large() {
     assert_eq!(sem.acquire_many_blocking(4).unwrap_err(), too_large);
     assert_eq!(
         sem.acquire_many_timeout(4, Duration::MAX).unwrap_err(),
-        too_large
+        too_large.into()
     );
-    assert_eq!(sem.acquire_many_deadline(4, past()).unwrap_err(), too_large);
+    assert_eq!(
+        sem.acquire_many_deadline(4, past()).unwrap_err(),
+        too_large.into()
+    );
     assert_eq!(
         Arc::clone(&sem).try_acquire_many_owned(4).unwrap_err(),
-        too_large
+        too_large.into()
     );
     assert_eq!(
         Arc::clone(&sem).acquire_many_owned(4).wait().unwrap_err(),
@@ -367,6 +370,7 @@ fn requests_above_capacity_fail_at_once_with_too_large() {
             requested: usize::MAX,
             capacity: 3
         }
+        .into()
     );
     assert_eq!(sem.waiters(), 0);
     assert_eq!(sem.available_permits(), 3);
@@ -378,6 +382,7 @@ fn requests_above_capacity_fail_at_once_with_too_large() {
             requested: 1,
             capacity: 0
         }
+        .into()
     );
     assert_eq!(
         empty.acquire_blocking().unwrap_err(),
@@ -519,7 +524,7 @@ fn try_acquire_never_barges_past_a_queued_waiter() {
     let mut waiter = Task::new(sem.acquire());
     waiter.assert_pending();
     drop(held);
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     assert_eq!(waiter.wakes(), 1);
     let permit = waiter.ready().unwrap();
     drop(permit);
@@ -530,10 +535,10 @@ fn try_acquire_never_barges_past_a_queued_waiter() {
     let mut big = Task::new(sem.acquire_many(3));
     big.assert_pending();
     assert_eq!(sem.available_permits(), 0);
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     assert_eq!(
         sem.acquire_deadline(past()).unwrap_err(),
-        AcquireError::TimedOut
+        AcquireTimeoutError::TimedOut
     );
     drop(two);
     assert_eq!(big.ready().unwrap().num_permits(), 3);
@@ -602,16 +607,16 @@ fn timed_waits_time_out_and_leave_the_queue() {
     let short = Duration::from_millis(5);
     assert_eq!(
         sem.acquire_timeout(short).unwrap_err(),
-        AcquireError::TimedOut
+        AcquireTimeoutError::TimedOut
     );
     assert_eq!(
         sem.acquire_many_timeout(1, short).unwrap_err(),
-        AcquireError::TimedOut
+        AcquireTimeoutError::TimedOut
     );
     let deadline = Instant::now() + short;
     assert_eq!(
         sem.acquire_deadline(deadline).unwrap_err(),
-        AcquireError::TimedOut
+        AcquireTimeoutError::TimedOut
     );
     assert!(Instant::now() >= deadline, "timed out before the deadline");
     assert_eq!(
@@ -619,13 +624,13 @@ fn timed_waits_time_out_and_leave_the_queue() {
             .acquire_owned()
             .wait_timeout(short)
             .unwrap_err(),
-        AcquireError::TimedOut
+        AcquireTimeoutError::TimedOut
     );
     assert_eq!(
         sem.acquire()
             .wait_deadline(Instant::now() + short)
             .unwrap_err(),
-        AcquireError::TimedOut
+        AcquireTimeoutError::TimedOut
     );
     assert_eq!(sem.waiters(), 0);
     assert_eq!(sem.held_permits(), 1);
@@ -650,7 +655,7 @@ fn a_timed_out_waiter_leaves_the_queue_without_disturbing_the_others() {
         }
         let mut last = Task::new(sem.acquire());
         last.assert_pending();
-        assert_eq!(timed.join().unwrap(), Err(AcquireError::TimedOut));
+        assert_eq!(timed.join().unwrap(), Err(AcquireTimeoutError::TimedOut));
         assert_eq!(sem.waiters(), 2);
         drop(held);
         assert_eq!((first.wakes(), last.wakes()), (1, 0));
@@ -667,7 +672,7 @@ fn a_timed_out_weighted_wait_returns_its_partial_grant() {
     let one = sem.try_acquire().unwrap();
     assert_eq!(
         sem.acquire_many_deadline(3, Instant::now()).unwrap_err(),
-        AcquireError::TimedOut
+        AcquireTimeoutError::TimedOut
     );
     assert_eq!(sem.available_permits(), 2);
     assert_eq!(sem.waiters(), 0);
@@ -685,7 +690,7 @@ fn a_deadline_in_the_past_still_succeeds_if_permits_are_available() {
     let two = sem.acquire_many_deadline(2, past()).unwrap();
     assert_eq!(
         sem.acquire_deadline(past()).unwrap_err(),
-        AcquireError::TimedOut,
+        AcquireTimeoutError::TimedOut,
         "nothing available: the past deadline fails"
     );
     drop(two);
@@ -720,7 +725,7 @@ fn huge_timeouts_wait_instead_of_panicking() {
     sem.close();
     assert_eq!(
         sem.acquire_timeout(Duration::MAX).unwrap_err(),
-        AcquireError::Closed
+        AcquireError::Closed.into()
     );
 }
 
@@ -988,7 +993,7 @@ fn owned_variants_behave_like_borrowed_ones() {
     assert_eq!(three.num_permits(), 4);
     assert_eq!(
         Arc::clone(&sem).try_acquire_owned().unwrap_err(),
-        AcquireError::NoPermits
+        TryAcquireError::NoPermits
     );
     let gone = three.split(2).unwrap();
     gone.forget();
@@ -1005,7 +1010,7 @@ fn owned_variants_behave_like_borrowed_ones() {
     sem.close();
     assert_eq!(
         Arc::clone(&sem).try_acquire_owned().unwrap_err(),
-        AcquireError::Closed
+        AcquireError::Closed.into()
     );
     assert_eq!(
         Task::new(Arc::clone(&sem).acquire_owned())
@@ -1068,18 +1073,21 @@ fn every_acquire_after_close_fails_with_closed() {
     assert!(sem.is_closed());
     assert_eq!(sem.available_permits(), 2);
     let closed = AcquireError::Closed;
-    assert_eq!(sem.try_acquire().unwrap_err(), closed);
-    assert_eq!(sem.try_acquire_many(0).unwrap_err(), closed);
-    assert_eq!(sem.try_acquire_many(2).unwrap_err(), closed);
+    assert_eq!(sem.try_acquire().unwrap_err(), closed.into());
+    assert_eq!(sem.try_acquire_many(0).unwrap_err(), closed.into());
+    assert_eq!(sem.try_acquire_many(2).unwrap_err(), closed.into());
     assert_eq!(Task::new(sem.acquire()).ready().unwrap_err(), closed);
     assert_eq!(Task::new(sem.acquire_many(0)).ready().unwrap_err(), closed);
     assert_eq!(sem.acquire_blocking().unwrap_err(), closed);
     assert_eq!(sem.acquire_many_blocking(2).unwrap_err(), closed);
-    assert_eq!(sem.acquire_timeout(Duration::ZERO).unwrap_err(), closed);
-    assert_eq!(sem.acquire_deadline(past()).unwrap_err(), closed);
+    assert_eq!(
+        sem.acquire_timeout(Duration::ZERO).unwrap_err(),
+        closed.into()
+    );
+    assert_eq!(sem.acquire_deadline(past()).unwrap_err(), closed.into());
     assert_eq!(
         Arc::clone(&sem).try_acquire_many_owned(1).unwrap_err(),
-        closed
+        closed.into()
     );
     assert_eq!(Arc::clone(&sem).acquire_owned().wait().unwrap_err(), closed);
     assert!(sem.try_acquire_many(3).is_err());
@@ -1092,17 +1100,17 @@ fn every_acquire_after_close_fails_with_closed() {
 fn try_acquire_tells_no_permits_from_closed() {
     let sem = fifo(1);
     let held = sem.try_acquire().unwrap();
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     sem.close();
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
+    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed.into());
     drop(held);
     assert_eq!(
         sem.try_acquire().unwrap_err(),
-        AcquireError::Closed,
+        AcquireError::Closed.into(),
         "closed wins even with permits available"
     );
     assert_ne!(
-        AcquireError::NoPermits.to_string(),
+        TryAcquireError::NoPermits.to_string(),
         AcquireError::Closed.to_string()
     );
 }
@@ -1250,7 +1258,7 @@ fn shrinking_below_held_leaves_a_debt_paid_by_returns() {
     assert_eq!(sem.available_permits(), 0);
     assert_eq!(sem.held_permits(), 3);
     assert_eq!(sem.add_permits(1).unwrap_err().room(), 0);
-    assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
 
     let mut waiter = Task::new(sem.acquire());
     waiter.assert_pending();
@@ -1291,6 +1299,7 @@ fn shrinking_to_zero_rejects_everything_until_grown_again() {
             requested: 1,
             capacity: 0
         }
+        .into()
     );
     drop(held);
     assert_eq!(sem.available_permits(), 0);
@@ -1696,7 +1705,7 @@ fn the_semaphore_stays_usable_after_every_caught_panic() {
         assert_eq!(sem.held_permits(), 1);
         assert_eq!(sem.available_permits(), 2);
         let two = sem.try_acquire_many(2).unwrap();
-        assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::NoPermits);
+        assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
         drop(two);
         assert_eq!(sem.waiters(), 0);
         assert!(lock_is_free(sem));
@@ -1885,4 +1894,42 @@ fn public_types_are_send_and_sync() {
     };
     assert_send_future(&fut);
     drop(fut);
+}
+
+#[test]
+fn each_operation_returns_only_the_errors_that_can_happen_to_it() {
+    let sem = fifo(1);
+    let held = sem.try_acquire().unwrap();
+    // The types say it: a try fails with "no permits", a timed wait with
+    // "timed out", a plain wait with neither.
+    let e: TryAcquireError = sem.try_acquire().unwrap_err();
+    assert_eq!(e, TryAcquireError::NoPermits);
+    assert_eq!(e.to_string(), "no permits available");
+    let e: AcquireTimeoutError = sem.acquire_timeout(Duration::ZERO).unwrap_err();
+    assert_eq!(e, AcquireTimeoutError::TimedOut);
+    assert_eq!(e.to_string(), "timed out waiting for permits");
+    let e: AcquireError = sem.acquire_many_blocking(2).unwrap_err();
+    assert_eq!(
+        e,
+        AcquireError::TooLarge {
+            requested: 2,
+            capacity: 1
+        }
+    );
+    sem.close();
+    let e: AcquireError = sem.acquire_blocking().unwrap_err();
+    assert_eq!(e, AcquireError::Closed);
+    assert_eq!(e.to_string(), "semaphore closed");
+    // A failure for good converts into the wider types unchanged.
+    assert_eq!(TryAcquireError::from(e), TryAcquireError::Closed);
+    assert_eq!(AcquireTimeoutError::from(e), AcquireTimeoutError::Closed);
+    let too_large = AcquireError::TooLarge {
+        requested: 2,
+        capacity: 1,
+    };
+    assert_eq!(
+        AcquireTimeoutError::from(too_large).to_string(),
+        too_large.to_string()
+    );
+    drop(held);
 }

@@ -3,14 +3,14 @@
 
 mod common;
 
-use permits::{AcquireError, SpinSemaphore, MAX_PERMITS};
+use permits::{AcquireError, SpinSemaphore, TryAcquireError, MAX_PERMITS};
 
 #[test]
 fn const_new_and_raii() {
     static SEM: SpinSemaphore = SpinSemaphore::new(2);
     let a = SEM.acquire().unwrap();
     let b = SEM.try_acquire().unwrap();
-    assert_eq!(SEM.try_acquire().unwrap_err(), AcquireError::NoPermits);
+    assert_eq!(SEM.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
     drop(a);
     assert_eq!(SEM.available_permits(), 1);
     drop(b);

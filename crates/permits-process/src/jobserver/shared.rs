@@ -354,8 +354,8 @@ impl Shared {
     fn try_acquire(self: &Arc<Self>) -> Result<JobPermit, AcquireError> {
         match Arc::clone(&self.sem).try_acquire_owned() {
             Ok(permit) => return Ok(JobPermit::new(permit, self)),
-            Err(permits::AcquireError::NoPermits) => {}
-            Err(e) => return Err(map_err(e)),
+            Err(permits::TryAcquireError::NoPermits) => {}
+            Err(e) => return Err(map_try_err(e)),
         }
         let Some(pool) = &self.pool else {
             return Err(AcquireError::NoPermits);
@@ -384,7 +384,7 @@ impl Shared {
             Ok(permit) => Ok(JobPermit::new(permit, self)),
             Err(e) => {
                 self.trim();
-                Err(map_err(e))
+                Err(map_try_err(e))
             }
         }
     }
@@ -478,10 +478,16 @@ impl Shared {
     }
 }
 
-fn map_err(e: permits::AcquireError) -> AcquireError {
+/// The inner semaphore's failures. Every request is one permit of
+/// `MAX_PERMITS`, so `TooLarge` cannot happen; closing is the only failure
+/// for good.
+fn map_err(_: permits::AcquireError) -> AcquireError {
+    AcquireError::Closed
+}
+
+fn map_try_err(e: permits::TryAcquireError) -> AcquireError {
     match e {
-        permits::AcquireError::NoPermits => AcquireError::NoPermits,
-        permits::AcquireError::TimedOut => AcquireError::TimedOut,
+        permits::TryAcquireError::NoPermits => AcquireError::NoPermits,
         _ => AcquireError::Closed,
     }
 }

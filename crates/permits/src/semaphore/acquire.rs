@@ -5,8 +5,8 @@
 
 use super::engine::Enqueued;
 use super::Semaphore;
-use crate::block::{block, deadline_after, Wait};
-use crate::error::AcquireError;
+use crate::block::{block, block_until, deadline_after, Wait};
+use crate::error::{AcquireError, AcquireTimeoutError};
 use crate::permit::{OwnedPermit, Permit};
 use crate::waiters::{Phase, Status};
 use crate::wake::WakeList;
@@ -38,8 +38,11 @@ fn spin_take(sem: &Semaphore, n: usize) -> Option<Result<(), AcquireError>> {
             return None;
         }
         match sem.try_take(n) {
-            Err(AcquireError::NoPermits) => spins *= 2,
-            done => return Some(done),
+            Ok(()) => return Some(Ok(())),
+            Err(e) => match e.for_good() {
+                None => spins *= 2,
+                Some(e) => return Some(Err(e)),
+            },
         }
     }
     None
@@ -78,11 +81,8 @@ impl Waiting {
         spin: bool,
     ) -> Poll<Result<(), AcquireError>> {
         // The fast path: nothing to wake, so no list to build.
-        if self.phase == Phase::Start {
-            match sem.try_take(self.n) {
-                Err(AcquireError::NoPermits) => {}
-                done => return Poll::Ready(self.settled(done)),
-            }
+        if let Some(done) = self.take_at_once(sem) {
+            return Poll::Ready(done);
         }
         let mut wakes = WakeList::new();
         let result = self.poll_phase(sem, waker, spin, &mut wakes);
@@ -150,42 +150,72 @@ impl Waiting {
         self.phase = Phase::Done;
     }
 
-    /// Blocks: fast path, a short spin, then the queue.
+    /// Before queueing: takes the permits if they are free, or fails for
+    /// good (closed, too large). `None` if it must wait.
     #[inline]
-    fn block(&mut self, sem: &Semaphore, deadline: Option<Instant>) -> Result<(), AcquireError> {
-        if self.phase == Phase::Start {
-            match sem.try_take(self.n) {
-                Err(AcquireError::NoPermits) => {}
-                done => return self.settled(done),
-            }
+    fn take_at_once(&mut self, sem: &Semaphore) -> Option<Result<(), AcquireError>> {
+        if self.phase != Phase::Start {
+            return None;
         }
-        self.block_slow(sem, deadline)
+        match sem.try_take(self.n) {
+            Ok(()) => Some(self.settled(Ok(()))),
+            Err(e) => e.for_good().map(|e| self.settled(Err(e))),
+        }
+    }
+
+    /// Blocks until the permits are acquired: fast path, a short spin,
+    /// then the queue.
+    #[inline]
+    fn block(&mut self, sem: &Semaphore) -> Result<(), AcquireError> {
+        match self.take_at_once(sem) {
+            Some(done) => done,
+            None => self.block_slow(sem),
+        }
     }
 
     #[cold]
-    fn block_slow(
+    fn block_slow(&mut self, sem: &Semaphore) -> Result<(), AcquireError> {
+        match self.spin(sem) {
+            Some(done) => done,
+            None => block(&mut Blocking { sem, waiting: self }),
+        }
+    }
+
+    /// Blocks until the permits are acquired (`Some`) or `deadline`
+    /// passes (`None`); no deadline waits forever.
+    fn block_until(
         &mut self,
         sem: &Semaphore,
         deadline: Option<Instant>,
-    ) -> Result<(), AcquireError> {
-        if self.phase == Phase::Start {
-            if let Some(done) = spin_take(sem, self.n) {
-                return self.settled(done);
-            }
+    ) -> Option<Result<(), AcquireError>> {
+        match self.take_at_once(sem).or_else(|| self.spin(sem)) {
+            Some(done) => Some(done),
+            None => block_until(&mut Blocking { sem, waiting: self }, deadline),
         }
-        block(&mut Blocking { sem, waiting: self }, deadline)
     }
 
-    fn expire(&mut self, sem: &Semaphore) -> Result<(), AcquireError> {
+    /// Spins briefly before queueing (see [`spin_take`]).
+    fn spin(&mut self, sem: &Semaphore) -> Option<Result<(), AcquireError>> {
+        if self.phase != Phase::Start {
+            return None;
+        }
+        spin_take(sem, self.n).map(|done| self.settled(done))
+    }
+
+    /// The deadline passed: leave the queue. `None` if still waiting then
+    /// (timed out); what it got otherwise.
+    fn expire(&mut self, sem: &Semaphore) -> Option<Result<(), AcquireError>> {
         let Phase::Queued(key) = self.phase else {
             unreachable!("only a queued wait expires");
         };
         let mut wakes = WakeList::new();
-        let result = match sem.withdraw(key, true, &mut wakes) {
-            Status::Queued => Err(AcquireError::TimedOut),
-            status => outcome(status, self.n),
+        let status = sem.withdraw(key, true, &mut wakes);
+        let result = if status == Status::Queued {
+            self.phase = Phase::Done;
+            None
+        } else {
+            Some(self.settled(outcome(status, self.n)))
         };
-        let result = self.settled(result);
         wakes.wake_all();
         result
     }
@@ -228,7 +258,7 @@ impl Wait for Blocking<'_> {
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output> {
         self.waiting.poll(self.sem, waker, true)
     }
-    fn expire(&mut self) -> Self::Output {
+    fn expire(&mut self) -> Option<Self::Output> {
         self.waiting.expire(self.sem)
     }
 }
@@ -307,7 +337,7 @@ macro_rules! acquire_future {
             /// Parks the thread; do not call it from async code.
             #[inline]
             pub fn wait(mut self) -> Result<$permit, AcquireError> {
-                let result = self.waiting.block(&self.sem, None);
+                let result = self.waiting.block(&self.sem);
                 self.finish(result)
             }
 
@@ -319,12 +349,13 @@ macro_rules! acquire_future {
             ///
             /// # Errors
             ///
-            /// As [`wait`](Self::wait), plus [`AcquireError::TimedOut`].
+            /// As [`wait`](Self::wait) (as [`AcquireTimeoutError`]), plus
+            /// [`AcquireTimeoutError::TimedOut`].
             ///
             /// # Blocking
             ///
             /// Parks the thread for at most about `timeout`.
-            pub fn wait_timeout(self, timeout: Duration) -> Result<$permit, AcquireError> {
+            pub fn wait_timeout(self, timeout: Duration) -> Result<$permit, AcquireTimeoutError> {
                 self.wait_until(deadline_after(timeout))
             }
 
@@ -332,20 +363,25 @@ macro_rules! acquire_future {
             ///
             /// # Errors
             ///
-            /// As [`wait`](Self::wait), plus [`AcquireError::TimedOut`].
-            /// A deadline already past still succeeds if the permits are
-            /// available at once.
+            /// As [`wait`](Self::wait) (as [`AcquireTimeoutError`]), plus
+            /// [`AcquireTimeoutError::TimedOut`]. A deadline already past
+            /// still succeeds if the permits are available at once.
             ///
             /// # Blocking
             ///
             /// Parks the thread until at most `deadline`.
-            pub fn wait_deadline(self, deadline: Instant) -> Result<$permit, AcquireError> {
+            pub fn wait_deadline(self, deadline: Instant) -> Result<$permit, AcquireTimeoutError> {
                 self.wait_until(Some(deadline))
             }
 
-            fn wait_until(mut self, deadline: Option<Instant>) -> Result<$permit, AcquireError> {
-                let result = self.waiting.block(&self.sem, deadline);
-                self.finish(result)
+            fn wait_until(
+                mut self,
+                deadline: Option<Instant>,
+            ) -> Result<$permit, AcquireTimeoutError> {
+                match self.waiting.block_until(&self.sem, deadline) {
+                    Some(result) => self.finish(result).map_err(AcquireTimeoutError::from),
+                    None => Err(AcquireTimeoutError::TimedOut),
+                }
             }
 
             #[inline]

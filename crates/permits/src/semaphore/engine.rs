@@ -26,7 +26,7 @@
 //! a waker that panics finds everything settled.
 
 use super::Semaphore;
-use crate::error::AcquireError;
+use crate::error::{AcquireError, TryAcquireError};
 use crate::queue::Inner;
 use crate::state::{self, Take, BARGE, CLOSED, QUEUED, SLOW};
 use crate::sync::Ordering;
@@ -506,26 +506,26 @@ impl Semaphore {
 
     /// Lock-free acquire for the `try_*` methods and the fast paths.
     #[inline]
-    pub(crate) fn try_take(&self, n: usize) -> Result<(), AcquireError> {
+    pub(crate) fn try_take(&self, n: usize) -> Result<(), TryAcquireError> {
         if n == 0 {
             return if self.is_closed() {
-                Err(AcquireError::Closed)
+                Err(TryAcquireError::Closed)
             } else {
                 Ok(())
             };
         }
         match state::try_take(&self.state, n) {
             Take::Taken => Ok(()),
-            Take::Closed => Err(AcquireError::Closed),
+            Take::Closed => Err(TryAcquireError::Closed),
             Take::Short => {
                 let capacity = self.capacity_now();
                 if n > capacity {
-                    Err(AcquireError::TooLarge {
+                    Err(TryAcquireError::TooLarge {
                         requested: n,
                         capacity,
                     })
                 } else {
-                    Err(AcquireError::NoPermits)
+                    Err(TryAcquireError::NoPermits)
                 }
             }
         }

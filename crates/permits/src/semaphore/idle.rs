@@ -4,7 +4,6 @@
 
 use super::Semaphore;
 use crate::block::Wait;
-use crate::error::Elapsed;
 use crate::waiters::{Phase, Status};
 use crate::wake::WakeList;
 use core::future::Future;
@@ -48,23 +47,20 @@ impl<'a> WaitIdle<'a> {
 }
 
 impl Wait for WaitIdle<'_> {
-    type Output = Result<(), Elapsed>;
+    type Output = ();
 
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Self::Output> {
         let mut wakes = WakeList::new();
         let poll = match self.phase {
             Phase::Done | Phase::Granted => panic!("`WaitIdle` polled after it completed"),
             Phase::Start => match self.sem.enqueue_idle(waker, &mut wakes) {
-                None => Poll::Ready(Ok(())),
+                None => Poll::Ready(()),
                 Some(key) => {
                     self.phase = Phase::Queued(key);
                     Poll::Pending
                 }
             },
-            Phase::Queued(key) => self
-                .sem
-                .poll_slot(key, waker, true, &mut wakes)
-                .map(|_| Ok(())),
+            Phase::Queued(key) => self.sem.poll_slot(key, waker, true, &mut wakes).map(|_| ()),
         };
         if poll.is_ready() {
             self.phase = Phase::Done;
@@ -73,17 +69,15 @@ impl Wait for WaitIdle<'_> {
         poll
     }
 
-    fn expire(&mut self) -> Self::Output {
+    fn expire(&mut self) -> Option<()> {
         let Phase::Queued(key) = core::mem::replace(&mut self.phase, Phase::Done) else {
             unreachable!("only a queued wait expires");
         };
         let mut wakes = WakeList::new();
         let status = self.sem.withdraw(key, true, &mut wakes);
         wakes.wake_all();
-        match status {
-            Status::Idle => Err(Elapsed::new()),
-            _ => Ok(()),
-        }
+        // Still waiting at the deadline: timed out.
+        (status != Status::Idle).then_some(())
     }
 }
 
@@ -91,7 +85,7 @@ impl Future for WaitIdle<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll_wait(cx.waker()).map(|_| ())
+        self.poll_wait(cx.waker())
     }
 }
 

@@ -5,7 +5,7 @@
 //! Futures are polled by hand with a waker that records wake-ups, so each
 //! model controls exactly when a waiter joins the queue and when it leaves.
 
-use crate::{AcquireError, Policy, Semaphore};
+use crate::{AcquireError, AcquireTimeoutError, Policy, Semaphore};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -193,7 +193,7 @@ timeout_racing_a_grant, |policy| {
                 true
             }
             Err(e) => {
-                assert_eq!(e, AcquireError::TimedOut);
+                assert_eq!(e, AcquireTimeoutError::TimedOut);
                 false
             }
         });
