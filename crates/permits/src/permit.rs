@@ -99,7 +99,7 @@ macro_rules! permit_methods {
             pub fn forget(mut self) {
                 let n = core::mem::take(&mut self.permits);
                 if n != 0 {
-                    self.sem.forget(n);
+                    self.sem.raw.forget(n);
                 }
             }
         }
@@ -107,7 +107,7 @@ macro_rules! permit_methods {
         impl $(<$lt>)? Drop for $ty $(<$lt>)? {
             #[inline]
             fn drop(&mut self) {
-                self.sem.release(self.permits);
+                self.sem.raw.release(self.permits);
             }
         }
 
@@ -124,10 +124,3 @@ macro_rules! permit_methods {
 
 permit_methods!(Permit<'a>, |s: &&'a Semaphore| *s);
 permit_methods!(OwnedPermit, Arc::clone);
-
-impl Semaphore {
-    /// Takes `n` held permits out of existence.
-    pub(crate) fn forget(&self, n: usize) {
-        self.locked_then_wake(|sem, _, _| sem.set_existing(sem.existing() - n));
-    }
-}

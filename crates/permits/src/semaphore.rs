@@ -4,6 +4,8 @@
 
 mod acquire;
 mod engine;
+
+use engine::RawSemaphore;
 mod idle;
 
 pub use acquire::{Acquire, AcquireOwned};
@@ -11,10 +13,7 @@ pub use idle::WaitIdle;
 
 use crate::error::{AcquireError, AcquireTimeoutError, AddPermitsError, TryAcquireError};
 use crate::permit::{OwnedPermit, Permit};
-use crate::queue::Queue;
-use crate::state::{self, Policy, MAX_PERMITS};
-use crate::sync::{AtomicU64, Ordering};
-use crate::waiters::Which;
+use crate::state::{Policy, MAX_PERMITS};
 use core::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,14 +68,8 @@ use std::time::{Duration, Instant};
 /// # drop(b);
 /// ```
 pub struct Semaphore {
-    /// Available permits, flags and the high bits of the existing count;
-    /// see `state.rs`.
-    state: AtomicU64,
-    /// The capacity (read lock-free) and the low bits of the existing
-    /// count; written only under the lock.
-    limits: AtomicU64,
-    /// The lock, and the waiters while anyone waits; see `queue.rs`.
-    queue: Queue,
+    /// The engine (`semaphore/engine.rs`).
+    pub(crate) raw: RawSemaphore,
 }
 
 impl Semaphore {
@@ -168,9 +161,7 @@ impl Semaphore {
                 "more permits available than the semaphore's capacity"
             );
             Semaphore {
-                state: AtomicU64::new(state::initial(available, available, policy)),
-                limits: AtomicU64::new(state::initial_limits(capacity, available)),
-                queue: Queue::new(),
+                raw: RawSemaphore::new(available, capacity, policy),
             }
         }
     }
@@ -210,7 +201,7 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, TryAcquireError> {
-        self.try_take(n).map(|()| Permit::new(self, n))
+        self.raw.try_take(n).map(|()| Permit::new(self, n))
     }
 
     /// [`try_acquire`](Self::try_acquire) for an `Arc<Semaphore>`.
@@ -231,7 +222,7 @@ impl Semaphore {
         self: Arc<Self>,
         n: usize,
     ) -> Result<OwnedPermit, TryAcquireError> {
-        self.try_take(n).map(|()| OwnedPermit::new(self, n))
+        self.raw.try_take(n).map(|()| OwnedPermit::new(self, n))
     }
 
     /// Waits for one permit: `.await` it, or block on it with
@@ -321,7 +312,7 @@ impl Semaphore {
     /// then parks the thread.
     #[inline]
     pub fn acquire_many_blocking(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
-        match self.try_take(n) {
+        match self.raw.try_take(n) {
             Ok(()) => Ok(Permit::new(self, n)),
             Err(e) => match e.for_good() {
                 None => self.acquire_many_blocking_slow(n),
@@ -431,7 +422,7 @@ impl Semaphore {
     /// # drop(worker);
     /// ```
     pub fn add_permits(&self, n: usize) -> Result<(), AddPermitsError> {
-        self.locked_then_wake(|sem, inner, wakes| {
+        self.raw.locked_then_wake(|sem, inner, wakes| {
             let existing = sem.existing();
             let room = sem.capacity_now().saturating_sub(existing);
             if n > room {
@@ -461,7 +452,8 @@ impl Semaphore {
     /// assert!(sem.is_closed());
     /// ```
     pub fn close(&self) {
-        self.locked_then_wake(|sem, inner, wakes| sem.close_locked(inner, wakes));
+        self.raw
+            .locked_then_wake(|sem, inner, wakes| sem.close_locked(inner, wakes));
     }
 
     /// Sets the capacity while permits may be held.
@@ -494,7 +486,8 @@ impl Semaphore {
             capacity <= MAX_PERMITS,
             "semaphore capacity exceeds Semaphore::MAX_PERMITS"
         );
-        self.locked_then_wake(|sem, inner, wakes| sem.resize_locked(inner, capacity, wakes));
+        self.raw
+            .locked_then_wake(|sem, inner, wakes| sem.resize_locked(inner, capacity, wakes));
     }
 
     /// Completes when no permit is held; see [`WaitIdle`]. It takes no
@@ -522,7 +515,7 @@ impl Semaphore {
 
     /// Permits available right now (a snapshot).
     pub fn available_permits(&self) -> usize {
-        state::available(self.state.load(Ordering::Acquire))
+        self.raw.available()
     }
 
     /// Permits held by guards right now (including granted waiters that
@@ -532,12 +525,12 @@ impl Semaphore {
     ///
     /// Takes the internal lock briefly.
     pub fn held_permits(&self) -> usize {
-        self.look(|inner| self.held_at(inner, self.state.load(Ordering::Acquire)))
+        self.raw.held()
     }
 
     /// The capacity: the most permits that may exist.
     pub fn capacity(&self) -> usize {
-        self.capacity_now()
+        self.raw.capacity_now()
     }
 
     /// Number of acquirers queued right now.
@@ -546,12 +539,12 @@ impl Semaphore {
     ///
     /// Takes the internal lock briefly.
     pub fn waiters(&self) -> usize {
-        self.look(|inner| inner.waiters.len(Which::Queue))
+        self.raw.waiters()
     }
 
     /// The policy chosen at construction.
     pub fn policy(&self) -> Policy {
-        if self.is_barging() {
+        if self.raw.is_barging() {
             Policy::Throughput
         } else {
             Policy::Fifo
@@ -560,7 +553,7 @@ impl Semaphore {
 
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.state.load(Ordering::Acquire) & state::CLOSED != 0
+        self.raw.is_closed()
     }
 
     /// Whether no permit is held right now.
@@ -578,17 +571,13 @@ impl fmt::Debug for Semaphore {
     /// taken.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Read under the lock, so `held` comes from a consistent view.
-        let locked = self.queue.try_look(|inner| {
-            let s = self.state.load(Ordering::Acquire);
-            (self.held_at(inner, s), inner.waiters.len(Which::Queue))
-        });
-        let s = self.state.load(Ordering::Acquire);
+        let locked = self.raw.try_look_counts();
         f.debug_struct("Semaphore")
             .field("capacity", &self.capacity())
-            .field("available", &state::available(s))
+            .field("available", &self.raw.available())
             .field("held", &locked.map(|(held, _)| held))
             .field("waiters", &locked.map(|(_, waiters)| waiters))
-            .field("closed", &(s & state::CLOSED != 0))
+            .field("closed", &self.raw.is_closed())
             .finish()
     }
 }

@@ -4,6 +4,7 @@
 //! models for threads and tasks alike.
 
 use super::engine::Enqueued;
+use super::engine::RawSemaphore;
 use super::Semaphore;
 use crate::block::{block, block_until, deadline_after, Wait};
 use crate::error::{AcquireError, AcquireTimeoutError};
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 /// one, so spinning would only burn the core the head may need (measured
 /// against spinning on: 2-10 % more contended throughput, and the slowest
 /// thread keeps up better).
-fn spin_take(sem: &Semaphore, n: usize) -> Option<Result<(), AcquireError>> {
+fn spin_take(sem: &RawSemaphore, n: usize) -> Option<Result<(), AcquireError>> {
     if cfg!(any(permits_loom, miri)) {
         return None;
     }
@@ -76,7 +77,7 @@ impl Waiting {
     /// before that, and a future dropped in between gives them back.
     fn poll(
         &mut self,
-        sem: &Semaphore,
+        sem: &RawSemaphore,
         waker: &Waker,
         spin: bool,
     ) -> Poll<Result<(), AcquireError>> {
@@ -93,7 +94,7 @@ impl Waiting {
 
     fn poll_phase(
         &mut self,
-        sem: &Semaphore,
+        sem: &RawSemaphore,
         waker: &Waker,
         spin: bool,
         wakes: &mut WakeList,
@@ -153,7 +154,7 @@ impl Waiting {
     /// Before queueing: takes the permits if they are free, or fails for
     /// good (closed, too large). `None` if it must wait.
     #[inline]
-    fn take_at_once(&mut self, sem: &Semaphore) -> Option<Result<(), AcquireError>> {
+    fn take_at_once(&mut self, sem: &RawSemaphore) -> Option<Result<(), AcquireError>> {
         if self.phase != Phase::Start {
             return None;
         }
@@ -166,7 +167,7 @@ impl Waiting {
     /// Blocks until the permits are acquired: fast path, a short spin,
     /// then the queue.
     #[inline]
-    fn block(&mut self, sem: &Semaphore) -> Result<(), AcquireError> {
+    fn block(&mut self, sem: &RawSemaphore) -> Result<(), AcquireError> {
         match self.take_at_once(sem) {
             Some(done) => done,
             None => self.block_slow(sem),
@@ -174,7 +175,7 @@ impl Waiting {
     }
 
     #[cold]
-    fn block_slow(&mut self, sem: &Semaphore) -> Result<(), AcquireError> {
+    fn block_slow(&mut self, sem: &RawSemaphore) -> Result<(), AcquireError> {
         match self.spin(sem) {
             Some(done) => done,
             None => block(&mut Blocking { sem, waiting: self }),
@@ -185,7 +186,7 @@ impl Waiting {
     /// passes (`None`); no deadline waits forever.
     fn block_until(
         &mut self,
-        sem: &Semaphore,
+        sem: &RawSemaphore,
         deadline: Option<Instant>,
     ) -> Option<Result<(), AcquireError>> {
         match self.take_at_once(sem).or_else(|| self.spin(sem)) {
@@ -195,7 +196,7 @@ impl Waiting {
     }
 
     /// Spins briefly before queueing (see [`spin_take`]).
-    fn spin(&mut self, sem: &Semaphore) -> Option<Result<(), AcquireError>> {
+    fn spin(&mut self, sem: &RawSemaphore) -> Option<Result<(), AcquireError>> {
         if self.phase != Phase::Start {
             return None;
         }
@@ -204,7 +205,7 @@ impl Waiting {
 
     /// The deadline passed: leave the queue. `None` if still waiting then
     /// (timed out); what it got otherwise.
-    fn expire(&mut self, sem: &Semaphore) -> Option<Result<(), AcquireError>> {
+    fn expire(&mut self, sem: &RawSemaphore) -> Option<Result<(), AcquireError>> {
         let Phase::Queued(key) = self.phase else {
             unreachable!("only a queued wait expires");
         };
@@ -223,7 +224,7 @@ impl Waiting {
     /// Drop: withdraw from the queue, passing on anything assigned; if the
     /// permits were granted but never collected, release them.
     #[inline]
-    fn cancel(&mut self, sem: &Semaphore) {
+    fn cancel(&mut self, sem: &RawSemaphore) {
         match core::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Queued(key) => {
                 let mut wakes = WakeList::new();
@@ -249,7 +250,7 @@ fn outcome(status: Status, needed: usize) -> Result<(), AcquireError> {
 }
 
 struct Blocking<'a> {
-    sem: &'a Semaphore,
+    sem: &'a RawSemaphore,
     waiting: &'a mut Waiting,
 }
 
@@ -337,7 +338,7 @@ macro_rules! acquire_future {
             /// Parks the thread; do not call it from async code.
             #[inline]
             pub fn wait(mut self) -> Result<$permit, AcquireError> {
-                let result = self.waiting.block(&self.sem);
+                let result = self.waiting.block(&self.sem.raw);
                 self.finish(result)
             }
 
@@ -378,7 +379,7 @@ macro_rules! acquire_future {
                 mut self,
                 deadline: Option<Instant>,
             ) -> Result<$permit, AcquireTimeoutError> {
-                match self.waiting.block_until(&self.sem, deadline) {
+                match self.waiting.block_until(&self.sem.raw, deadline) {
                     Some(result) => self.finish(result).map_err(AcquireTimeoutError::from),
                     None => Err(AcquireTimeoutError::TimedOut),
                 }
@@ -400,7 +401,7 @@ macro_rules! acquire_future {
             #[inline]
             fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
                 let this = &mut *self;
-                match this.waiting.poll(&this.sem, cx.waker(), false) {
+                match this.waiting.poll(&this.sem.raw, cx.waker(), false) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(result) => Poll::Ready(this.finish(result)),
                 }
@@ -410,7 +411,7 @@ macro_rules! acquire_future {
         impl $(<$lt>)? Drop for $ty $(<$lt>)? {
             #[inline]
             fn drop(&mut self) {
-                self.waiting.cancel(&self.sem);
+                self.waiting.cancel(&self.sem.raw);
             }
         }
     };
@@ -423,12 +424,3 @@ acquire_future!(Acquire<'a>, Permit<'a>, |f: &Acquire<'a>| Permit::new(
 acquire_future!(AcquireOwned, OwnedPermit, |f: &AcquireOwned| {
     OwnedPermit::new(Arc::clone(&f.sem), f.waiting.n)
 });
-
-impl Semaphore {
-    /// Whether someone is queued (or a debt is being paid) and nothing is
-    /// available: spinning would not help.
-    pub(crate) fn state_is_queued(&self) -> bool {
-        let s = self.state.load(crate::sync::Ordering::Relaxed);
-        s & (crate::state::SLOW | crate::state::QUEUED) != 0 && crate::state::available(s) == 0
-    }
-}

@@ -1,4 +1,8 @@
-//! The engine behind [`Semaphore`]: every operation that needs the lock.
+//! [`RawSemaphore`], the engine behind the documented
+//! [`Semaphore`](crate::Semaphore) (as tokio keeps `batch_semaphore` apart
+//! from `Semaphore`, and this crate `RawEvent` apart from the events): the
+//! state words, the lock-free paths and every operation that needs the
+//! lock. The public type adds argument checks, guards and documentation.
 //!
 //! The lock is the semaphore's own [`Queue`](crate::queue::Queue), which
 //! also holds its waiters (`Inner`). Bookkeeping kept under the lock:
@@ -7,7 +11,7 @@
 //!   = available + assigned + held. Changes only here: `add_permits` (+),
 //!   `Permit::forget` (-), resize (+ on grow; - from available and by
 //!   paying debt on shrink).
-//! * `assigned` (in the table entry): permits handed to queued waiters that
+//! * `assigned` (in the queue): permits handed to queued waiters that
 //!   still need more.
 //! * debt = `existing - capacity` when positive (after a shrink below what
 //!   was held): released permits pay it off before anyone gets them, and
@@ -18,17 +22,17 @@
 //!
 //! Each locked operation checks everything that can fail before it mutates
 //! anything, runs no user code (wakers are cloned before locking, woken and
-//! dropped after unlocking), and ends with [`Semaphore::settle`], which
+//! dropped after unlocking), and ends with [`RawSemaphore::settle`], which
 //! wakes idle waiters and keeps the `SLOW` flag exact. Locked operations
 //! only *collect* the wakers to wake in a [`WakeList`] that their caller
 //! passes in; the caller first records its own outcome (a future's
 //! [`Phase`](crate::waiters::Phase), permits given back) and wakes last, so
 //! a waker that panics finds everything settled.
 
-use super::Semaphore;
 use crate::error::{AcquireError, TryAcquireError};
-use crate::queue::Inner;
-use crate::state::{self, Take, BARGE, CLOSED, QUEUED, SLOW};
+use crate::queue::{Inner, Queue};
+use crate::state::{self, Policy, Take, BARGE, CLOSED, QUEUED, SLOW};
+use crate::sync::AtomicU64;
 use crate::sync::Ordering;
 use crate::waiters::{self, Key, Status, Which};
 use crate::wake::WakeList;
@@ -42,7 +46,75 @@ pub(crate) enum Enqueued {
     Queued(Key),
 }
 
-impl Semaphore {
+/// The engine: two state words (see `state.rs`) and the lock with the
+/// waiter queue.
+pub(crate) struct RawSemaphore {
+    /// Available permits, flags and the high bits of the existing count.
+    pub(crate) state: AtomicU64,
+    /// The capacity (read lock-free) and the low bits of the existing
+    /// count; written only under the lock.
+    limits: AtomicU64,
+    /// The lock, and the waiters while anyone waits; see `queue.rs`.
+    queue: Queue,
+}
+
+impl RawSemaphore {
+    crate::sync::maybe_const! {
+        /// `available` of `capacity` permits (both already checked against
+        /// `MAX_PERMITS`, and `available <= capacity`).
+        pub(crate) fn new(available: usize, capacity: usize, policy: Policy) -> Self {
+            RawSemaphore {
+                state: AtomicU64::new(state::initial(available, available, policy)),
+                limits: AtomicU64::new(state::initial_limits(capacity, available)),
+                queue: Queue::new(),
+            }
+        }
+    }
+
+    /// [`Queue::try_look`] for `Debug`: the held count and the number of
+    /// waiters if the lock is free right now.
+    pub(crate) fn try_look_counts(&self) -> Option<(usize, usize)> {
+        self.queue.try_look(|inner| {
+            // Acquire: pairs with the lock-free CASes, as in `settle`.
+            let s = self.state.load(Ordering::Acquire);
+            (self.held_at(inner, s), inner.waiters.len(Which::Queue))
+        })
+    }
+
+    /// Takes `n` held permits out of existence (`Permit::forget`).
+    pub(crate) fn forget(&self, n: usize) {
+        self.locked_then_wake(|sem, _, _| sem.set_existing(sem.existing() - n));
+    }
+
+    /// Permits available right now (a snapshot).
+    pub(crate) fn available(&self) -> usize {
+        // Acquire: pairs with the releasing CASes, like an acquire.
+        state::available(self.state.load(Ordering::Acquire))
+    }
+
+    /// Permits held right now (under the lock).
+    pub(crate) fn held(&self) -> usize {
+        self.look(|inner| self.held_at(inner, self.state.load(Ordering::Acquire)))
+    }
+
+    /// Acquirers queued right now (under the lock).
+    pub(crate) fn waiters(&self) -> usize {
+        self.look(|inner| inner.waiters.len(Which::Queue))
+    }
+
+    /// Whether the semaphore is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        // Acquire: pairs with the AcqRel `fetch_or(CLOSED)` of `close`.
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Whether someone is queued (or a debt is being paid) and nothing is
+    /// available: spinning would not help.
+    pub(crate) fn state_is_queued(&self) -> bool {
+        let s = self.state.load(Ordering::Relaxed);
+        s & (SLOW | QUEUED) != 0 && state::available(s) == 0
+    }
+
     /// Returns `n` held permits: lock-free unless someone needs them.
     #[inline]
     pub(crate) fn release(&self, n: usize) {
@@ -145,7 +217,10 @@ impl Semaphore {
             };
             let slot = inner.waiters.slot_mut(head);
             if barge {
-                if slot.patience.may_pass_over(Self::FAIRNESS_BOUND) {
+                if slot
+                    .patience
+                    .may_pass_over(crate::Semaphore::FAIRNESS_BOUND)
+                {
                     break;
                 }
                 // Passed over too often: it gets what is lying around too.
@@ -394,7 +469,8 @@ impl Semaphore {
                     // permits if it has been passed over long enough.
                     let slot = inner.waiters.slot_mut(key);
                     slot.status = Status::Queued;
-                    slot.patience.may_pass_over(Self::FAIRNESS_BOUND);
+                    slot.patience
+                        .may_pass_over(crate::Semaphore::FAIRNESS_BOUND);
                 }
                 inner.waiters.poll_locked(key, waker, fresh)
             })

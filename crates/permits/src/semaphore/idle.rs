@@ -53,14 +53,18 @@ impl Wait for WaitIdle<'_> {
         let mut wakes = WakeList::new();
         let poll = match self.phase {
             Phase::Done | Phase::Granted => panic!("`WaitIdle` polled after it completed"),
-            Phase::Start => match self.sem.enqueue_idle(waker, &mut wakes) {
+            Phase::Start => match self.sem.raw.enqueue_idle(waker, &mut wakes) {
                 None => Poll::Ready(()),
                 Some(key) => {
                     self.phase = Phase::Queued(key);
                     Poll::Pending
                 }
             },
-            Phase::Queued(key) => self.sem.poll_slot(key, waker, true, &mut wakes).map(|_| ()),
+            Phase::Queued(key) => self
+                .sem
+                .raw
+                .poll_slot(key, waker, true, &mut wakes)
+                .map(|_| ()),
         };
         if poll.is_ready() {
             self.phase = Phase::Done;
@@ -74,7 +78,7 @@ impl Wait for WaitIdle<'_> {
             unreachable!("only a queued wait expires");
         };
         let mut wakes = WakeList::new();
-        let status = self.sem.withdraw(key, true, &mut wakes);
+        let status = self.sem.raw.withdraw(key, true, &mut wakes);
         wakes.wake_all();
         // Still waiting at the deadline: timed out.
         (status != Status::Idle).then_some(())
@@ -93,7 +97,7 @@ impl Drop for WaitIdle<'_> {
     fn drop(&mut self) {
         if let Phase::Queued(key) = core::mem::replace(&mut self.phase, Phase::Done) {
             let mut wakes = WakeList::new();
-            self.sem.withdraw(key, false, &mut wakes);
+            self.sem.raw.withdraw(key, false, &mut wakes);
             wakes.wake_all();
         }
     }

@@ -152,7 +152,7 @@ close_racing_acquires, |policy| {
         drop(held);
         t.join().unwrap();
         assert!(sem.is_closed());
-        assert_eq!(sem.try_acquire().unwrap_err(), AcquireError::Closed);
+        assert_eq!(sem.try_acquire().unwrap_err(), crate::TryAcquireError::Closed);
         assert_eq!(sem.available_permits(), 1);
         assert_eq!(sem.waiters(), 0);
 });
