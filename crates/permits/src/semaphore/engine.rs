@@ -201,7 +201,7 @@ impl RawSemaphore {
     /// Under [`Policy::Throughput`](crate::Policy::Throughput) the head of
     /// the queue is only handed permits once it has been passed over for
     /// `FAIRNESS_BOUND`; until then they become available to whoever asks
-    /// first and [`Semaphore::settle`] wakes the head to compete.
+    /// first and [`RawSemaphore::settle`] wakes the head to compete.
     pub(crate) fn give(&self, inner: &mut Inner, mut n: usize, wakes: &mut WakeList) {
         let capacity = self.capacity_now();
         let existing = self.existing();
