@@ -68,6 +68,10 @@ pub enum Command {
     /// Run a command as the make jobserver of everything it starts (what
     /// `make -jN` does for its recipes)
     Serve(ServeArgs),
+    /// Internal: the watchdog `permits run --redis` puts in its command's
+    /// process group, which kills the group if `permits` dies
+    #[command(name = "__fleet-watchdog", hide = true)]
+    FleetWatchdog,
 }
 
 /// `permits run`.

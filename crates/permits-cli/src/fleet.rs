@@ -7,10 +7,12 @@
 //! environment. When the permit is lost, the group is signalled as
 //! `--on-lost` says. So that it cannot outlive a `permits` that is killed
 //! (and so stops renewing), the command gets the parent-death signal
-//! (`SIGKILL`) before it execs. That signal reaches the command itself, not
-//! what it started: a grandchild that outlives the command keeps running
-//! (put `exec` in shell wrappers, or have the command wait for its
-//! children).
+//! (`SIGKILL`) before it execs, and a watchdog (`permits __fleet-watchdog`)
+//! joins its process group: it reads a pipe whose other end only `permits`
+//! holds, and if that end closes without the "done" byte (`permits` died),
+//! it kills the whole group, grandchildren included. A process that leaves
+//! the group (`setsid`, `setpgid`) escapes both; so does what the command
+//! leaves running after it ends normally (the permit is released then).
 //!
 //! Exit statuses: the command's own (128 + signal if a signal ended it);
 //! 124 when `--timeout` passed before a permit was had; 75 when the permit
@@ -29,8 +31,9 @@ use permits_redis::{
 };
 use rustix::process::{kill_process_group, Pid, Signal};
 use serde_json::json;
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -109,6 +112,14 @@ pub fn run(args: RunArgs, url: &str) -> Result<i32, Failure> {
         .ok()
         .and_then(Pid::from_raw)
         .ok_or_else(|| Failure::internal("the command has no pid"))?;
+    let watchdog = match Watchdog::start(running.id()) {
+        Ok(watchdog) => watchdog,
+        Err(e) => {
+            let _ = running.signal(Signal::KILL);
+            let _ = running.wait_until(None, None);
+            return Err(Failure::io("cannot start the watchdog", e));
+        }
+    };
     catcher
         .hand_to(move |sig| {
             // The group cannot be recycled while its leader is unreaped;
@@ -159,6 +170,7 @@ pub fn run(args: RunArgs, url: &str) -> Result<i32, Failure> {
         }
     };
     watcher.abort();
+    watchdog.stand_down();
     if was_lost {
         // Nothing to release: the grant is gone or about to lapse. Do not
         // wait for a server that may be unreachable.
@@ -204,6 +216,59 @@ fn die_with_parent(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// The watchdog process in the command's group (see the module docs).
+struct Watchdog {
+    child: std::process::Child,
+    /// The pipe's only write end (close-on-exec, so the command and the
+    /// watchdog do not hold it): its closing without a byte means `permits`
+    /// died.
+    alive: std::io::PipeWriter,
+}
+
+impl Watchdog {
+    /// Starts the watchdog in process group `group`.
+    fn start(group: u32) -> std::io::Result<Watchdog> {
+        let (reader, alive) = std::io::pipe()?;
+        let group = i32::try_from(group).map_err(std::io::Error::other)?;
+        let child = Command::new(std::env::current_exe()?)
+            .arg("__fleet-watchdog")
+            .stdin(reader)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(group)
+            .spawn()?;
+        Ok(Watchdog { child, alive })
+    }
+
+    /// The command has ended and `permits` lives: the watchdog exits without
+    /// killing anything, and is reaped.
+    fn stand_down(mut self) {
+        let _ = self.alive.write_all(b"d");
+        drop(self.alive);
+        let _ = self.child.wait();
+    }
+}
+
+/// `permits __fleet-watchdog`: reads stdin; on end of file without the
+/// "done" byte (the `permits` that started it died), kills its own process
+/// group, which is the command's.
+pub fn watchdog() -> Result<i32, Failure> {
+    // Forwarded termination signals reach the whole group: catch them (and
+    // never act on them) so that the watchdog outlives them.
+    let _ignored = Catcher::new().map_err(|e| Failure::io("cannot install signal handlers", e))?;
+    let mut byte = [0u8; 1];
+    let read = loop {
+        match std::io::stdin().read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    if !matches!(read, Ok(1)) {
+        let _ = kill_process_group(rustix::process::getpgrp(), Signal::KILL);
+    }
+    Ok(0)
 }
 
 /// `permits wait --redis URL`: returns when nothing holds the semaphore,

@@ -116,6 +116,7 @@ fn main() -> ExitCode {
             None => named::status(a),
         },
         Command::Serve(a) => serve::run(a),
+        Command::FleetWatchdog => fleet::watchdog(),
     };
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),

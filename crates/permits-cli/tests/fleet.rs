@@ -186,26 +186,44 @@ fn on_lost_kill_kills_the_command_at_once() {
 
 #[test]
 fn a_killed_limiter_s_command_stops_before_the_next_holder_starts() {
+    // The first command keeps appending until something stops it.
+    killed_limiter("echo $$ > {pid}; while :; do echo A >> {log}; sleep 0.01; done");
+}
+
+/// The parent-death signal reaches only the command itself: a grandchild
+/// that does the work must be stopped too (by the watchdog).
+#[test]
+fn a_killed_limiter_s_grandchild_stops_before_the_next_holder_starts() {
+    killed_limiter("sh -c 'while :; do echo A >> {log}; sleep 0.01; done' & echo $! > {pid}; wait");
+}
+
+/// Runs `worker` (with `{pid}`: the file for the pid of the process that
+/// appends `A` lines to `{log}`) under a `permits run --redis` that is then
+/// `kill -9`ed while a second one waits for the only slot; the second
+/// command checks that the worker no longer runs.
+fn killed_limiter(worker: &str) {
     let redis = Redis::start();
     let dir = scratch();
     let log = path(&dir, "log");
     let pid_file = path(&dir, "pid");
-    // The first command keeps appending until something stops it.
-    let worker = format!(
-        "echo $$ > {pid}; while :; do echo A >> {log}; sleep 0.01; done",
-        pid = pid_file.display(),
-        log = log.display()
-    );
+    let worker = worker
+        .replace("{pid}", &pid_file.display().to_string())
+        .replace("{log}", &log.display().to_string());
     let mut first = run(&redis, "crash", "1", &[], &worker)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the first command works", GUARD, || !lines(&log).is_empty());
-    let worker_pid: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let mut worker_pid: u32 = 0;
+    wait_until("the first command works", GUARD, || {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file)
+            .unwrap_or_default()
+            .trim()
+            .parse()
+        {
+            worker_pid = pid;
+        }
+        worker_pid != 0 && !lines(&log).is_empty()
+    });
     // The second one records whether the first command still runs when it
     // gets the slot.
     let second_script = format!(
