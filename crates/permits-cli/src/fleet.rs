@@ -67,6 +67,7 @@ pub fn run(args: RunArgs, url: &str) -> Result<i32, Failure> {
         options = options.lease(lease);
     }
     let rt = runtime()?;
+    probe(&rt, url)?;
     let sem = rt
         .block_on(RedisSemaphore::open(url, &args.name, jobs, options))
         .map_err(|e| connect_failure(url, &args.name, e))?;
@@ -276,6 +277,7 @@ pub fn watchdog() -> Result<i32, Failure> {
 pub fn wait(args: WaitArgs, url: &str) -> Result<i32, Failure> {
     let deadline = args.timeout.and_then(|t| Instant::now().checked_add(t));
     let rt = runtime()?;
+    probe(&rt, url)?;
     let Some(sem) = open_existing(&rt, url, &args.name)? else {
         return Ok(0);
     };
@@ -307,6 +309,7 @@ pub fn status(args: StatusArgs, url: &str) -> Result<i32, Failure> {
         .as_deref()
         .ok_or_else(|| Failure::usage("--redis needs --name"))?;
     let rt = runtime()?;
+    probe(&rt, url)?;
     let Some(sem) = open_existing(&rt, url, name)? else {
         return Err(Failure::other(format!(
             "no semaphore named {name:?} in redis"
@@ -361,6 +364,29 @@ fn open_existing(rt: &Runtime, url: &str, name: &str) -> Result<Option<RedisSema
         UNAVAILABLE,
         format!("the capacity of {name:?} in redis keeps changing"),
     ))
+}
+
+/// How long the first connection may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connection attempt and a `PING`, so that an unreachable server (or
+/// a refused password) fails at once: the library's connection manager
+/// retries a first connection for about ten seconds, right for a service,
+/// slow for a command line.
+fn probe(rt: &Runtime, url: &str) -> Result<(), Failure> {
+    let client = redis::Client::open(url).map_err(|e| redis_failure(url, &e))?;
+    let ping = async {
+        let mut con = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<()>(&mut con).await
+    };
+    match rt.block_on(async { tokio::time::timeout(PROBE_TIMEOUT, ping).await }) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(redis_failure(url, &e)),
+        Err(_) => Err(Failure::with_code(
+            UNAVAILABLE,
+            format!("redis at {url}: no answer within {PROBE_TIMEOUT:?}"),
+        )),
+    }
 }
 
 /// One worker thread: enough for the keepalive and the wake-up hints.

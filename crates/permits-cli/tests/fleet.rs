@@ -402,5 +402,14 @@ fn bad_fleet_input_fails_before_anything_runs_with_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{url}: {stderr}");
         assert!(stderr.contains(url.as_str()), "{url}: {stderr}");
         assert!(!marker.exists(), "{url} ran something");
+        for look in ["wait", "status"] {
+            let out = permits()
+                .args([look, "--redis", url, "--name", "cap"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(69), "{look} {url}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{look} {url}: {stderr}");
+        }
     }
 }
