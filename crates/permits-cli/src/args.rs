@@ -124,7 +124,9 @@ pub struct FleetRun {
     /// rediss://…, redis+unix:///PATH) instead of a named one on this host.
     /// The command gets its fencing token in PERMITS_FENCE=slot:seq (also
     /// PERMITS_FENCE_SLOT, PERMITS_FENCE_SEQ), runs in its own process
-    /// group, and is killed if `permits` dies
+    /// group (so not the terminal's foreground: it cannot read the
+    /// terminal), and is killed if `permits` dies. Needs -j: the capacity
+    /// is fleet-wide, stored in Redis, and every user must give the same
     #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
     pub redis: Option<String>,
     /// How long a grant lives without renewal, on the Redis server's clock;
@@ -133,8 +135,9 @@ pub struct FleetRun {
     pub lease: Option<Duration>,
     /// What to do to the command when the permit is lost (its lease could
     /// not be renewed in time); `permits` then exits with status 75
-    #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnLost::Term)]
-    pub on_lost: OnLost,
+    /// [default: term]
+    #[arg(long, value_enum, value_name = "ACTION", requires = "redis")]
+    pub on_lost: Option<OnLost>,
 }
 
 /// What happens to the other jobs after one fails.

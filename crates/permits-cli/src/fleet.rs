@@ -13,6 +13,9 @@
 //! it kills the whole group, grandchildren included. A process that leaves
 //! the group (`setsid`, `setpgid`) escapes both; so does what the command
 //! leaves running after it ends normally (the permit is released then).
+//! Being in a group of its own, the command is not in the terminal's
+//! foreground: `permits` forwards Ctrl-C to it, but it cannot read the
+//! terminal.
 //!
 //! Exit statuses: the command's own (128 + signal if a signal ended it);
 //! 124 when `--timeout` passed before a permit was had; 75 when the permit
@@ -20,7 +23,7 @@
 //! fails; 2 for bad usage, a capacity that disagrees with the one stored in
 //! Redis included.
 
-use crate::args::{default_jobs, OnLost, RunArgs, StatusArgs, WaitArgs};
+use crate::args::{OnLost, RunArgs, StatusArgs, WaitArgs};
 use crate::named::{spawn_failure, TIMED_OUT};
 use crate::proc::{exit_code, signal_from_raw, Cancel, Running, Wake};
 use crate::signals::Catcher;
@@ -60,8 +63,12 @@ pub fn run(args: RunArgs, url: &str) -> Result<i32, Failure> {
     // A deadline computed once (a timeout beyond what a clock can add is
     // no deadline).
     let deadline = args.timeout.and_then(|t| Instant::now().checked_add(t));
-    let jobs = u32::try_from(args.jobs.unwrap_or_else(default_jobs))
-        .map_err(|_| Failure::internal("-j out of range"))?;
+    // No default from this host's CPUs: the capacity is the fleet's.
+    let jobs = args
+        .jobs
+        .ok_or_else(|| Failure::usage("--redis needs -j N, the fleet-wide capacity"))?;
+    let jobs = u32::try_from(jobs).map_err(|_| Failure::internal("-j out of range"))?;
+    let on_lost = args.fleet.on_lost.unwrap_or(OnLost::Term);
     let mut options = Options::default();
     if let Some(lease) = args.fleet.lease {
         options = options.lease(lease);
@@ -150,13 +157,13 @@ pub fn run(args: RunArgs, url: &str) -> Result<i32, Failure> {
                 eprintln!(
                     "permits: lost the permit of {:?} (its lease could not be renewed in time); {}",
                     args.name,
-                    match args.fleet.on_lost {
+                    match on_lost {
                         OnLost::Term => "stopping the command",
                         OnLost::Kill => "killing the command",
                         OnLost::Ignore => "the command runs on",
                     }
                 );
-                let done = match args.fleet.on_lost {
+                let done = match on_lost {
                     OnLost::Term => running.terminate().map(Some),
                     OnLost::Kill => running.signal(Signal::KILL).map(|()| None),
                     OnLost::Ignore => Ok(None),

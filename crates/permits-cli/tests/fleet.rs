@@ -129,6 +129,20 @@ fn the_command_gets_its_fencing_token_and_its_status_passes_through() {
     assert!(next > seq, "seq grows: {seq} then {next}");
 }
 
+#[test]
+fn sigterm_to_permits_reaches_the_command_s_group() {
+    let redis = Redis::start();
+    let dir = scratch();
+    let log = path(&dir, "log");
+    let mut limiter = run(&redis, "term", "1", &[], &idler(&log)).spawn().unwrap();
+    wait_until("the command runs", GUARD, || lines(&log) == ["ready"]);
+    signal(limiter.id(), Signal::TERM);
+    let status = wait_exit(&mut limiter);
+    assert_eq!(status.code(), Some(3), "the command's own status");
+    assert_eq!(lines(&log), ["ready", "TERM"]);
+    assert_eq!(redis.zcard("term", "holders"), 0, "the permit was released");
+}
+
 /// A command that logs `ready`, then idles until signalled; on SIGTERM it
 /// logs `TERM` and exits 3.
 fn idler(log: &std::path::Path) -> String {
@@ -370,6 +384,8 @@ fn bad_fleet_input_fails_before_anything_runs_with_one_line() {
             "cannot be used with",
         ),
         (run(&["--redis", &url, "-j", "0"]), "0 jobs"),
+        (run(&["--redis", &url]), "needs -j"),
+        (run(&["-j", "1", "--on-lost", "kill"]), "--redis"),
         (
             run(&["--redis", &url, "-j", "2"]),
             "exists with capacity 1, not 2",
