@@ -317,6 +317,33 @@ fn status_shows_the_holder_s_token_and_wait_returns_when_it_is_gone() {
             > status["holders"][0]["since_ms"].as_u64()
     );
 
+    // The only other slot is free, so fill it, then a third run times out
+    // with 124 without running its command.
+    let dir = scratch();
+    let marker = path(&dir, "ran");
+    let mut second = run(&redis, "look", "2", &[], "echo in; read x || true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(second.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let out = run(
+        &redis,
+        "look",
+        "2",
+        &["--timeout", "0.3"],
+        &format!("touch {}", marker.display()),
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    assert!(!marker.exists(), "a command ran without a permit");
+    drop(second.stdin.take());
+    assert!(wait_exit(&mut second).success());
+
     let url = redis.url();
     let wait = |extra: &[&str]| {
         permits()
