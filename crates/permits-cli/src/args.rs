@@ -27,6 +27,10 @@ Examples:
   permits status --name encode --json
   # Be the jobserver of a build, as make -j8 would be:
   permits serve -j 8 -- cargo build
+  # At most 3 deploys across a fleet of hosts (a Redis semaphore; the
+  # command gets its fencing token in PERMITS_FENCE=slot:seq):
+  permits run --redis redis://redis.internal/ --name deploys -j 3 -- ./deploy.sh
+  permits status --redis redis://redis.internal/ --name deploys
 
 Inside `make -jN`, `permits batch` takes its slots from make's jobserver, and
 the commands it runs share that pool: `-j` means N in total, not per level.
@@ -64,6 +68,10 @@ pub enum Command {
     /// Run a command as the make jobserver of everything it starts (what
     /// `make -jN` does for its recipes)
     Serve(ServeArgs),
+    /// Internal: the watchdog `permits run --redis` puts in its command's
+    /// process group, which kills the group if `permits` dies
+    #[command(name = "__fleet-watchdog", hide = true)]
+    FleetWatchdog,
 }
 
 /// `permits run`.
@@ -87,11 +95,49 @@ pub struct RunArgs {
     /// it ends (like `sem` without `--fg`). It still writes to this
     /// process's stdout and stderr: redirect them if a caller reads those
     /// pipes to their end
-    #[arg(long)]
+    #[arg(long, conflicts_with = "redis")]
     pub bg: bool,
+    #[command(flatten)]
+    pub fleet: FleetRun,
     /// The command and its arguments (after `--`)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// What `permits run --redis` does to its command when the permit is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnLost {
+    /// SIGTERM to the command's process group, SIGKILL after a grace
+    /// period (2 s)
+    Term,
+    /// SIGKILL to the command's process group at once
+    Kill,
+    /// Let the command run on (it is told nothing; permits still exits
+    /// with the lost status when it ends)
+    Ignore,
+}
+
+/// The flags of `permits run` that use a fleet-wide semaphore in Redis.
+#[derive(Debug, Args)]
+pub struct FleetRun {
+    /// Use a fleet-wide semaphore in this Redis (redis://HOST[:PORT][/DB],
+    /// rediss://…, redis+unix:///PATH) instead of a named one on this host.
+    /// The command gets its fencing token in PERMITS_FENCE=slot:seq (also
+    /// PERMITS_FENCE_SLOT, PERMITS_FENCE_SEQ), runs in its own process
+    /// group (so not the terminal's foreground: it cannot read the
+    /// terminal), and is killed if `permits` dies. Needs -j: the capacity
+    /// is fleet-wide, stored in Redis, and every user must give the same
+    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
+    pub redis: Option<String>,
+    /// How long a grant lives without renewal, on the Redis server's clock;
+    /// renewed every third of it while the command runs [default: 15s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_lease, requires = "redis")]
+    pub lease: Option<Duration>,
+    /// What to do to the command when the permit is lost (its lease could
+    /// not be renewed in time); `permits` then exits with status 75
+    /// [default: term]
+    #[arg(long, value_enum, value_name = "ACTION", requires = "redis")]
+    pub on_lost: Option<OnLost>,
 }
 
 /// What happens to the other jobs after one fails.
@@ -177,6 +223,10 @@ pub struct WaitArgs {
     /// Give up after this long (exit status 124)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Wait for a fleet-wide semaphore in this Redis (its status is read
+    /// every 250 ms)
+    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
+    pub redis: Option<String>,
 }
 
 /// `permits status`.
@@ -190,6 +240,9 @@ pub struct StatusArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// Show a fleet-wide semaphore in this Redis (needs --name)
+    #[arg(long, value_name = "URL", value_parser = parse_redis_url, requires = "name")]
+    pub redis: Option<String>,
 }
 
 /// Where named semaphores live: `--dir`, `PERMITS_DIR`, or the user's own
@@ -291,6 +344,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// The shortest `--lease` the Redis semaphore accepts.
+const MIN_LEASE: Duration = Duration::from_millis(100);
+
+/// Parses `--lease`: a duration of at least 100 ms.
+pub fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = parse_duration(text)?;
+    if lease < MIN_LEASE {
+        return Err(format!(
+            "{} is too short for a lease: at least 100ms",
+            text.trim()
+        ));
+    }
+    Ok(lease)
+}
+
+/// Parses `--redis`: a URL the Redis client understands (checked without
+/// connecting).
+pub fn parse_redis_url(text: &str) -> Result<String, String> {
+    match redis::Client::open(text) {
+        Ok(_) => Ok(text.to_owned()),
+        Err(e) => Err(format!("{text:?} is not a redis URL: {e}")),
+    }
+}
+
 /// Checks a semaphore name with the library's one rule
 /// ([`check_name`]).
 pub fn parse_name(text: &str) -> Result<String, String> {
@@ -342,6 +419,23 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         for bad in ["", "-1", "abc", "5 days", "1e99", "1.2.3"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn leases_and_redis_urls_are_checked() {
+        assert_eq!(parse_lease("100ms"), Ok(Duration::from_millis(100)));
+        assert!(parse_lease("99ms").unwrap_err().contains("too short"));
+        assert!(parse_lease("soon").is_err());
+        for good in [
+            "redis://127.0.0.1/",
+            "redis+unix:///tmp/r.sock",
+            "redis://h:6380/2",
+        ] {
+            assert!(parse_redis_url(good).is_ok(), "{good:?} refused");
+        }
+        for bad in ["", "127.0.0.1", "http://x/", "redis://"] {
+            assert!(parse_redis_url(bad).is_err(), "{bad:?} accepted");
         }
     }
 

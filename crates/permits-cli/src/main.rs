@@ -10,6 +10,8 @@ mod args;
 #[cfg(target_os = "linux")]
 mod batch;
 #[cfg(target_os = "linux")]
+mod fleet;
+#[cfg(target_os = "linux")]
 mod make;
 #[cfg(target_os = "linux")]
 mod named;
@@ -100,11 +102,21 @@ fn main() -> ExitCode {
 
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Run(a) => named::run(a),
+        Command::Run(a) => match a.fleet.redis.clone() {
+            Some(url) => fleet::run(a, &url),
+            None => named::run(a),
+        },
         Command::Batch(a) => batch::run(a),
-        Command::Wait(a) => named::wait(a),
-        Command::Status(a) => named::status(a),
+        Command::Wait(a) => match a.redis.clone() {
+            Some(url) => fleet::wait(a, &url),
+            None => named::wait(a),
+        },
+        Command::Status(a) => match a.redis.clone() {
+            Some(url) => fleet::status(a, &url),
+            None => named::status(a),
+        },
         Command::Serve(a) => serve::run(a),
+        Command::FleetWatchdog => fleet::watchdog(),
     };
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
