@@ -21,7 +21,8 @@ Examples:
   permits run --name encode -j 4 -- ffmpeg -i in.mov out.mp4
   # Many commands, 8 at a time, output kept together per job:
   permits batch -j 8 -- 'make -C a' 'make -C b' 'cargo build'
-  find . -name '*.log' | sed 's/^/gzip /' | permits batch -j 4
+  find . -name '*.log' -print0 | permits batch -0 -j 4 -- gzip
+  permits batch -j 4 -- convert {} {.}.png ::: *.jpg
   # Wait until every holder of a named semaphore is done:
   permits wait --name encode
   permits status --name encode --json
@@ -180,10 +181,22 @@ pub struct BatchArgs {
     /// terminal and --json is off)
     #[arg(long)]
     pub no_progress: bool,
-    /// Shell commands, one per argument (run with `sh -c`); without any,
-    /// one command per line is read from stdin
+    /// Items are NUL-separated (as `find -print0` writes them), not lines
+    #[arg(short = '0', long)]
+    pub null: bool,
+    /// Use STR instead of `{}` for the item in the command template
+    #[arg(short = 'I', value_name = "STR")]
+    pub replace: Option<OsString>,
+    /// Read items from FILE (`-` for stdin)
+    #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
+    pub arg_file: Option<PathBuf>,
+    /// Print the commands that would run, and run none
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Shell commands, one per argument; or a command template that input
+    /// items are put into as single arguments (see "Items" below)
     #[arg(last = true, value_name = "COMMAND")]
-    pub commands: Vec<String>,
+    pub commands: Vec<OsString>,
 }
 
 /// How `permits serve` passes its pool.

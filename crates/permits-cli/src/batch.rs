@@ -1,6 +1,9 @@
-//! `permits batch`: run many shell commands with at most N at once.
+//! `permits batch`: run many commands with at most N at once.
 //!
-//! The dispatcher (the main thread) takes a slot for each job in input
+//! Each input item is a shell command, or goes into a command template as
+//! one argument ([`crate::items`]). The dispatcher (the main thread) reads
+//! one item at a time (a job starts as soon as its item arrives and a slot
+//! is free) and takes a slot for each job in input
 //! order, then runs the job on a thread of its own: the child's output is
 //! captured and printed in one piece when it ends (or in input order with
 //! `--keep-order`). Slots come from, in this order of preference:
@@ -14,6 +17,7 @@
 //! Under `make -n` (a dry run) it prints the commands and runs none.
 
 use crate::args::{default_jobs, BatchArgs, Halt};
+use crate::items::{self, has_replacement, Context, Source, Template, ITEMS_FOLLOW};
 use crate::make::Make;
 use crate::proc::{exit_code, Cancel, Running, Wake};
 use crate::report::{Event, JobEnd, Reporter, Summary};
@@ -21,11 +25,14 @@ use crate::Failure;
 use permits_process::jobserver::{JobPermit, JobserverSemaphore, Server};
 use permits_process::named::{NamedPermit, NamedSemaphore};
 use permits_process::AcquireError;
-use std::io::{self, BufRead, IsTerminal, Read};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -76,23 +83,179 @@ struct Shared {
     cancel: Cancel,
     /// The signal that interrupted the batch, if any.
     signal: AtomicI32,
+    /// Running jobs are stopped because of a signal or a closed stdout
+    /// (not because of `--halt`).
+    interrupted: AtomicBool,
     halt: Halt,
     timeout: Option<Duration>,
 }
 
+/// What each input item becomes.
+enum Jobs {
+    /// Each item is a shell command (the arguments, or lines of stdin).
+    Commands,
+    /// Each item goes into the template as one argument.
+    Template(Template),
+}
+
+impl Jobs {
+    /// The program and arguments of job `number` (1-based).
+    fn argv(&self, item: &[u8], number: usize, slot: usize) -> Vec<OsString> {
+        match self {
+            Jobs::Commands => shell_argv(item),
+            Jobs::Template(t) => t.expand(Context { item, number, slot }),
+        }
+    }
+}
+
+/// Reads the flags into what runs and where its items come from. A
+/// template is in use when a word after `--` holds a replacement string,
+/// when `:::` gives the items, or with `-0`, `-I` or `-a`.
+fn plan(args: &BatchArgs) -> Result<(Jobs, Source), Failure> {
+    let (words, given) = match args.commands.iter().position(|w| w == ITEMS_FOLLOW) {
+        Some(at) => (&args.commands[..at], Some(&args.commands[at + 1..])),
+        None => (&args.commands[..], None),
+    };
+    let replace = args.replace.as_deref().map(OsStrExt::as_bytes);
+    if replace == Some(b"") {
+        return Err(Failure::usage("-I needs a non-empty replacement string"));
+    }
+    let templated = given.is_some()
+        || args.null
+        || args.replace.is_some()
+        || args.arg_file.is_some()
+        || words
+            .iter()
+            .any(|w| has_replacement(w.as_bytes(), replace.unwrap_or(b"{}")));
+    if !templated {
+        if !words.is_empty() {
+            let items = words
+                .iter()
+                .map(|w| w.as_bytes().to_vec())
+                .collect::<Vec<_>>();
+            return Ok((Jobs::Commands, Source::Given(items.into_iter())));
+        }
+        return Ok((Jobs::Commands, stdin_source(b'\n')?));
+    }
+    if words.is_empty() {
+        return Err(Failure::usage(
+            "no command template before the items: give one after `--`",
+        ));
+    }
+    let template = Jobs::Template(Template::new(words, args.replace.as_deref()));
+    let separator = if args.null { 0 } else { b'\n' };
+    let source = match (given, &args.arg_file) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::usage(
+                "items come either after `:::` or from -a FILE, not both",
+            ))
+        }
+        (Some(items), None) => {
+            let items = items
+                .iter()
+                .map(|w| w.as_bytes().to_vec())
+                .collect::<Vec<_>>();
+            Source::Given(items.into_iter())
+        }
+        (None, Some(path)) if path.as_os_str() != "-" => {
+            let file = std::fs::File::open(path).map_err(|e| {
+                Failure::usage(format!("cannot read items from {}: {e}", path.display()))
+            })?;
+            Source::Stream {
+                reader: Box::new(io::BufReader::new(file)),
+                separator,
+            }
+        }
+        (None, _) => stdin_source(separator)?,
+    };
+    Ok((template, source))
+}
+
+/// Items read from stdin, which must not be a terminal.
+fn stdin_source(separator: u8) -> Result<Source, Failure> {
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        return Err(Failure::usage(
+            "no commands: give them after `--`, or one per line on stdin",
+        ));
+    }
+    Ok(Source::Stream {
+        reader: Box::new(io::BufReader::new(stdin)),
+        separator,
+    })
+}
+
+/// Jobs still running, for the dispatcher to wait on at the end (their
+/// threads are detached: nothing per job is kept once it ended).
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl InFlight {
+    fn add(&self) {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+
+    fn done(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *count -= 1;
+        if *count == 0 {
+            self.zero.notify_all();
+        }
+    }
+
+    fn wait_for_none(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *count > 0 {
+            count = self.zero.wait(count).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Slot numbers for `{%}`: the lowest free one is handed out.
+#[derive(Default)]
+struct SlotNumbers(Mutex<BTreeSet<usize>>);
+
+impl SlotNumbers {
+    fn take(&self) -> usize {
+        let mut used = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = (1..).find(|n| !used.contains(n)).unwrap_or(1);
+        used.insert(n);
+        n
+    }
+
+    fn give_back(&self, n: usize) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&n);
+    }
+}
+
 /// Runs the batch; returns the exit code.
 pub fn run(args: BatchArgs) -> Result<i32, Failure> {
-    let commands = commands(&args.commands)?;
+    let (jobs_of, mut source) = plan(&args)?;
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let otherwise = match &args.name {
         Some(_) => "ignoring it".to_owned(),
         None => format!("using -j {jobs} of our own"),
     };
     let make = Make::from_env(&otherwise);
-    if let Make::DryRun = make {
-        // `make -n`: say what would run, run nothing.
-        for command in &commands {
-            println!("{command}");
+    if args.dry_run || matches!(make, Make::DryRun) {
+        // `--dry-run` or `make -n`: say what would run, run nothing.
+        let mut out = io::stdout().lock();
+        let mut number = 0;
+        while let Some(item) = source
+            .next_item()
+            .map_err(|e| Failure::io("cannot read the items", e))?
+        {
+            number += 1;
+            let line = items::display(&jobs_of.argv(&item, number, 1));
+            if let Err(e) = writeln!(out, "{line}") {
+                return Ok(crate::exit::write_failed(&e));
+            }
+        }
+        if let Err(e) = out.flush() {
+            return Ok(crate::exit::write_failed(&e));
         }
         return Ok(0);
     }
@@ -101,6 +264,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
         stop: AtomicBool::new(false),
         cancel: Cancel::new().map_err(|e| Failure::io("cannot create an event", e))?,
         signal: AtomicI32::new(0),
+        interrupted: AtomicBool::new(false),
         halt: args.halt,
         timeout: args.timeout,
     });
@@ -108,6 +272,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
         let shared = Arc::clone(&shared);
         move |sig| {
             shared.signal.store(sig, Ordering::SeqCst);
+            shared.interrupted.store(true, Ordering::SeqCst);
             shared.stop.store(true, Ordering::SeqCst);
             shared.cancel.fire();
         }
@@ -115,38 +280,69 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     .map_err(|e| Failure::io("cannot install signal handlers", e))?;
 
     let progress = !args.no_progress && !args.json && io::stderr().is_terminal();
-    let reporter = Reporter::new(commands.len(), args.json, args.keep_order, progress);
+    let reporter = Reporter::new(source.len(), args.json, args.keep_order, progress);
     if let Some(note) = note {
         reporter.note(&note);
     }
     let (tx, rx) = mpsc::channel::<Event>();
-    let printer = thread::spawn(move || {
-        let mut reporter = reporter;
-        for event in rx {
-            reporter.event(event);
+    let printer = thread::spawn({
+        let shared = Arc::clone(&shared);
+        move || {
+            let mut reporter = reporter;
+            for event in rx {
+                if reporter.event(event).is_err() && !reporter.output_closed {
+                    // Nobody reads our output any more: stop, quietly.
+                    reporter.output_closed = true;
+                    shared.interrupted.store(true, Ordering::SeqCst);
+                    shared.stop.store(true, Ordering::SeqCst);
+                    shared.cancel.fire();
+                }
+            }
+            reporter
         }
-        reporter
     });
 
     let started = Instant::now();
-    let mut handles = Vec::new();
+    let running = Arc::new(InFlight::default());
+    let numbers = Arc::new(SlotNumbers::default());
+    let finite = source.len().is_some();
     let mut not_started = Vec::new();
-    for (index, command) in commands.iter().enumerate() {
+    let mut index = 0;
+    loop {
+        if !finite && shared.stop.load(Ordering::SeqCst) {
+            // Reading on could take forever (`tail -f`): stop here.
+            break;
+        }
+        let item = match source.next_item() {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) => {
+                reporter_note(&tx, format!("cannot read the items: {e}"));
+                shared.stop.store(true, Ordering::SeqCst);
+                break;
+            }
+        };
+        index += 1;
         let slot = match slots.acquire(&shared.stop) {
             Ok(Some(slot)) => slot,
             Ok(None) => {
-                not_started.push(index);
+                let argv = jobs_of.argv(&item, index, 0);
+                not_started.push((index - 1, items::display(&argv)));
                 continue;
             }
             Err(e) => {
                 // The slot source failed: run nothing more.
                 shared.stop.store(true, Ordering::SeqCst);
-                eprintln!("permits: cannot take a slot: {e}");
-                not_started.push(index);
+                reporter_note(&tx, format!("cannot take a slot: {e}"));
+                let argv = jobs_of.argv(&item, index, 0);
+                not_started.push((index - 1, items::display(&argv)));
                 continue;
             }
         };
-        let mut cmd = shell(command);
+        let number = numbers.take();
+        let argv = jobs_of.argv(&item, index, number);
+        let command = items::display(&argv);
+        let mut cmd = spawnable(&argv);
         if let Some(server) = &server {
             server.configure(&mut cmd);
         } else if let Slots::Jobserver(sem) = &slots {
@@ -157,22 +353,29 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
                     .map_err(|e| Failure::io("cannot pass the jobserver on", e))?;
             }
         }
-        let (shared, tx, command) = (Arc::clone(&shared), tx.clone(), command.clone());
-        handles.push(thread::spawn(move || {
-            let end = run_job(index, &command, cmd, &shared, &tx);
+        let (shared, tx, running, numbers) = (
+            Arc::clone(&shared),
+            tx.clone(),
+            Arc::clone(&running),
+            Arc::clone(&numbers),
+        );
+        running.add();
+        let job = index - 1;
+        thread::spawn(move || {
+            let end = run_job(job, &command, cmd, &shared, &tx);
             if !end.succeeded() && shared.halt != Halt::Never {
                 shared.stop.store(true, Ordering::SeqCst);
                 if shared.halt == Halt::Now {
                     shared.cancel.fire();
                 }
             }
+            numbers.give_back(number);
             drop(slot);
             let _ = tx.send(Event::Ended(end));
-        }));
+            running.done();
+        });
     }
-    for handle in handles {
-        let _ = handle.join();
-    }
+    running.wait_for_none();
     drop(tx);
     let reporter = printer
         .join()
@@ -184,13 +387,21 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             }
         }
     }
-    let summary = reporter.summary(&not_started, &commands, started.elapsed());
+    let closed = reporter.output_closed;
+    let summary = reporter.summary(&not_started, started.elapsed());
     let signal = shared.signal.load(Ordering::SeqCst);
     Ok(if signal != 0 {
         128 + signal
+    } else if closed || summary.output_closed {
+        crate::exit::BROKEN_PIPE
     } else {
         exit_status(&summary)
     })
+}
+
+/// A line for the user from the dispatcher, through the output thread.
+fn reporter_note(tx: &mpsc::Sender<Event>, text: String) {
+    let _ = tx.send(Event::Note(text));
 }
 
 /// The batch's exit status: 0 when every job ran and succeeded, else the
@@ -198,27 +409,6 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
 fn exit_status(summary: &Summary) -> i32 {
     let bad = summary.failed + summary.not_started;
     i32::try_from(bad.min(101)).unwrap_or(101)
-}
-
-/// The commands: the arguments, or one per non-empty line of stdin.
-fn commands(given: &[String]) -> Result<Vec<String>, Failure> {
-    if !given.is_empty() {
-        return Ok(given.to_vec());
-    }
-    let stdin = io::stdin();
-    if stdin.is_terminal() {
-        return Err(Failure::usage(
-            "no commands: give them after `--`, or one per line on stdin",
-        ));
-    }
-    let mut out = Vec::new();
-    for line in stdin.lock().lines() {
-        let line = line.map_err(|e| Failure::io("cannot read commands from stdin", e))?;
-        if !line.trim().is_empty() {
-            out.push(line);
-        }
-    }
-    Ok(out)
 }
 
 /// Picks the slot source; returns it, our own jobserver (if we made one),
@@ -257,28 +447,41 @@ fn choose_slots(
     Ok((Slots::Jobserver(sem), Some(server), None))
 }
 
-/// The job's command in a process group of its own, stdin closed, output
-/// captured: a plain `program arg...` line (nothing a shell would
-/// interpret, and `program` an executable file rather than a shell
-/// builtin such as `exit`) runs directly, anything else as `sh -c COMMAND`.
-fn shell(command: &str) -> Command {
+/// How a shell command runs: a plain `program arg...` line (nothing a
+/// shell would interpret, and `program` an executable file rather than a
+/// shell builtin such as `exit`) runs directly, anything else as
+/// `sh -c COMMAND`.
+fn shell_argv(command: &[u8]) -> Vec<OsString> {
     let plain = command
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b" -_./=:,+@%".contains(&b));
-    let mut words = command.split_ascii_whitespace();
-    let mut cmd = match (plain, words.next()) {
-        (true, Some(program)) if is_executable(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words);
-            cmd
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b" -_./=:,+@%".contains(b));
+    if plain {
+        let words: Vec<&[u8]> = command
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty())
+            .collect();
+        if let Some(program) = words.first() {
+            if is_executable(&String::from_utf8_lossy(program)) {
+                return words
+                    .iter()
+                    .map(|w| OsString::from_vec(w.to_vec()))
+                    .collect();
+            }
         }
-        _ => {
-            let mut cmd = Command::new("sh");
-            cmd.arg("-c").arg(command);
-            cmd
-        }
-    };
-    cmd.stdin(Stdio::null())
+    }
+    vec![
+        "sh".into(),
+        "-c".into(),
+        OsString::from_vec(command.to_vec()),
+    ]
+}
+
+/// The job's command in a process group of its own, stdin closed, output
+/// captured.
+fn spawnable(argv: &[OsString]) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -300,6 +503,17 @@ fn is_executable(program: &str) -> bool {
         .any(|dir| runnable(&dir.join(program)))
 }
 
+impl JobEnd {
+    /// Labels a job stopped by the cancel event with its real cause.
+    fn mark_stopped(&mut self, shared: &Shared) {
+        if shared.interrupted.load(Ordering::SeqCst) {
+            self.interrupted = true;
+        } else {
+            self.halted = true;
+        }
+    }
+}
+
 /// Runs one job to its end.
 fn run_job(
     index: usize,
@@ -311,7 +525,7 @@ fn run_job(
     let started = Instant::now();
     let mut end = JobEnd::new(index, command);
     if shared.cancel.fired() {
-        end.halted = true;
+        end.mark_stopped(shared);
         return end;
     }
     let child = match cmd.spawn() {
@@ -344,7 +558,7 @@ fn run_job(
             running.terminate()
         }
         Ok(Wake::Cancelled) => {
-            end.halted = true;
+            end.mark_stopped(shared);
             running.terminate()
         }
         Err(e) => Err(e),

@@ -10,7 +10,10 @@ mod args;
 #[cfg(target_os = "linux")]
 mod batch;
 #[cfg(target_os = "linux")]
+mod exit;
 mod fleet;
+#[cfg(target_os = "linux")]
+mod items;
 #[cfg(target_os = "linux")]
 mod make;
 #[cfg(target_os = "linux")]

@@ -216,6 +216,7 @@ pub fn status(args: StatusArgs) -> Result<i32, Failure> {
             .map_err(|e| Failure::io("cannot read the semaphore's state", e))?;
         all.push((name.clone(), sem.path().to_owned(), status));
     }
+    let mut text = String::new();
     if args.json {
         let list: Vec<_> = all.iter().map(|(n, d, s)| status_json(n, d, s)).collect();
         let value = if args.name.is_some() {
@@ -223,15 +224,16 @@ pub fn status(args: StatusArgs) -> Result<i32, Failure> {
         } else {
             serde_json::Value::Array(list)
         };
-        println!("{value}");
+        text = format!("{value}\n");
     } else if all.is_empty() {
-        println!("no named semaphores in {}", base.display());
+        text = format!("no named semaphores in {}\n", base.display());
     } else {
         for (name, dir, status) in &all {
-            print_status(name, dir, status);
+            print_status(&mut text, name, dir, status);
         }
     }
-    Ok(0)
+    // A reader that stops early (`| head`) is no error: quiet status 141.
+    Ok(crate::exit::print(text.as_bytes()))
 }
 
 fn millis(t: Option<SystemTime>) -> Option<u128> {
@@ -264,8 +266,10 @@ fn status_json(name: &str, dir: &Path, s: &NamedStatus) -> serde_json::Value {
         "waiters": s.waiters, "holders": holders, "queue": queue})
 }
 
-fn print_status(name: &str, dir: &Path, s: &NamedStatus) {
-    println!(
+fn print_status(text: &mut String, name: &str, dir: &Path, s: &NamedStatus) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        text,
         "{name}: {} of {} held, {} waiting (state in {})",
         s.held,
         s.capacity,
@@ -282,14 +286,16 @@ fn print_status(name: &str, dir: &Path, s: &NamedStatus) {
         format!("pid {pid} ({}), for {since}: {label}", state_name(state))
     };
     for h in &s.holders {
-        println!(
+        let _ = writeln!(
+            text,
             "  slot {}: {}",
             h.slot,
             line(h.pid, h.state, h.since, &h.label)
         );
     }
     for (i, w) in s.queue.iter().enumerate() {
-        println!(
+        let _ = writeln!(
+            text,
             "  waiting #{}: {}",
             i + 1,
             line(w.pid, w.state, w.since, &w.label)

@@ -23,8 +23,11 @@ pub struct JobEnd {
     pub signal: Option<i32>,
     /// Stopped by `--timeout`.
     pub timed_out: bool,
-    /// Stopped (or never started) because of a halt or a signal.
+    /// Stopped (or never started) because of `--halt`.
     pub halted: bool,
+    /// Stopped because permits was interrupted (Ctrl-C, a signal) or
+    /// its output was closed.
+    pub interrupted: bool,
     /// Why it could not start or be waited for.
     pub spawn_error: Option<String>,
     /// Captured output.
@@ -47,7 +50,7 @@ impl JobEnd {
 
     /// Whether it ran and exited with status 0.
     pub fn succeeded(&self) -> bool {
-        self.exit_code == Some(0) && !self.timed_out && !self.halted
+        self.exit_code == Some(0) && !self.timed_out && !self.halted && !self.interrupted
     }
 
     /// A short description of a failure.
@@ -66,6 +69,9 @@ impl JobEnd {
         if self.halted {
             why.push_str(", stopped by halt");
         }
+        if self.interrupted {
+            why.push_str(", interrupted");
+        }
         why
     }
 }
@@ -83,6 +89,8 @@ pub enum Event {
     },
     /// A job ended.
     Ended(JobEnd),
+    /// A line for the user (on stderr).
+    Note(String),
 }
 
 /// Totals for the exit status.
@@ -92,6 +100,23 @@ pub struct Summary {
     pub failed: usize,
     /// Jobs never started (halt or signal).
     pub not_started: usize,
+    /// Our stdout was closed by its reader.
+    pub output_closed: bool,
+}
+
+/// The longest command shown in the failure summary, in bytes.
+const SHOWN: usize = 200;
+
+/// `command`, cut to about [`SHOWN`] bytes (on a character boundary).
+fn shorten(command: &str) -> String {
+    if command.len() <= SHOWN {
+        return command.to_owned();
+    }
+    let mut end = SHOWN;
+    while !command.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &command[..end], command.len())
 }
 
 /// Prints job ends and the summary.
@@ -102,20 +127,23 @@ pub struct Reporter {
     /// With `--keep-order`: ends waiting for earlier jobs.
     pending: BTreeMap<usize, JobEnd>,
     next: usize,
-    total: usize,
     failures: Vec<(usize, String, String)>,
     succeeded: usize,
+    /// A write to stdout failed with a broken pipe: print nothing more.
+    pub output_closed: bool,
 }
 
 impl Reporter {
-    /// A reporter for `total` jobs.
-    pub fn new(total: usize, json: bool, keep_order: bool, progress: bool) -> Reporter {
+    /// A reporter for `total` jobs (`None`: not known in advance).
+    pub fn new(total: Option<usize>, json: bool, keep_order: bool, progress: bool) -> Reporter {
         let bar = progress.then(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} jobs (ETA {eta})",
-            ) {
+            let len = total.map(|n| n as u64);
+            let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+            let template = match total {
+                Some(_) => "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} jobs (ETA {eta})",
+                None => "{spinner} [{elapsed_precise}] {pos} jobs done",
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style);
             }
             bar
@@ -126,15 +154,17 @@ impl Reporter {
             bar,
             pending: BTreeMap::new(),
             next: 0,
-            total,
             failures: Vec::new(),
             succeeded: 0,
+            output_closed: false,
         }
     }
 
     /// A line for the user, on stderr (not in JSON mode's stdout).
     pub fn note(&self, text: &str) {
-        self.suspended(|| eprintln!("permits: {text}"));
+        self.suspended(|| {
+            let _ = writeln!(io::stderr().lock(), "permits: {text}");
+        });
     }
 
     fn suspended(&self, f: impl FnOnce()) {
@@ -144,28 +174,34 @@ impl Reporter {
         }
     }
 
-    /// Handles one event from a job thread.
-    pub fn event(&mut self, event: Event) {
+    /// Handles one event from a job thread; an error is a failed write
+    /// to stdout (then nothing more is written there).
+    pub fn event(&mut self, event: Event) -> io::Result<()> {
         match event {
             Event::Started {
                 index,
                 command,
                 pid,
             } => {
-                if self.json {
+                if self.json && !self.output_closed {
                     let line =
                         json!({"event": "start", "job": index + 1, "command": command, "pid": pid});
                     let mut out = io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
+                    writeln!(out, "{line}")?;
+                    out.flush()?;
                 }
+                Ok(())
             }
             Event::Ended(end) => self.finished(end),
+            Event::Note(text) => {
+                self.note(&text);
+                Ok(())
+            }
         }
     }
 
     /// A job ended: print it now, or when its turn comes.
-    fn finished(&mut self, end: JobEnd) {
+    fn finished(&mut self, end: JobEnd) -> io::Result<()> {
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
@@ -173,23 +209,28 @@ impl Reporter {
             self.succeeded += 1;
         } else {
             self.failures
-                .push((end.index, end.command.clone(), end.why()));
+                .push((end.index, shorten(&end.command), end.why()));
         }
         if !self.keep_order {
-            self.print(&end);
-            return;
+            return self.print(&end);
         }
         self.pending.insert(end.index, end);
+        let mut result = Ok(());
         while let Some(end) = self.pending.remove(&self.next) {
-            self.print(&end);
+            result = result.and(self.print(&end));
             self.next += 1;
         }
+        result
     }
 
-    fn print(&self, end: &JobEnd) {
+    fn print(&self, end: &JobEnd) -> io::Result<()> {
+        if self.output_closed {
+            return Ok(());
+        }
+        let mut result = Ok(());
         self.suspended(|| {
-            if self.json {
-                let finish = json!({
+            result = if self.json {
+                let mut finish = json!({
                     "event": "end",
                     "job": end.index + 1,
                     "command": end.command,
@@ -198,56 +239,74 @@ impl Reporter {
                     "signal": end.signal,
                     "timed_out": end.timed_out,
                     "halted": end.halted,
+                    "interrupted": end.interrupted,
                     "error": end.spawn_error,
                     "duration_ms": end.duration.as_secs_f64() * 1e3,
                     "stdout": String::from_utf8_lossy(&end.stdout),
                     "stderr": String::from_utf8_lossy(&end.stderr),
                 });
+                // Output that is not UTF-8 is also given losslessly, as
+                // an array of byte values.
+                for (key, bytes) in [("stdout_bytes", &end.stdout), ("stderr_bytes", &end.stderr)] {
+                    if std::str::from_utf8(bytes).is_err() {
+                        finish[key] = json!(bytes);
+                    }
+                }
                 let mut out = io::stdout().lock();
-                let _ = writeln!(out, "{finish}");
-                let _ = out.flush();
+                writeln!(out, "{finish}").and_then(|()| out.flush())
             } else {
-                let _ = io::stdout().lock().write_all(&end.stdout);
-                let _ = io::stdout().flush();
+                let mut out = io::stdout().lock();
+                let written = out.write_all(&end.stdout).and_then(|()| out.flush());
+                // A closed stderr is not worth stopping for.
                 let _ = io::stderr().lock().write_all(&end.stderr);
-            }
+                written
+            };
         });
+        result
     }
 
     /// Prints the summary (after every job ended) and returns the totals.
-    pub fn summary(
-        mut self,
-        not_started: &[usize],
-        commands: &[String],
-        took: Duration,
-    ) -> Summary {
+    /// `not_started`: the jobs (0-based index, command) never started.
+    pub fn summary(mut self, not_started: &[(usize, String)], took: Duration) -> Summary {
         // With --keep-order, anything still pending is printed now (jobs
         // that never started leave gaps).
         let rest: Vec<_> = std::mem::take(&mut self.pending).into_values().collect();
         for end in &rest {
-            self.print(end);
+            if self.print(end).is_err() {
+                self.output_closed = true;
+            }
         }
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
         let failed = self.failures.len();
+        let total = self.succeeded + failed + not_started.len();
         if self.json {
-            for &index in not_started {
-                println!(
-                    "{}",
-                    json!({"event": "skip", "job": index + 1, "command": commands[index]})
-                );
+            let mut out = io::stdout().lock();
+            let mut lines = Vec::new();
+            for (index, command) in not_started {
+                lines.push(json!({"event": "skip", "job": index + 1, "command": command}));
             }
-            println!(
-                "{}",
-                json!({"event": "summary", "jobs": self.total, "succeeded": self.succeeded,
-                    "failed": failed, "not_started": not_started.len(),
-                    "duration_ms": took.as_secs_f64() * 1e3})
+            lines.push(
+                json!({"event": "summary", "jobs": total, "succeeded": self.succeeded,
+                "failed": failed, "not_started": not_started.len(),
+                "duration_ms": took.as_secs_f64() * 1e3}),
             );
+            for line in lines {
+                if self.output_closed || writeln!(out, "{line}").is_err() {
+                    self.output_closed = true;
+                    break;
+                }
+            }
+            if out.flush().is_err() {
+                self.output_closed = true;
+            }
         } else {
-            eprintln!(
+            let mut err = io::stderr().lock();
+            let _ = writeln!(
+                err,
                 "permits: {} jobs: {} succeeded, {} failed, {} not started ({:.2} s)",
-                self.total,
+                total,
                 self.succeeded,
                 failed,
                 not_started.len(),
@@ -255,12 +314,13 @@ impl Reporter {
             );
             self.failures.sort();
             for (index, command, why) in &self.failures {
-                eprintln!("permits:   job {} ({why}): {command}", index + 1);
+                let _ = writeln!(err, "permits:   job {} ({why}): {command}", index + 1);
             }
         }
         Summary {
             failed,
             not_started: not_started.len(),
+            output_closed: self.output_closed,
         }
     }
 }
