@@ -70,9 +70,10 @@
 //!   resize, cancel or event `set`) leaves every count and every waiter
 //!   intact; the panic propagates to the caller that woke it.
 //! * By default ([`Policy::Throughput`]) a released permit goes to whoever
-//!   asks first while the head of the queue is woken to compete; a head
-//!   passed over for [`Semaphore::FAIRNESS_BOUND`] (50 µs) is handed its
-//!   permits. [`Policy::Fifo`] hands every released permit to the head, so
+//!   asks first while a blocked thread at the head of the queue is woken
+//!   to compete; a thread passed over for [`Semaphore::FAIRNESS_BOUND`]
+//!   (50 µs) is handed its permits, and a task at the head is handed them
+//!   at once (waking a task costs no context switch). [`Policy::Fifo`] hands every released permit to the head, so
 //!   a large request gathers permits and is never overtaken and
 //!   `try_acquire` never barges; under heavy contention that costs a
 //!   sleeping thread's wake-up per permit (about 30 times slower with 16
@@ -81,8 +82,9 @@
 //!   allocated by its first contention, its slab grows to the most
 //!   simultaneous waiters and is reused, and a thread's first
 //!   blocking wait allocates the waker it reuses for good (without `unsafe`
-//!   a waker needs an `Arc`). Waking more than four waiters in one
-//!   operation (close, a large release) spills to a `Vec`.
+//!   a waker needs an `Arc`). Waking more than one waiter in one
+//!   operation (close, a large release) spills to a `Vec` (one to wake and one
+//!   to drop fit inline).
 //! * The crate contains no `unsafe` code. Its state machine is checked with
 //!   [loom](https://docs.rs/loom) (`RUSTFLAGS="--cfg permits_loom"`) and its
 //!   tests run under Miri.

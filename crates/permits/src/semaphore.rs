@@ -33,9 +33,11 @@ use std::time::{Duration, Instant};
 ///   `_deadline` variants on threads. Both kinds wait in one FIFO queue.
 /// * **Fair and fast**: waiters queue first come, first served. By default
 ///   ([`Policy::Throughput`]) a running thread may take a released permit
-///   before the sleeping head of the queue, but never for longer than
-///   [`FAIRNESS_BOUND`](Self::FAIRNESS_BOUND) (50 µs): then the head is
-///   handed its permits. [`Policy::Fifo`] serves strictly in order (a large
+///   before a *blocked thread* at the head of the queue, but never for
+///   longer than [`FAIRNESS_BOUND`](Self::FAIRNESS_BOUND) (50 µs): then the
+///   head is handed its permits. A *task* at the head is handed them at
+///   once (waking a task costs no context switch). [`Policy::Fifo`] serves
+///   strictly in order (a large
 ///   request at the head is never overtaken and
 ///   [`try_acquire`](Self::try_acquire) never barges), at the price of a
 ///   thread wake-up per permit under heavy contention.
@@ -96,9 +98,9 @@ impl Semaphore {
         }
     }
 
-    /// Under [`Policy::Throughput`], how long releases may pass over the
-    /// waiter at the head of the queue (running threads taking the permits
-    /// first) before permits are handed to it: a bound in time, as
+    /// Under [`Policy::Throughput`], how long releases may pass over a
+    /// blocked thread at the head of the queue (running threads taking the
+    /// permits first) before permits are handed to it: a bound in time, as
     /// `parking_lot`'s eventual fairness, so a waiter's extra wait at the
     /// head does not grow with the length of the critical sections.
     ///

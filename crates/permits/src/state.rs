@@ -210,16 +210,24 @@ pub enum Policy {
     /// permit (`docs/benchmarks.md`). Choose it when order matters more
     /// than speed.
     Fifo,
-    /// Eventually fair barging, for throughput under contention: a released
-    /// permit goes to whoever asks first, including a thread that is
-    /// already running, while the head of the queue is woken to compete for
-    /// it. A head that has been passed over for
+    /// Eventually fair barging, for throughput under contention: while a
+    /// *blocked thread* is at the head of the queue, a released permit goes
+    /// to whoever asks first, including a thread that is already running,
+    /// and the head is woken to compete for it. A head that has been
+    /// passed over for
     /// [`Semaphore::FAIRNESS_BOUND`](crate::Semaphore::FAIRNESS_BOUND)
     /// (50 µs) gets the next released permits handed to it directly, so a
     /// waiter's extra wait at the head is bounded in time, whatever the
     /// length of the critical sections (plus the few sections the check
     /// can lag: every eighth release looks), and the queue behind it stays
     /// in order. While the head competes, releases do not take the lock.
+    ///
+    /// A *task* (an `.await`ed acquire) at the head is served as under
+    /// [`Fifo`](Self::Fifo): released permits are handed to it and nobody
+    /// overtakes it. Waking a task only schedules it, so the hand-off costs
+    /// little, while passing tasks over made the tail of a deep queue wait
+    /// the bound once per waiter ahead of it (with 1,000 tasks on 10
+    /// permits, a p99 wait 15 times tokio's; `docs/benchmarks.md`).
     ///
     /// The default: fair (nobody waits more than the bound at the head, the
     /// queue is FIFO) and fast (3 to 4 times a `Mutex` + `Condvar`

@@ -128,6 +128,9 @@ pub(crate) struct Slot {
     pub(crate) waker: Option<Waker>,
     /// How long releases have passed it over while at the head.
     pub(crate) patience: Patience,
+    /// A blocked thread (rather than a task): under the throughput policy
+    /// only a thread at the head may be passed over (see `engine.rs`).
+    pub(crate) thread: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -232,6 +235,7 @@ impl Waiters {
             status,
             waker: Some(waker),
             patience: Patience::new(),
+            thread: false,
         };
         let key = if self.free == NIL {
             let key = Key::try_from(self.slots.len())

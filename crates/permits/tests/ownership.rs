@@ -227,9 +227,11 @@ fn assert_conserved(sem: &Semaphore) {
 
 #[test]
 fn a_panicking_waker_during_a_throughput_hand_off_frees_nothing_twice() {
-    // A and B queue; two releases make two permits available. A's poll
-    // claims one and the engine wakes B to compete for the other: B's
-    // waker panics inside A's poll.
+    // A and B queue; two releases hand one permit each to A and B (tasks
+    // at the head are served in order). B's waker panics inside the
+    // second release. (Before each semaphore owned its queue, A was
+    // granted inside its own poll, which woke B; the panic then made A's
+    // drop free its queue slot a second time.)
     let sem = Semaphore::with_policy(2, 2, Policy::Throughput);
     let neighbour = Semaphore::with_policy(1, 1, Policy::Throughput);
     let held = sem.try_acquire_many(2).unwrap();
@@ -242,11 +244,11 @@ fn a_panicking_waker_during_a_throughput_hand_off_frees_nothing_twice() {
     let mut held = held;
     let one = held.split(1).unwrap();
     drop(one);
-    drop(held);
-    let caught = catch_panic(|| a.poll());
+    let caught = catch_panic(move || drop(held));
     assert_eq!(caught.message, "waker panicked");
     assert_eq!(b_wakes.0.load(SeqCst), 1);
-    // Whatever A's interrupted poll got is returned when A is dropped.
+    assert_eq!(a.wakes(), 1, "A was handed its permit");
+    // A got its permit; dropping the future unpolled gives it back.
     drop(a);
     // B can still complete with a well-behaved waker, then give back.
     let mut cx = Context::from_waker(Waker::noop());

@@ -1,7 +1,8 @@
 //! Public-API tests of `Policy::Throughput` (bounded barging): running
-//! threads may take released permits before the queue's head, but the head
-//! is woken to compete and is handed permits once it has been passed over
-//! for `Semaphore::FAIRNESS_BOUND`, so no waiter starves.
+//! threads may take released permits before a *blocked thread* at the
+//! queue's head, which is woken to compete and is handed permits once it
+//! has been passed over for `Semaphore::FAIRNESS_BOUND`; a *task* at the
+//! head is handed its permits in order. No waiter starves.
 
 mod common;
 
@@ -29,55 +30,104 @@ fn the_default_policy_is_eventually_fair_barging() {
 }
 
 #[test]
-fn a_release_wakes_the_head_but_a_running_thread_may_take_the_permit() {
+fn a_task_at_the_head_is_handed_its_permit_in_order() {
+    // Waking a task costs no context switch: tasks at the head are served
+    // in order, and nobody can take a released permit from under them.
     let sem = throughput(1);
     let (count, waker) = counting();
     let held = sem.try_acquire().unwrap();
     let mut head = sem.acquire();
     assert!(poll(&mut head, &waker).is_pending());
     drop(held);
-    // The permit is available to whoever asks first...
-    assert_eq!(sem.available_permits(), 1);
-    // ...and the head was woken to compete for it.
-    assert_eq!(count.count(), 1);
-    let barger = sem
-        .try_acquire()
-        .expect("throughput lets a running thread barge");
-    // The head finds it gone and waits again (still first in line).
-    assert!(poll(&mut head, &waker).is_pending());
-    assert_eq!(sem.waiters(), 1);
-    drop(barger);
-    // Woken again; this time it gets the permit.
-    assert_eq!(count.count(), 2);
-    let permit = match poll(&mut head, &waker) {
-        Poll::Ready(p) => p.unwrap(),
-        Poll::Pending => panic!("the head should take the available permit"),
-    };
-    assert_eq!(sem.available_permits(), 0);
-    drop(permit);
+    assert_eq!(count.count(), 1, "the head was woken");
+    assert_eq!(sem.available_permits(), 0, "the permit went to the head");
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
+    assert!(matches!(poll(&mut head, &waker), Poll::Ready(Ok(_))));
     assert_eq!(sem.available_permits(), 1);
 }
 
 #[test]
-fn the_head_is_handed_permits_once_passed_over_for_the_fairness_bound() {
+fn a_task_behind_a_thread_is_handed_what_piled_up_when_it_becomes_head() {
+    // The thread at the head lets released permits stay available (to be
+    // taken by whoever runs); when it is served and leaves the queue, the
+    // task behind it must get what it needs from them, or it would wait
+    // for a release that never comes.
+    let sem = throughput(2);
+    let (count, waker) = counting();
+    let held = sem.try_acquire_many(2).unwrap();
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(|| sem.acquire_many_blocking(2).unwrap());
+        while sem.waiters() == 0 {
+            std::thread::yield_now();
+        }
+        let mut task = sem.acquire_many(2);
+        assert!(poll(&mut task, &waker).is_pending());
+        assert_eq!(sem.waiters(), 2);
+        drop(held);
+        let by_thread = thread.join().unwrap();
+        assert_eq!(count.count(), 0, "the thread was first in line");
+        drop(by_thread);
+        assert_eq!(count.count(), 1, "the task was handed both permits");
+        match poll(&mut task, &waker) {
+            Poll::Ready(Ok(p)) => assert_eq!(p.num_permits(), 2),
+            _ => panic!("the task at the head must have its permits"),
+        }
+    });
+}
+
+#[test]
+fn a_task_that_becomes_head_takes_permits_left_available_by_a_thread() {
+    // A thread at the head needing 3 lets 2 released permits stay
+    // available; a shrink then fails it (too large), and the task behind
+    // it, now at the head, must be handed one of them at once: no release
+    // is coming to wake it.
+    let sem = throughput(3);
+    let (count, waker) = counting();
+    let mut held = sem.try_acquire_many(3).unwrap();
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(|| sem.acquire_many_blocking(3));
+        while sem.waiters() == 0 {
+            std::thread::yield_now();
+        }
+        let mut task = sem.acquire();
+        assert!(poll(&mut task, &waker).is_pending());
+        drop(held.split(2).unwrap());
+        assert_eq!(sem.available_permits(), 2, "the thread was passed over");
+        sem.resize(2);
+        assert!(thread.join().unwrap().is_err(), "3 no longer fits");
+        assert_eq!(count.count(), 1, "the task was handed a permit");
+        assert!(matches!(poll(&mut task, &waker), Poll::Ready(Ok(_))));
+    });
+    drop(held);
+    assert_eq!(sem.available_permits(), 2);
+}
+
+#[test]
+fn a_thread_at_the_head_gets_through_a_stream_of_barging_releases() {
+    // A blocked thread at the head may be passed over by running threads
+    // for up to `FAIRNESS_BOUND`, then is handed a permit: this thread
+    // releases and retakes the permit as fast as it can and still cannot
+    // keep it from the waiting thread (a hang would fail the test).
     let sem = throughput(1);
-    let (_, waker) = counting();
-    let held = sem.try_acquire().unwrap();
-    let mut head = sem.acquire();
-    assert!(poll(&mut head, &waker).is_pending());
-    // The first release that passes the head over starts its clock (and
-    // wakes it to compete).
-    drop(held);
-    let held = sem.try_acquire().expect("a running thread may barge");
-    // Not synchronisation: the bound is a span of time, let it pass.
-    std::thread::sleep(Semaphore::FAIRNESS_BOUND);
-    // The head loses the race once more and goes back to sleep...
-    assert!(poll(&mut head, &waker).is_pending());
-    // ...and the next release is handed to it.
-    drop(held);
-    // The permit was handed to the head directly.
-    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
-    assert!(matches!(poll(&mut head, &waker), Poll::Ready(Ok(_))));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut held = Some(sem.try_acquire().unwrap());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let p = sem.acquire_blocking().unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(p);
+        });
+        while sem.waiters() == 0 {
+            std::thread::yield_now();
+        }
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            drop(held.take());
+            held = sem.try_acquire().ok();
+        }
+        drop(held.take());
+    });
+    assert_eq!(sem.available_permits(), 1);
+    assert_eq!(sem.waiters(), 0);
 }
 
 #[test]
@@ -106,7 +156,7 @@ fn a_weighted_head_gets_through_against_a_stream_of_single_acquires() {
 }
 
 #[test]
-fn a_cancelled_notified_head_wakes_the_next_waiter() {
+fn a_cancelled_head_passes_its_permit_to_the_next_waiter() {
     let sem = throughput(1);
     let (_, w1) = counting();
     let (c2, w2) = counting();
@@ -115,8 +165,8 @@ fn a_cancelled_notified_head_wakes_the_next_waiter() {
     let mut second = sem.acquire();
     assert!(poll(&mut first, &w1).is_pending());
     assert!(poll(&mut second, &w2).is_pending());
-    drop(held); // `first` is woken to compete
-    drop(first); // and leaves: `second` must be woken for the permit
+    drop(held); // handed to `first`
+    drop(first); // which leaves: `second` must be handed the permit
     assert_eq!(c2.count(), 1);
     assert!(matches!(poll(&mut second, &w2), Poll::Ready(Ok(_))));
 }

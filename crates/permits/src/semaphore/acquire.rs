@@ -103,7 +103,7 @@ impl Waiting {
             Phase::Done => panic!("acquire future polled after it completed"),
             Phase::Granted => return Poll::Ready(Ok(())),
             // `poll` tried the fast path already.
-            Phase::Start => match sem.enqueue(self.n, waker, wakes) {
+            Phase::Start => match sem.enqueue(self.n, waker, spin, wakes) {
                 Ok(Enqueued::Acquired) => Ok(()),
                 Ok(Enqueued::Queued(key)) => {
                     self.phase = Phase::Queued(key);

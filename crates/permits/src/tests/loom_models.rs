@@ -388,34 +388,59 @@ leaked_waiter_moves_with_its_semaphore, |policy| {
         core::mem::forget(clean);
 });
 
-/// Throughput policy: while the head competes, releases skip the lock. A
-/// head that loses its race goes back to sleep through the lock, racing a
-/// lock-free release: the release must either be seen by the head's
-/// settling (which wakes it again) or come through the lock (which hands
-/// the permit over). Either way, the next poll gets the permit.
+/// Throughput policy: while a blocked thread at the head competes,
+/// releases skip the lock. A head that loses its race goes back to sleep
+/// through the lock, racing a lock-free release: the release must either
+/// be seen by the head's settling (which wakes it again) or come through
+/// the lock (which hands the permit over). Either way the head gets it.
 #[test]
 fn a_head_going_back_to_sleep_never_misses_a_lock_free_release() {
     model(|| {
         let sem = Arc::new(Semaphore::with_policy(1, 1, Policy::Throughput));
         let held = Arc::clone(&sem).try_acquire_owned().unwrap();
-        let mut head = Box::pin(Arc::clone(&sem).acquire_owned());
-        assert!(head.as_mut().poll(&mut noop_cx()).is_pending());
-        // The release wakes the head to compete; a running thread barges.
+        let s2 = Arc::clone(&sem);
+        let head = thread::spawn(move || drop(s2.acquire_blocking().unwrap()));
+        while sem.waiters() == 0 {
+            thread::yield_now();
+        }
+        // The release wakes the head to compete; a running thread barges
+        // (unless the head was quicker) and releases again, lock-free.
         drop(held);
-        let barged = Arc::clone(&sem).try_acquire_owned().unwrap();
-        let t = thread::spawn(move || drop(barged));
-        // The head loses (or wins) against the racing release.
-        let first = head.as_mut().poll(&mut noop_cx());
-        t.join().unwrap();
-        let permit = match first {
-            Poll::Ready(permit) => permit.unwrap(),
-            Poll::Pending => match head.as_mut().poll(&mut noop_cx()) {
-                Poll::Ready(permit) => permit.unwrap(),
-                Poll::Pending => panic!("a released permit slipped past the head"),
-            },
-        };
-        drop(permit);
-        drop(head);
+        if let Ok(barged) = Arc::clone(&sem).try_acquire_owned() {
+            thread::spawn(move || drop(barged)).join().unwrap();
+        }
+        // A permit that slipped past the sleeping head would hang here.
+        head.join().unwrap();
         assert_at_rest(&sem, 1);
+    });
+}
+
+/// Throughput policy: a task queued behind a blocked thread is served once
+/// the thread is, whatever the interleaving: permits the thread let pile
+/// up as available go to the task when it becomes the head.
+#[test]
+fn a_task_behind_a_thread_head_is_never_stranded() {
+    model(|| {
+        let sem = Arc::new(Semaphore::with_policy(2, 2, Policy::Throughput));
+        let held = Arc::clone(&sem).try_acquire_many_owned(2).unwrap();
+        let s2 = Arc::clone(&sem);
+        let thread = thread::spawn(move || drop(s2.acquire_many_blocking(2).unwrap()));
+        let mut task = Box::pin(Arc::clone(&sem).acquire_owned());
+        assert!(task.as_mut().poll(&mut noop_cx()).is_pending());
+        drop(held);
+        // If the task was first in line it may hold its permit already;
+        // the thread needs both, so the task gives it back first.
+        if let Poll::Ready(permit) = task.as_mut().poll(&mut noop_cx()) {
+            drop(permit.unwrap());
+            thread.join().unwrap();
+        } else {
+            thread.join().unwrap();
+            match task.as_mut().poll(&mut noop_cx()) {
+                Poll::Ready(permit) => drop(permit.unwrap()),
+                Poll::Pending => panic!("the task behind the thread was stranded"),
+            }
+        }
+        drop(task);
+        assert_at_rest(&sem, 2);
     });
 }

@@ -143,17 +143,68 @@ impl std::task::Wake for Recorder {
 fn wake_list_wakes_in_push_order_and_survives_a_panicking_waker() {
     use crate::wake::WakeList;
     use std::sync::{Arc, Mutex};
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let mut list = WakeList::new();
-    for id in 0..7 {
-        list.push(Some(Waker::from(Arc::new(Recorder {
-            id,
-            log: Arc::clone(&log),
-            panics: id == 2,
-        }))));
+    // The first (inline) waker panicking, a spilled one, and none.
+    for panicking in [0, 2, usize::MAX] {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let dropped = Arc::new(Mutex::new(Vec::new()));
+        let mut list = WakeList::new();
+        for id in 0..7 {
+            list.push(Some(Waker::from(Arc::new(Recorder {
+                id,
+                log: Arc::clone(&log),
+                panics: id == panicking,
+            }))));
+            // Registrations only to drop, interleaved: never woken.
+            list.discard(Some(Waker::from(Arc::new(Recorder {
+                id: 100 + id,
+                log: Arc::clone(&dropped),
+                panics: false,
+            }))));
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| list.wake_all()));
+        assert_eq!(
+            result.is_err(),
+            panicking != usize::MAX,
+            "the panic propagates"
+        );
+        // Everyone was woken, in order, despite the panicking waker.
+        assert_eq!(*log.lock().unwrap(), (0..7).collect::<Vec<_>>());
+        assert!(
+            dropped.lock().unwrap().is_empty(),
+            "discarded wakers are not woken"
+        );
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| list.wake_all()));
-    assert!(result.is_err(), "the panic propagates");
-    // Everyone was woken, in order, despite waker 2 panicking.
-    assert_eq!(*log.lock().unwrap(), (0..7).collect::<Vec<_>>());
+}
+
+#[test]
+fn wake_list_with_one_waker_survives_its_panic() {
+    use crate::wake::WakeList;
+    use std::sync::{Arc, Mutex};
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::new(());
+    let mut list = WakeList::new();
+    list.discard(Some(Waker::from(Arc::new(Recorder {
+        id: 9,
+        log: Arc::clone(&log),
+        panics: false,
+    }))));
+    list.push(Some(Waker::from(Arc::new(Recorder {
+        id: 1,
+        log: Arc::clone(&log),
+        panics: true,
+    }))));
+    let probe = Arc::clone(&kept);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _probe = probe;
+        list.wake_all();
+    }));
+    assert!(result.is_err());
+    assert_eq!(*log.lock().unwrap(), vec![1]);
+    // Both wakers were released: only the test's Recorder log handles remain.
+    assert_eq!(
+        Arc::strong_count(&log),
+        1,
+        "the discarded waker was dropped"
+    );
+    assert_eq!(Arc::strong_count(&kept), 1);
 }
