@@ -100,7 +100,7 @@ impl WakeList {
         if let Some(waker) = self.wake.take() {
             waker.wake();
         }
-        while let Some(entry) = rest.0.next() {
+        for entry in rest.0.by_ref() {
             fire(entry);
         }
         // `drop` goes last, with `self` (also while unwinding).
