@@ -258,8 +258,51 @@ pub fn parse_halt(text: &str) -> Result<Halt, String> {
     })
 }
 
+/// `permits batch --help`, after the flags: the template rule, the exit
+/// statuses, examples (the README says the same).
+const BATCH_HELP: &str = "\
+Items and commands:
+  Without items, each word after `--` is one whole shell command (stdin is
+  not read). Items come after `:::`, from stdin (lines; NUL-separated with
+  -0) or from -a FILE; then the words after `--` are a command template:
+  - with `{}` (or -I STR) somewhere, each item replaces it; else the item is
+    appended as the last argument (as `xargs -n1`);
+  - several words run directly, without a shell: an item is exactly one
+    argument (or part of one), whatever bytes it holds;
+  - one word runs with `sh -c` (so it may hold shell syntax, as in
+    'convert {} {.}.png'), and every substituted value is single-quoted:
+    an item is never code.
+  Stdin is read as a template's items when any of `{}` (or -I's STR), -0
+  or -a - is given and no `:::` is. Empty items are skipped.
+  Replacement strings: {} item, {.} without extension, {/} file name, {//}
+  directory, {/.} file name without extension, {#} job number, {%} slot.
+
+Exit status:
+  0        every job ran and succeeded
+  1-100    that many jobs failed or never ran (101: 101 or more)
+  --halt   once met (as GNU parallel): fail=1 or done=1 (and soon, now): the
+           status of the job that met it; fail=N, done=N: the number of
+           failed jobs; fail=P%, done=P%: the share that failed, in
+           percent; success=N: 0
+  2        bad usage, found before anything runs
+  130      Ctrl-C (128 + the signal for others)
+  141      stdout closed by its reader (`| head`)
+
+Examples:
+  permits batch -j 8 -- 'make -C a' 'make -C b' 'cargo build'
+  find . -name '*.log' -print0 | permits batch -0 -j 4 -- gzip --best
+  permits batch -j 100% --halt now,fail=1 -- 'convert {} {.}.png' ::: *.jpg
+  ls *.csv | permits batch -k --joblog jobs.log -- ./import {}
+  ls *.csv | permits batch -k --joblog jobs.log --resume-failed -- ./import {}";
+
 /// `permits batch`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = BATCH_HELP,
+    override_usage = "permits batch [OPTIONS] -- COMMAND...\n       \
+                      permits batch [OPTIONS] -- TEMPLATE... ::: ITEM...\n       \
+                      ... | permits batch [OPTIONS] [-0] -- TEMPLATE-WITH-{}..."
+)]
 pub struct BatchArgs {
     /// How many jobs may run at once: N, N% of the CPUs, +N or -N CPUs
     /// more or fewer (at least 1), or 0 for as many as possible (up to
@@ -336,7 +379,8 @@ pub struct BatchArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Shell commands, one per argument; or a command template that input
-    /// items are put into as single arguments (see "Items" below)
+    /// items are put into as single arguments (see "Items and commands"
+    /// below)
     #[arg(last = true, value_name = "COMMAND")]
     pub commands: Vec<OsString>,
 }

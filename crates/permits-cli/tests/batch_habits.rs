@@ -445,3 +445,40 @@ fn a_job_with_huge_output_is_spooled_not_held_in_memory() {
         SIZE >> 20
     );
 }
+
+/// Finding 7: `--timeout` meant "wait for a slot" in `run` but "kill the
+/// job" in `batch`. The kill timeout is now `--job-timeout`; the old
+/// spelling still works, hidden, with a deprecation note.
+#[test]
+fn the_per_job_kill_timeout_is_job_timeout_and_the_old_spelling_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, warns) in [("--job-timeout", false), ("--timeout", true)] {
+        let (_, err, code) = run(permits(dir.path()).args([
+            "batch",
+            "--no-progress",
+            flag,
+            "100ms",
+            "--",
+            "exec sleep 600",
+        ]));
+        assert_eq!(code, Some(1), "{flag}: {err}");
+        assert!(err.contains("timed out"), "{flag}: {err}");
+        assert_eq!(err.contains("deprecated"), warns, "{flag}: {err}");
+    }
+    let help = std::process::Command::new(assert_cmd::cargo::cargo_bin("permits"))
+        .args(["batch", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--job-timeout"), "{help}");
+    assert!(
+        !help.contains("--timeout <"),
+        "the old spelling is hidden: {help}"
+    );
+    assert!(help.contains("Items and commands:"), "{help}");
+    assert!(help.contains("Exit status:"), "{help}");
+    assert!(
+        help.contains("Usage: permits batch [OPTIONS] -- COMMAND..."),
+        "{help}"
+    );
+}

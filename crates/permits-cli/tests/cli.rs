@@ -164,7 +164,7 @@ fn bad_flags_fail_before_anything_runs_with_one_line() {
             "too large",
         ),
         (
-            &["batch", "--timeout", "soon", "--", &touch],
+            &["batch", "--job-timeout", "soon", "--", &touch],
             "not a duration",
         ),
         (
@@ -280,7 +280,7 @@ fn batch_halt_soon_starts_nothing_after_a_failure() {
 fn batch_timeout_stops_a_job() {
     let sb = Sandbox::new("timeout");
     sb.permits()
-        .args(["batch", "--timeout", "200ms", "--", "sleep 30", "true"])
+        .args(["batch", "--job-timeout", "200ms", "--", "sleep 30", "true"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("timed out"));
