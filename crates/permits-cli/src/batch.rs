@@ -452,7 +452,8 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     })
     .map_err(|e| Failure::io("cannot install signal handlers", e))?;
 
-    let progress = !args.no_progress && !args.json && io::stderr().is_terminal();
+    // Ungrouped jobs write to our stderr themselves: a bar would garble it.
+    let progress = !args.no_progress && !args.json && !args.ungroup && io::stderr().is_terminal();
     let reporter = Reporter::new(source.len(), args.json, args.keep_order, progress);
     if let Some(note) = note {
         reporter.note(&note);
@@ -559,7 +560,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             shared.job_ended(&end);
             numbers.give_back(number);
             drop(slot);
-            let _ = tx.send(Event::Ended(end));
+            let _ = tx.send(Event::Ended(Box::new(end)));
             running.done();
         });
     }

@@ -93,7 +93,7 @@ pub enum Event {
         pid: u32,
     },
     /// A job ended.
-    Ended(JobEnd),
+    Ended(Box<JobEnd>),
     /// Whole lines of a running job's output (--line-buffer).
     Lines {
         /// Position in the input (0-based).
@@ -214,7 +214,7 @@ impl Reporter {
                 }
                 Ok(())
             }
-            Event::Ended(end) => self.finished(end),
+            Event::Ended(end) => self.finished(*end),
             Event::Lines {
                 index,
                 stderr,
@@ -314,6 +314,12 @@ impl Reporter {
     fn print(&self, end: &mut JobEnd) -> io::Result<()> {
         if self.output_closed {
             return Ok(());
+        }
+        for lost in [&end.stdout.lost, &end.stderr.lost].into_iter().flatten() {
+            self.note(&format!(
+                "job {}: some output was lost: {lost}",
+                end.index + 1
+            ));
         }
         let mut result = Ok(());
         self.suspended(|| {

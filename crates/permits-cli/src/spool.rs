@@ -20,6 +20,9 @@ pub struct Spool {
     /// Everything after `memory`, once it is full.
     file: Option<File>,
     len: u64,
+    /// Why some output was lost (the temporary file could not be made or
+    /// written), if it was.
+    pub lost: Option<String>,
 }
 
 impl Spool {
@@ -83,11 +86,15 @@ impl Spool {
         loop {
             match pipe.read(&mut buf) {
                 Ok(0) => break,
+                // After a loss, only count: what is kept stays a prefix.
+                Ok(n) if spool.lost.is_some() => spool.count_only(n),
                 Ok(n) => {
-                    if spool.write(&buf[..n]).is_err() {
-                        // The disk is full: keep reading so the job is not
-                        // blocked on a full pipe; its output is lost.
-                        continue;
+                    if let Err(e) = spool.write(&buf[..n]) {
+                        // Keep reading, so the job is not blocked on a full
+                        // pipe; this part of its output is lost.
+                        spool.lost.get_or_insert_with(|| {
+                            format!("cannot spool it to {}: {e}", std::env::temp_dir().display())
+                        });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

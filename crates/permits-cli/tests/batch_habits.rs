@@ -482,3 +482,21 @@ fn the_per_job_kill_timeout_is_job_timeout_and_the_old_spelling_warns() {
         "{help}"
     );
 }
+
+/// When the spool cannot be written (here: `TMPDIR` does not exist), the
+/// job still runs to its end, what fitted in memory is printed, and a
+/// note says that the rest was lost (never silently).
+#[test]
+fn output_that_cannot_be_spooled_is_reported_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = permits(dir.path())
+        .env("TMPDIR", dir.path().join("missing"))
+        .args(["batch", "--no-progress", "--", "head -c 2000000 /dev/zero"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("job 1: some output was lost"), "{err}");
+    assert!(!out.stdout.is_empty() && out.stdout.len() < 2_000_000);
+    assert!(out.stdout.iter().all(|&b| b == 0));
+}
