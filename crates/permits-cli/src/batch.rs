@@ -381,7 +381,14 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             })?;
             (Some(log), skip)
         }
-        _ => (None, BTreeMap::new()),
+        // --dry-run: write nothing, but show what a resumed run would run.
+        Some(path) => {
+            let skip = Joblog::skipped(path, resume).map_err(|e| {
+                Failure::usage(format!("cannot read the job log {}: {e}", path.display()))
+            })?;
+            (None, skip)
+        }
+        None => (None, BTreeMap::new()),
     };
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let otherwise = match &args.name {

@@ -70,6 +70,23 @@ impl Joblog {
         ))
     }
 
+    /// The job numbers `--dry-run` skips: what [`open`](Self::open)
+    /// would return, without opening the log for writing.
+    pub fn skipped(path: &Path, resume: Resume) -> io::Result<BTreeMap<usize, bool>> {
+        if resume == Resume::No {
+            return Ok(BTreeMap::new());
+        }
+        let done = match File::open(path) {
+            Ok(file) => read_log(BufReader::new(file))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(done
+            .into_iter()
+            .filter(|&(_, succeeded)| resume == Resume::All || succeeded)
+            .collect())
+    }
+
     /// Appends the line of a job that ended.
     pub fn record(&self, end: &JobEnd) -> io::Result<()> {
         let start = end

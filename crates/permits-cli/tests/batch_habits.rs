@@ -95,30 +95,49 @@ fn all_run_at_once(jobs: &str, n: usize) {
         .write(true)
         .open(&ready)
         .unwrap();
+    enum Seen {
+        AllReady,
+        Exited(Option<i32>, String),
+    }
+    let (tx, rx) = mpsc::channel();
     let base = dir.path().to_owned();
-    within(
-        &format!("-j {jobs}: {n} jobs at once"),
-        &mut child,
-        move || {
-            let mut lines = BufReader::new(fifo).lines();
-            for _ in 0..n {
-                lines.next().unwrap().unwrap();
-            }
-            for i in 1..=n {
-                let mut go = File::create(base.join(format!("go.{i}"))).unwrap();
-                writeln!(go).unwrap();
-            }
-        },
-    );
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "-j {jobs}: {stderr}");
+    let ready_tx = tx.clone();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(fifo).lines();
+        for _ in 0..n {
+            lines.next().unwrap().unwrap();
+        }
+        let _ = ready_tx.send(Seen::AllReady);
+        for i in 1..=n {
+            let mut go = File::create(base.join(format!("go.{i}"))).unwrap();
+            writeln!(go).unwrap();
+        }
+    });
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let mut stderr = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+        let status = child.wait().unwrap();
+        let _ = tx.send(Seen::Exited(status.code(), stderr));
+    });
+    let hang = |what: &str| -> ! {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+        panic!("hung: -j {jobs}: {what}");
+    };
+    match rx.recv_timeout(HANG) {
+        Ok(Seen::AllReady) => {}
+        Ok(Seen::Exited(code, stderr)) => {
+            panic!("-j {jobs}: ended ({code:?}) before {n} jobs ran at once: {stderr}")
+        }
+        Err(_) => hang(&format!("{n} jobs never ran at once")),
+    }
+    match rx.recv_timeout(HANG) {
+        Ok(Seen::Exited(code, stderr)) => assert_eq!(code, Some(0), "-j {jobs}: {stderr}"),
+        Ok(Seen::AllReady) => unreachable!(),
+        Err(_) => hang("did not end"),
+    }
 }
 
 fn cpus() -> usize {
@@ -298,6 +317,29 @@ fn joblog_in_gnu_parallels_columns_and_resume_from_it() {
     let (out, err, code) = batch(Some("--resume"), &["0", "2", "0", "0", "5"]);
     assert_eq!((out.as_str(), code), ("5\n", Some(1)), "{err}");
     assert_eq!(joblog_rows(&log)[5..], [(5, 5, 0, 2)]);
+
+    // --dry-run shows what --resume-failed would run, and logs nothing.
+    let before = std::fs::read_to_string(&log).unwrap();
+    let (out, err, code) = run(permits(dir.path())
+        .args(["batch", "-k", "--dry-run", "--resume-failed", "--joblog"])
+        .arg(&log)
+        .args([
+            "--",
+            "echo {}; exit {}",
+            ":::",
+            "0",
+            "2",
+            "0",
+            "0",
+            "5",
+            "6",
+        ]));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "echo '2'; exit '2'\necho '5'; exit '5'\necho '6'; exit '6'\n"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), before);
 
     // Without --resume the log starts afresh; a job killed by a signal
     // has Exitval 0 and its Signal (as GNU parallel logs it).
