@@ -329,7 +329,8 @@ pub struct BatchArgs {
     /// When to stop the batch: never; soon (start no new job) or now (also
     /// stop running ones) after the first failure; or WHEN,fail=N,
     /// WHEN,success=N, WHEN,done=N, with N a count or a percentage of all
-    /// jobs (P%). The exit status then follows GNU parallel (see the README)
+    /// jobs (P%: every item is read before the first job starts, to count
+    /// them). The exit status then follows GNU parallel (see "Exit status")
     #[arg(long, value_name = "WHEN[,COND=N]", value_parser = parse_halt, default_value = "never")]
     pub halt: Halt,
     /// Run a failed job again, up to N times in all (only the last
