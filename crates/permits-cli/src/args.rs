@@ -141,23 +141,174 @@ pub struct FleetRun {
     pub on_lost: Option<OnLost>,
 }
 
-/// What happens to the other jobs after one fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Halt {
-    /// Keep going: run every job
+/// When `--halt` stops a batch: how soon, once what has happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Halt {
+    /// How the batch stops.
+    pub when: HaltWhen,
+    /// What must have happened (unused with [`HaltWhen::Never`]).
+    pub on: HaltOn,
+    /// How many jobs, or what share of them.
+    pub threshold: Threshold,
+}
+
+/// How a batch stops once its `--halt` condition is met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaltWhen {
+    /// Keep going: run every job.
     Never,
-    /// Start no new job; let running ones finish
+    /// Start no new job; let running ones finish.
     Soon,
-    /// Stop running jobs (SIGTERM, then SIGKILL) and start no new one
+    /// Stop running jobs (SIGTERM, then SIGKILL) and start no new one.
     Now,
 }
 
+/// Which job ends count towards a `--halt` threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaltOn {
+    /// Failed jobs.
+    Fail,
+    /// Jobs that succeeded.
+    Success,
+    /// Every job that ended.
+    Done,
+}
+
+/// A `--halt` threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threshold {
+    /// This many jobs (at least 1).
+    Count(usize),
+    /// This percentage of all jobs (1 to 100).
+    Percent(u8),
+}
+
+impl Halt {
+    /// Never halt.
+    pub const NEVER: Halt = Halt {
+        when: HaltWhen::Never,
+        on: HaltOn::Fail,
+        threshold: Threshold::Count(1),
+    };
+}
+
+/// Parses `--halt`, in GNU parallel's forms: `never`, `soon` or `now`
+/// (after the first failure), `WHEN,fail=N`, `WHEN,success=N`,
+/// `WHEN,done=N` with N a count or a percentage `P%`; and the old
+/// numbers 0 (never), 1 (soon) and 2 (now).
+pub fn parse_halt(text: &str) -> Result<Halt, String> {
+    const FORMS: &str = "use never, soon, now, or soon|now,fail|success|done=N or =P%";
+    let trimmed = text.trim();
+    let (when, condition) = match trimmed.split_once(',') {
+        Some((when, condition)) => (when, Some(condition)),
+        None => (trimmed, None),
+    };
+    let when = match when {
+        "never" | "0" => HaltWhen::Never,
+        "soon" | "1" => HaltWhen::Soon,
+        "now" | "2" => HaltWhen::Now,
+        _ => return Err(format!("{trimmed:?} is not a halt condition: {FORMS}")),
+    };
+    let Some(condition) = condition else {
+        return Ok(Halt {
+            when,
+            ..Halt::NEVER
+        });
+    };
+    if when == HaltWhen::Never {
+        return Err(format!(
+            "{trimmed:?}: never halts, so it takes no condition: {FORMS}"
+        ));
+    }
+    let bad = || format!("{trimmed:?} is not a halt condition: {FORMS}");
+    let (on, value) = condition.split_once('=').ok_or_else(bad)?;
+    let on = match on {
+        "fail" => HaltOn::Fail,
+        "success" => HaltOn::Success,
+        "done" => HaltOn::Done,
+        _ => return Err(bad()),
+    };
+    let digits = |d: &str| {
+        d.parse::<usize>()
+            .ok()
+            .filter(|_| d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let threshold = match value.strip_suffix('%') {
+        Some(p) => match digits(p) {
+            Some(p @ 1..=100) => Threshold::Percent(p as u8),
+            _ => {
+                return Err(format!(
+                    "{trimmed:?}: the percentage must be from 1% to 100%"
+                ))
+            }
+        },
+        None => match digits(value) {
+            Some(n @ 1..) => Threshold::Count(n),
+            _ => {
+                return Err(format!(
+                    "{trimmed:?}: the count must be a whole number from 1"
+                ))
+            }
+        },
+    };
+    Ok(Halt {
+        when,
+        on,
+        threshold,
+    })
+}
+
+/// `permits batch --help`, after the flags: the template rule, the exit
+/// statuses, examples (the README says the same).
+const BATCH_HELP: &str = "\
+Items and commands:
+  Without items, each word after `--` is one whole shell command (stdin is
+  not read). Items come after `:::`, from stdin (lines; NUL-separated with
+  -0) or from -a FILE; then the words after `--` are a command template:
+  - with `{}` (or -I STR) somewhere, each item replaces it; else the item is
+    appended as the last argument (as `xargs -n1`);
+  - several words run directly, without a shell: an item is exactly one
+    argument (or part of one), whatever bytes it holds;
+  - one word runs with `sh -c` (so it may hold shell syntax, as in
+    'convert {} {.}.png'), and every substituted value is single-quoted:
+    an item is never code.
+  Stdin is read as a template's items when any of `{}` (or -I's STR), -0
+  or -a - is given and no `:::` is. Empty items are skipped.
+  Replacement strings: {} item, {.} without extension, {/} file name, {//}
+  directory, {/.} file name without extension, {#} job number, {%} slot.
+
+Exit status:
+  0        every job ran and succeeded
+  1-100    that many jobs failed or never ran (101: 101 or more)
+  --halt   once met (as GNU parallel): fail=1 or done=1 (and soon, now): the
+           status of the job that met it; fail=N, done=N: the number of
+           failed jobs; fail=P%, done=P%: the share that failed, in
+           percent; success=N: 0
+  2        bad usage, found before anything runs
+  130      Ctrl-C (128 + the signal for others)
+  141      stdout closed by its reader (`| head`)
+
+Examples:
+  permits batch -j 8 -- 'make -C a' 'make -C b' 'cargo build'
+  find . -name '*.log' -print0 | permits batch -0 -j 4 -- gzip --best
+  permits batch -j 100% --halt now,fail=1 -- 'convert {} {.}.png' ::: *.jpg
+  ls *.csv | permits batch -k --joblog jobs.log -- ./import {}
+  ls *.csv | permits batch -k --joblog jobs.log --resume-failed -- ./import {}";
+
 /// `permits batch`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = BATCH_HELP,
+    override_usage = "permits batch [OPTIONS] -- COMMAND...\n       \
+                      permits batch [OPTIONS] -- TEMPLATE... ::: ITEM...\n       \
+                      ... | permits batch [OPTIONS] [-0] -- TEMPLATE-WITH-{}..."
+)]
 pub struct BatchArgs {
-    /// How many jobs may run at once [default: number of CPUs; inside
-    /// make: make's jobserver decides]
-    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
+    /// How many jobs may run at once: N, N% of the CPUs, +N or -N CPUs
+    /// more or fewer (at least 1), or 0 for as many as possible (up to
+    /// 4096) [default: number of CPUs; inside make: make's jobserver
+    /// decides]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_batch_jobs, allow_hyphen_values = true)]
     pub jobs: Option<usize>,
     /// Share the limit with other processes through a named semaphore
     #[arg(long, value_parser = parse_name)]
@@ -167,12 +318,47 @@ pub struct BatchArgs {
     /// Print each job's output in input order (otherwise: as jobs end)
     #[arg(short = 'k', long)]
     pub keep_order: bool,
-    /// Stop a job that runs longer than this (SIGTERM, then SIGKILL)
+    /// Stop a job that runs longer than this (SIGTERM, then SIGKILL after
+    /// 2 s); it counts as failed (GNU parallel calls this --timeout)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub job_timeout: Option<Duration>,
+    /// Deprecated spelling of --job-timeout (in `permits run` and `wait`,
+    /// --timeout bounds the wait for a slot instead)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, hide = true, conflicts_with = "job_timeout")]
     pub timeout: Option<Duration>,
-    /// What to do after a job fails
-    #[arg(long, value_enum, default_value_t = Halt::Never)]
+    /// When to stop the batch: never; soon (start no new job) or now (also
+    /// stop running ones) after the first failure; or WHEN,fail=N,
+    /// WHEN,success=N, WHEN,done=N, with N a count or a percentage of all
+    /// jobs (P%: every item is read before the first job starts, to count
+    /// them). The exit status then follows GNU parallel (see "Exit status")
+    #[arg(long, value_name = "WHEN[,COND=N]", value_parser = parse_halt, default_value = "never")]
     pub halt: Halt,
+    /// Run a failed job again, up to N times in all (only the last
+    /// attempt's output is shown and logged)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub retries: u32,
+    /// Log every job that ended to FILE, in GNU parallel's tab-separated
+    /// columns (Seq Host Starttime JobRuntime Send Receive Exitval Signal
+    /// Command)
+    #[arg(long, value_name = "FILE")]
+    pub joblog: Option<PathBuf>,
+    /// With --joblog: skip the jobs (by job number) that FILE lists, and
+    /// append to it
+    #[arg(long, requires = "joblog", conflicts_with = "resume_failed")]
+    pub resume: bool,
+    /// With --joblog: skip the jobs FILE lists as succeeded, run again
+    /// the ones it lists as failed, and append to it
+    #[arg(long, requires = "joblog")]
+    pub resume_failed: bool,
+    /// Print output a whole line at a time as jobs run (lines of
+    /// different jobs interleave; with --keep-order, only the oldest
+    /// running job prints at once, the others when their turn comes)
+    #[arg(long, conflicts_with_all = ["ungroup", "json"])]
+    pub line_buffer: bool,
+    /// Let jobs write straight to our stdout and stderr: fastest, but
+    /// their output may mix mid-line (--keep-order has no effect)
+    #[arg(short = 'u', long, conflicts_with = "json")]
+    pub ungroup: bool,
     /// Print one JSON object per line for every job start and end, and a
     /// summary, instead of the jobs' output and the summary text
     #[arg(long)]
@@ -194,7 +380,8 @@ pub struct BatchArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Shell commands, one per argument; or a command template that input
-    /// items are put into as single arguments (see "Items" below)
+    /// items are put into as single arguments (see "Items and commands"
+    /// below)
     #[arg(last = true, value_name = "COMMAND")]
     pub commands: Vec<OsString>,
 }
@@ -324,6 +511,50 @@ pub fn parse_jobs(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses `permits batch -j`, as GNU parallel reads it: `N`, `N%` of the
+/// CPUs, `+N`/`-N` CPUs more or fewer (never below 1), or `0` for as many
+/// as possible ([`MAX_JOBS`]).
+pub fn parse_batch_jobs(text: &str) -> Result<usize, String> {
+    batch_jobs(text, default_jobs())
+}
+
+/// [`parse_batch_jobs`] with the CPU count given (for tests).
+fn batch_jobs(text: &str, cpus: usize) -> Result<usize, String> {
+    const FORMS: &str = "use N, N%, +N, -N or 0";
+    let trimmed = text.trim();
+    let number = |digits: &str| -> Result<usize, String> {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{trimmed:?} is not a number of jobs: {FORMS} (0: as many as possible)"
+            ));
+        }
+        // Anything too long to parse is far beyond MAX_JOBS.
+        Ok(digits.parse::<usize>().unwrap_or(usize::MAX))
+    };
+    let at_least_one = |n: usize| n.clamp(1, MAX_JOBS);
+    if trimmed.is_empty() {
+        return Err(format!("expected a number of jobs, got nothing: {FORMS}"));
+    }
+    if let Some(percent) = trimmed.strip_suffix('%') {
+        let p = number(percent)?;
+        if p == 0 {
+            return Err(format!("{trimmed} of the CPUs is no job at all: {FORMS}"));
+        }
+        return Ok(at_least_one(cpus.saturating_mul(p) / 100));
+    }
+    if let Some(more) = trimmed.strip_prefix('+') {
+        return Ok(at_least_one(cpus.saturating_add(number(more)?)));
+    }
+    if let Some(fewer) = trimmed.strip_prefix('-') {
+        return Ok(at_least_one(cpus.saturating_sub(number(fewer)?)));
+    }
+    match number(trimmed)? {
+        0 => Ok(MAX_JOBS),
+        n if n <= MAX_JOBS => Ok(n),
+        _ => Err(format!("{trimmed} is too large: at most {MAX_JOBS}")),
+    }
+}
+
 /// Parses a duration: seconds (`30`, `1.5`) or with a unit (`500ms`,
 /// `30s`, `2m`, `1h`). Non-negative and at most about 31 years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -419,6 +650,78 @@ mod tests {
             ("99999999999999999999999", "too large"),
         ] {
             let err = parse_jobs(text).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn batch_jobs_take_gnu_parallels_forms() {
+        assert_eq!(batch_jobs("3", 8), Ok(3));
+        assert_eq!(batch_jobs("100%", 8), Ok(8));
+        assert_eq!(batch_jobs("50%", 8), Ok(4));
+        assert_eq!(batch_jobs("200%", 3), Ok(6));
+        assert_eq!(batch_jobs("10%", 2), Ok(1), "never below one");
+        assert_eq!(batch_jobs("+2", 8), Ok(10));
+        assert_eq!(batch_jobs("-1", 8), Ok(7));
+        assert_eq!(batch_jobs("-9", 8), Ok(1), "never below one");
+        assert_eq!(batch_jobs("0", 8), Ok(MAX_JOBS), "as many as possible");
+        assert_eq!(batch_jobs("+99999", 8), Ok(MAX_JOBS));
+        for (text, needle) in [
+            ("", "got nothing"),
+            ("abc", "not a number of jobs"),
+            ("1.5", "not a number of jobs"),
+            ("%", "not a number of jobs"),
+            ("+", "not a number of jobs"),
+            ("-x", "not a number of jobs"),
+            ("0%", "no job at all"),
+            ("4097", "too large"),
+        ] {
+            let err = batch_jobs(text, 8).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn halt_takes_gnu_parallels_forms() {
+        let halt = |when, on, threshold| Halt {
+            when,
+            on,
+            threshold,
+        };
+        use HaltOn::*;
+        use HaltWhen::*;
+        use Threshold::*;
+        assert_eq!(parse_halt("never"), Ok(Halt::NEVER));
+        assert_eq!(parse_halt("0"), Ok(Halt::NEVER));
+        assert_eq!(parse_halt("soon"), Ok(halt(Soon, Fail, Count(1))));
+        assert_eq!(parse_halt("1"), Ok(halt(Soon, Fail, Count(1))));
+        assert_eq!(parse_halt("now"), Ok(halt(Now, Fail, Count(1))));
+        assert_eq!(parse_halt("2"), Ok(halt(Now, Fail, Count(1))));
+        assert_eq!(parse_halt("now,fail=3"), Ok(halt(Now, Fail, Count(3))));
+        assert_eq!(
+            parse_halt("soon,fail=10%"),
+            Ok(halt(Soon, Fail, Percent(10)))
+        );
+        assert_eq!(
+            parse_halt("now,success=1"),
+            Ok(halt(Now, Success, Count(1)))
+        );
+        assert_eq!(
+            parse_halt("soon,done=50%"),
+            Ok(halt(Soon, Done, Percent(50)))
+        );
+        for (text, needle) in [
+            ("later", "not a halt condition"),
+            ("now,fail", "not a halt condition"),
+            ("now,crash=1", "not a halt condition"),
+            ("never,fail=1", "takes no condition"),
+            ("now,fail=0", "from 1"),
+            ("now,fail=-1", "from 1"),
+            ("now,fail=x", "from 1"),
+            ("soon,fail=0%", "from 1% to 100%"),
+            ("soon,fail=101%", "from 1% to 100%"),
+        ] {
+            let err = parse_halt(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
     }

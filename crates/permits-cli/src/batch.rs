@@ -15,17 +15,26 @@
 //!    nested `make` or `cargo` shares the same N.
 //!
 //! Under `make -n` (a dry run) it prints the commands and runs none.
+//!
+//! Output is grouped per job by default (captured in a [`Spool`], which
+//! spills to a temporary file past a small buffer), or passed on a line
+//! at a time (`--line-buffer`), or not captured at all (`--ungroup`).
+//! After each job ends (after its `--retries`), it is logged
+//! (`--joblog`) and counted towards `--halt`; the first time the halt
+//! condition holds fixes the exit status, as in GNU parallel.
 
-use crate::args::{default_jobs, BatchArgs, Halt};
+use crate::args::{default_jobs, BatchArgs, Halt, HaltOn, HaltWhen, Threshold};
 use crate::items::{self, has_replacement, Context, Source, Template, ITEMS_FOLLOW};
+use crate::joblog::{Joblog, Resume};
 use crate::make::Make;
 use crate::proc::{exit_code, Cancel, Running, Wake};
 use crate::report::{Event, JobEnd, Reporter, Summary};
+use crate::spool::{Spool, IN_MEMORY};
 use crate::Failure;
-use permits_process::jobserver::{JobPermit, JobserverSemaphore, Server};
+use permits_process::jobserver::{Client, JobPermit, JobserverSemaphore, Server};
 use permits_process::named::{NamedPermit, NamedSemaphore};
 use permits_process::AcquireError;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -34,7 +43,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often a dispatcher blocked on a slot checks for a halt.
 const HALT_CHECK: Duration = Duration::from_millis(50);
@@ -88,6 +97,115 @@ struct Shared {
     interrupted: AtomicBool,
     halt: Halt,
     timeout: Option<Duration>,
+    /// Attempts per job (`--retries`, at least 1).
+    retries: u32,
+    output: OutputMode,
+    /// How many jobs there are, when known (percentages of `--halt`).
+    total: Option<usize>,
+    tally: Mutex<Tally>,
+    joblog: Option<Joblog>,
+    spawner: Spawner,
+}
+
+/// How the jobs' output reaches ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputMode {
+    /// Each job's output in one piece, when it ends.
+    Group,
+    /// Whole lines, as they come (`--line-buffer`).
+    Lines,
+    /// Straight through, not captured (`--ungroup`).
+    Ungroup,
+}
+
+/// Jobs that ended (after their retries), for `--halt`.
+#[derive(Debug, Default)]
+struct Tally {
+    ended: usize,
+    failed: usize,
+    /// The exit status fixed when the halt condition first held.
+    halted_with: Option<i32>,
+}
+
+impl Shared {
+    /// Counts a job that ended; stops the batch if `--halt` says so.
+    fn job_ended(&self, end: &JobEnd) {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        tally.ended += 1;
+        let failed = !end.succeeded();
+        if failed {
+            tally.failed += 1;
+        }
+        if self.halt.when == HaltWhen::Never
+            || tally.halted_with.is_some()
+            || self.interrupted.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        let count = match (self.halt.on, failed) {
+            (HaltOn::Fail, true) => tally.failed,
+            (HaltOn::Success, false) => tally.ended - tally.failed,
+            (HaltOn::Done, _) => tally.ended,
+            _ => return,
+        };
+        let total = self.total.unwrap_or(tally.ended).max(1);
+        let needed = match self.halt.threshold {
+            Threshold::Count(n) => n,
+            Threshold::Percent(p) => (total * usize::from(p)).div_ceil(100).max(1),
+        };
+        if count < needed {
+            return;
+        }
+        // The exit status, as GNU parallel sets it: 0 on success=N; else
+        // the job's own status when one job was enough, the share of
+        // failed jobs in percent, or the number of failed jobs.
+        let status = match (self.halt.on, self.halt.threshold) {
+            (HaltOn::Success, _) => 0,
+            (_, Threshold::Count(1)) => job_status(end),
+            (_, Threshold::Percent(_)) => percent(tally.failed, total),
+            (_, Threshold::Count(_)) => tally.failed.min(101) as i32,
+        };
+        tally.halted_with = Some(status);
+        drop(tally);
+        self.stop.store(true, Ordering::SeqCst);
+        if self.halt.when == HaltWhen::Now {
+            self.cancel.fire();
+        }
+    }
+}
+
+/// A job's own exit status: its exit code, 128 + the signal that killed
+/// it, or 127 when it could not run (as a shell reports it).
+fn job_status(end: &JobEnd) -> i32 {
+    match (end.signal, end.exit_code) {
+        (Some(sig), _) => 128 + sig,
+        (None, Some(code)) => code,
+        (None, None) => 127,
+    }
+}
+
+/// `part` of `whole` in percent, rounded up.
+fn percent(part: usize, whole: usize) -> i32 {
+    i32::try_from((part * 100).div_ceil(whole.max(1))).unwrap_or(100)
+}
+
+/// Makes each job's `Command`, passing our jobserver (or make's) on.
+struct Spawner {
+    server: Option<Arc<Server>>,
+    client: Option<Client>,
+}
+
+impl Spawner {
+    fn command(&self, argv: &[OsString], output: OutputMode) -> io::Result<Command> {
+        let mut cmd = spawnable(argv, output);
+        if let Some(server) = &self.server {
+            server.configure(&mut cmd);
+        } else if let Some(client) = &self.client {
+            // Our children share make's pool.
+            client.configure(&mut cmd)?;
+        }
+        Ok(cmd)
+    }
 }
 
 /// What each input item becomes.
@@ -234,6 +352,44 @@ impl SlotNumbers {
 /// Runs the batch; returns the exit code.
 pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     let (jobs_of, mut source) = plan(&args)?;
+    if args.timeout.is_some() {
+        eprintln!(
+            "permits: batch --timeout is deprecated: it is now --job-timeout (run and wait keep --timeout for the wait for a slot)"
+        );
+    }
+    if matches!(args.halt.threshold, Threshold::Percent(_)) && source.len().is_none() {
+        // A percentage of all jobs needs them all counted first (as GNU
+        // parallel does): read the items now.
+        let mut all = Vec::new();
+        while let Some(item) = source
+            .next_item()
+            .map_err(|e| Failure::io("cannot read the items", e))?
+        {
+            all.push(item);
+        }
+        source = Source::Given(all.into_iter());
+    }
+    let resume = match (args.resume, args.resume_failed) {
+        (true, _) => Resume::All,
+        (_, true) => Resume::Failed,
+        _ => Resume::No,
+    };
+    let (joblog, skip) = match &args.joblog {
+        Some(path) if !args.dry_run => {
+            let (log, skip) = Joblog::open(path, resume).map_err(|e| {
+                Failure::usage(format!("cannot open the job log {}: {e}", path.display()))
+            })?;
+            (Some(log), skip)
+        }
+        // --dry-run: write nothing, but show what a resumed run would run.
+        Some(path) => {
+            let skip = Joblog::skipped(path, resume).map_err(|e| {
+                Failure::usage(format!("cannot read the job log {}: {e}", path.display()))
+            })?;
+            (None, skip)
+        }
+        None => (None, BTreeMap::new()),
+    };
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let otherwise = match &args.name {
         Some(_) => "ignoring it".to_owned(),
@@ -249,6 +405,9 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             .map_err(|e| Failure::io("cannot read the items", e))?
         {
             number += 1;
+            if skip.contains_key(&number) {
+                continue;
+            }
             let line = items::display(&jobs_of.argv(&item, number, 1));
             if let Err(e) = writeln!(out, "{line}") {
                 return Ok(crate::exit::write_failed(&e));
@@ -260,13 +419,34 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
         return Ok(0);
     }
     let (slots, server, note) = choose_slots(&args, jobs, make)?;
+    let server = server.map(Arc::new);
+    let spawner = Spawner {
+        server: server.clone(),
+        client: match (&server, &slots) {
+            (None, Slots::Jobserver(sem)) => sem.client().cloned(),
+            _ => None,
+        },
+    };
+    let output = if args.ungroup {
+        OutputMode::Ungroup
+    } else if args.line_buffer {
+        OutputMode::Lines
+    } else {
+        OutputMode::Group
+    };
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         cancel: Cancel::new().map_err(|e| Failure::io("cannot create an event", e))?,
         signal: AtomicI32::new(0),
         interrupted: AtomicBool::new(false),
         halt: args.halt,
-        timeout: args.timeout,
+        timeout: args.job_timeout.or(args.timeout),
+        retries: args.retries.max(1),
+        output,
+        total: source.len(),
+        tally: Mutex::new(Tally::default()),
+        joblog,
+        spawner,
     });
     crate::signals::on_termination({
         let shared = Arc::clone(&shared);
@@ -279,7 +459,8 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     })
     .map_err(|e| Failure::io("cannot install signal handlers", e))?;
 
-    let progress = !args.no_progress && !args.json && io::stderr().is_terminal();
+    // Ungrouped jobs write to our stderr themselves: a bar would garble it.
+    let progress = !args.no_progress && !args.json && !args.ungroup && io::stderr().is_terminal();
     let reporter = Reporter::new(source.len(), args.json, args.keep_order, progress);
     if let Some(note) = note {
         reporter.note(&note);
@@ -323,6 +504,12 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             }
         };
         index += 1;
+        if skip.contains_key(&index) {
+            // The job log says it ran (--resume) or succeeded
+            // (--resume-failed).
+            let _ = tx.send(Event::Skipped(index - 1));
+            continue;
+        }
         let slot = match slots.acquire(&shared.stop) {
             Ok(Some(slot)) => slot,
             Ok(None) => {
@@ -342,17 +529,6 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
         let number = numbers.take();
         let argv = jobs_of.argv(&item, index, number);
         let command = items::display(&argv);
-        let mut cmd = spawnable(&argv);
-        if let Some(server) = &server {
-            server.configure(&mut cmd);
-        } else if let Slots::Jobserver(sem) = &slots {
-            if let Some(client) = sem.client() {
-                // Our children share make's pool.
-                client
-                    .configure(&mut cmd)
-                    .map_err(|e| Failure::io("cannot pass the jobserver on", e))?;
-            }
-        }
         let (shared, tx, running, numbers) = (
             Arc::clone(&shared),
             tx.clone(),
@@ -362,16 +538,36 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
         running.add();
         let job = index - 1;
         thread::spawn(move || {
-            let end = run_job(job, &command, cmd, &shared, &tx);
-            if !end.succeeded() && shared.halt != Halt::Never {
-                shared.stop.store(true, Ordering::SeqCst);
-                if shared.halt == Halt::Now {
-                    shared.cancel.fire();
+            let mut attempts = 0;
+            let mut end = loop {
+                attempts += 1;
+                let end = match shared.spawner.command(&argv, shared.output) {
+                    Ok(cmd) => run_job(job, &command, cmd, &shared, &tx),
+                    Err(e) => {
+                        let mut end = JobEnd::new(job, &command);
+                        end.spawn_error = Some(format!("cannot pass the jobserver on: {e}"));
+                        end
+                    }
+                };
+                let again = !end.succeeded()
+                    && attempts < shared.retries
+                    && !shared.stop.load(Ordering::SeqCst);
+                if !again {
+                    break end;
+                }
+            };
+            end.attempts = attempts;
+            if let Some(log) = &shared.joblog {
+                if end.pid.is_some() {
+                    if let Err(e) = log.record(&end) {
+                        let _ = tx.send(Event::Note(format!("cannot write the job log: {e}")));
+                    }
                 }
             }
+            shared.job_ended(&end);
             numbers.give_back(number);
             drop(slot);
-            let _ = tx.send(Event::Ended(end));
+            let _ = tx.send(Event::Ended(Box::new(end)));
             running.done();
         });
     }
@@ -390,10 +586,18 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     let closed = reporter.output_closed;
     let summary = reporter.summary(&not_started, started.elapsed());
     let signal = shared.signal.load(Ordering::SeqCst);
+    let tally = shared.tally.lock().unwrap_or_else(|e| e.into_inner());
     Ok(if signal != 0 {
         128 + signal
     } else if closed || summary.output_closed {
         crate::exit::BROKEN_PIPE
+    } else if let Some(status) = tally.halted_with {
+        status
+    } else if matches!(shared.halt.threshold, Threshold::Percent(_))
+        && shared.halt.when != HaltWhen::Never
+    {
+        // A percentage halt that never triggered: the share that failed.
+        percent(tally.failed, tally.ended)
     } else {
         exit_status(&summary)
     })
@@ -477,14 +681,13 @@ fn shell_argv(command: &[u8]) -> Vec<OsString> {
 }
 
 /// The job's command in a process group of its own, stdin closed, output
-/// captured.
-fn spawnable(argv: &[OsString]) -> Command {
+/// captured (or, with `--ungroup`, ours).
+fn spawnable(argv: &[OsString], output: OutputMode) -> Command {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.args(&argv[1..]).stdin(Stdio::null()).process_group(0);
+    if output != OutputMode::Ungroup {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     cmd
 }
 
@@ -524,6 +727,7 @@ fn run_job(
 ) -> JobEnd {
     let started = Instant::now();
     let mut end = JobEnd::new(index, command);
+    end.started = Some(SystemTime::now());
     if shared.cancel.fired() {
         end.mark_stopped(shared);
         return end;
@@ -548,8 +752,9 @@ fn run_job(
         command: command.to_owned(),
         pid: running.id(),
     });
-    let stdout = capture(running.child_mut().stdout.take());
-    let stderr = capture(running.child_mut().stderr.take());
+    let lines = (shared.output == OutputMode::Lines).then_some((index, events));
+    let stdout = capture(running.child_mut().stdout.take(), lines, false);
+    let stderr = capture(running.child_mut().stderr.take(), lines, true);
     let deadline = shared.timeout.map(|t| started + t);
     let status = match running.wait_until(deadline, Some(&shared.cancel)) {
         Ok(Wake::Exited(status)) => Ok(status),
@@ -579,13 +784,54 @@ fn run_job(
     end
 }
 
-/// Reads a pipe to its end on a thread of its own.
-fn capture<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<Vec<u8>> {
+/// Reads a pipe to its end on a thread of its own: into a spool, or
+/// (`lines`: the job's index and where to send them) passed on a whole
+/// line at a time; then the spool holds nothing, but counts the bytes.
+fn capture<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    lines: Option<(usize, &mpsc::Sender<Event>)>,
+    stderr: bool,
+) -> thread::JoinHandle<Spool> {
+    let lines = lines.map(|(index, tx)| (index, tx.clone()));
     thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut buf);
+        let Some(mut pipe) = pipe else {
+            return Spool::new();
+        };
+        let Some((index, tx)) = lines else {
+            return Spool::drain(&mut pipe);
+        };
+        let send = |bytes: Vec<u8>| {
+            let _ = tx.send(Event::Lines {
+                index,
+                stderr,
+                bytes,
+            });
+        };
+        let mut count = Spool::new();
+        let mut partial = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            count.count_only(n);
+            partial.extend_from_slice(&buf[..n]);
+            match partial.iter().rposition(|&b| b == b'\n') {
+                Some(last) => {
+                    let rest = partial.split_off(last + 1);
+                    send(std::mem::replace(&mut partial, rest));
+                }
+                // A line too long to hold goes out in pieces.
+                None if partial.len() > IN_MEMORY => send(std::mem::take(&mut partial)),
+                None => {}
+            }
         }
-        buf
+        if !partial.is_empty() {
+            send(partial);
+        }
+        count
     })
 }

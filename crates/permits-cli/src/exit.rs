@@ -5,6 +5,7 @@
 //! |---|---|
 //! | 0 | success: every job ran and succeeded (`batch`), the command succeeded (`run`) |
 //! | 1–101 | `batch`: that many jobs failed or never ran (101: 101 or more) |
+//! | any | `batch --halt` once met (as GNU parallel): fail=1/done=1 the status of the job that met it, fail=N/done=N the number of failed jobs, fail=P%/done=P% the share that failed in percent, success=N 0 (computed in `batch.rs`) |
 //! | 1 | any other failure of permits itself |
 //! | 2 | bad usage, found before anything runs |
 //! | 124 | `run`/`wait`: `--timeout` passed before a slot came free |

@@ -15,6 +15,8 @@ mod fleet;
 #[cfg(target_os = "linux")]
 mod items;
 #[cfg(target_os = "linux")]
+mod joblog;
+#[cfg(target_os = "linux")]
 mod make;
 #[cfg(target_os = "linux")]
 mod named;
@@ -26,6 +28,8 @@ mod report;
 mod serve;
 #[cfg(target_os = "linux")]
 mod signals;
+#[cfg(target_os = "linux")]
+mod spool;
 
 use std::fmt;
 use std::process::ExitCode;

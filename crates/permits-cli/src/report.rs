@@ -2,6 +2,7 @@
 //! jobs end, or in input order), or JSON lines for scripts; a progress bar
 //! with ETA on a terminal; and a final summary.
 
+use crate::spool::Spool;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -30,12 +31,16 @@ pub struct JobEnd {
     pub interrupted: bool,
     /// Why it could not start or be waited for.
     pub spawn_error: Option<String>,
-    /// Captured output.
-    pub stdout: Vec<u8>,
+    /// Captured output (empty with --line-buffer and --ungroup).
+    pub stdout: Spool,
     /// Captured error output.
-    pub stderr: Vec<u8>,
+    pub stderr: Spool,
+    /// When it started.
+    pub started: Option<std::time::SystemTime>,
     /// How long it ran.
     pub duration: Duration,
+    /// How many times it ran (more than once with --retries).
+    pub attempts: u32,
 }
 
 impl JobEnd {
@@ -88,7 +93,19 @@ pub enum Event {
         pid: u32,
     },
     /// A job ended.
-    Ended(JobEnd),
+    Ended(Box<JobEnd>),
+    /// Whole lines of a running job's output (--line-buffer).
+    Lines {
+        /// Position in the input (0-based).
+        index: usize,
+        /// Error output (else standard output).
+        stderr: bool,
+        /// The lines (the last may lack its newline when the job ended).
+        bytes: Vec<u8>,
+    },
+    /// A job skipped because the job log says it already ran (--resume):
+    /// with --keep-order, the jobs after it need not wait for it.
+    Skipped(usize),
     /// A line for the user (on stderr).
     Note(String),
 }
@@ -124,8 +141,12 @@ pub struct Reporter {
     json: bool,
     keep_order: bool,
     bar: Option<ProgressBar>,
-    /// With `--keep-order`: ends waiting for earlier jobs.
-    pending: BTreeMap<usize, JobEnd>,
+    /// With `--keep-order`: ends waiting for earlier jobs (`None`: a
+    /// job skipped by `--resume`).
+    pending: BTreeMap<usize, Option<JobEnd>>,
+    /// With `--keep-order` and `--line-buffer`: lines of jobs that are
+    /// not the oldest yet, held back (stdout, stderr).
+    held: BTreeMap<usize, (Spool, Spool)>,
     next: usize,
     failures: Vec<(usize, String, String)>,
     succeeded: usize,
@@ -153,6 +174,7 @@ impl Reporter {
             keep_order,
             bar,
             pending: BTreeMap::new(),
+            held: BTreeMap::new(),
             next: 0,
             failures: Vec::new(),
             succeeded: 0,
@@ -192,7 +214,19 @@ impl Reporter {
                 }
                 Ok(())
             }
-            Event::Ended(end) => self.finished(end),
+            Event::Ended(end) => self.finished(*end),
+            Event::Lines {
+                index,
+                stderr,
+                bytes,
+            } => self.lines(index, stderr, &bytes),
+            Event::Skipped(index) => {
+                if self.keep_order {
+                    self.pending.insert(index, None);
+                    return self.advance();
+                }
+                Ok(())
+            }
             Event::Note(text) => {
                 self.note(&text);
                 Ok(())
@@ -212,24 +246,86 @@ impl Reporter {
                 .push((end.index, shorten(&end.command), end.why()));
         }
         if !self.keep_order {
-            return self.print(&end);
+            let mut end = end;
+            return self.print(&mut end);
         }
-        self.pending.insert(end.index, end);
-        let mut result = Ok(());
-        while let Some(end) = self.pending.remove(&self.next) {
-            result = result.and(self.print(&end));
-            self.next += 1;
-        }
-        result
+        self.pending.insert(end.index, Some(end));
+        self.advance()
     }
 
-    fn print(&self, end: &JobEnd) -> io::Result<()> {
+    /// With `--keep-order`: prints every job whose turn has come, and the
+    /// lines held back for the job that is now the oldest.
+    fn advance(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        while let Some(end) = self.pending.remove(&self.next) {
+            if let Some(mut end) = end {
+                result = result.and(self.print_held(end.index));
+                result = result.and(self.print(&mut end));
+            }
+            self.next += 1;
+        }
+        result.and(self.print_held(self.next))
+    }
+
+    /// Prints (and forgets) the lines held back for job `index`.
+    fn print_held(&mut self, index: usize) -> io::Result<()> {
+        let Some((mut out, mut err)) = self.held.remove(&index) else {
+            return Ok(());
+        };
         if self.output_closed {
             return Ok(());
         }
         let mut result = Ok(());
         self.suspended(|| {
+            let mut stdout = io::stdout().lock();
+            result = out.copy_to(&mut stdout).and_then(|()| stdout.flush());
+            let _ = err.copy_to(&mut io::stderr().lock());
+        });
+        result
+    }
+
+    /// Lines of a running job (`--line-buffer`): printed now, or held
+    /// back until the job is the oldest (`--keep-order`).
+    fn lines(&mut self, index: usize, stderr: bool, bytes: &[u8]) -> io::Result<()> {
+        if self.output_closed {
+            return Ok(());
+        }
+        if self.keep_order && index != self.next {
+            let (out, err) = self.held.entry(index).or_default();
+            let spool = if stderr { err } else { out };
+            // A failed spill loses these lines; the batch goes on.
+            let _ = spool.write(bytes);
+            return Ok(());
+        }
+        let mut result = Ok(());
+        self.suspended(|| {
+            result = if stderr {
+                // A closed stderr is not worth stopping for.
+                let _ = io::stderr().lock().write_all(bytes);
+                Ok(())
+            } else {
+                let mut out = io::stdout().lock();
+                out.write_all(bytes).and_then(|()| out.flush())
+            };
+        });
+        result
+    }
+
+    fn print(&self, end: &mut JobEnd) -> io::Result<()> {
+        if self.output_closed {
+            return Ok(());
+        }
+        for lost in [&end.stdout.lost, &end.stderr.lost].into_iter().flatten() {
+            self.note(&format!(
+                "job {}: some output was lost: {lost}",
+                end.index + 1
+            ));
+        }
+        let mut result = Ok(());
+        self.suspended(|| {
             result = if self.json {
+                let stdout = end.stdout.read_all().unwrap_or_default();
+                let stderr = end.stderr.read_all().unwrap_or_default();
                 let mut finish = json!({
                     "event": "end",
                     "job": end.index + 1,
@@ -242,12 +338,13 @@ impl Reporter {
                     "interrupted": end.interrupted,
                     "error": end.spawn_error,
                     "duration_ms": end.duration.as_secs_f64() * 1e3,
-                    "stdout": String::from_utf8_lossy(&end.stdout),
-                    "stderr": String::from_utf8_lossy(&end.stderr),
+                    "attempts": end.attempts,
+                    "stdout": String::from_utf8_lossy(&stdout),
+                    "stderr": String::from_utf8_lossy(&stderr),
                 });
                 // Output that is not UTF-8 is also given losslessly, as
                 // an array of byte values.
-                for (key, bytes) in [("stdout_bytes", &end.stdout), ("stderr_bytes", &end.stderr)] {
+                for (key, bytes) in [("stdout_bytes", &stdout), ("stderr_bytes", &stderr)] {
                     if std::str::from_utf8(bytes).is_err() {
                         finish[key] = json!(bytes);
                     }
@@ -256,9 +353,9 @@ impl Reporter {
                 writeln!(out, "{finish}").and_then(|()| out.flush())
             } else {
                 let mut out = io::stdout().lock();
-                let written = out.write_all(&end.stdout).and_then(|()| out.flush());
+                let written = end.stdout.copy_to(&mut out).and_then(|()| out.flush());
                 // A closed stderr is not worth stopping for.
-                let _ = io::stderr().lock().write_all(&end.stderr);
+                let _ = end.stderr.copy_to(&mut io::stderr().lock());
                 written
             };
         });
@@ -270,9 +367,18 @@ impl Reporter {
     pub fn summary(mut self, not_started: &[(usize, String)], took: Duration) -> Summary {
         // With --keep-order, anything still pending is printed now (jobs
         // that never started leave gaps).
-        let rest: Vec<_> = std::mem::take(&mut self.pending).into_values().collect();
-        for end in &rest {
-            if self.print(end).is_err() {
+        let rest: Vec<_> = std::mem::take(&mut self.pending)
+            .into_values()
+            .flatten()
+            .collect();
+        for mut end in rest {
+            if self.print_held(end.index).is_err() || self.print(&mut end).is_err() {
+                self.output_closed = true;
+            }
+        }
+        let held: Vec<usize> = self.held.keys().copied().collect();
+        for index in held {
+            if self.print_held(index).is_err() {
                 self.output_closed = true;
             }
         }

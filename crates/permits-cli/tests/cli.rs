@@ -147,19 +147,24 @@ fn bad_flags_fail_before_anything_runs_with_one_line() {
     let marker = sb.path("ran");
     let touch = format!("touch {}", marker.display());
     let cases: &[(&[&str], &str)] = &[
+        // batch -j also takes 0, N%, +N and -N (GNU parallel's forms,
+        // tested in batch_habits.rs); run and serve do not.
         (
-            &["batch", "-j", "0", "--", &touch],
+            &["serve", "-j", "0", "--", &touch],
             "0 jobs would never run",
         ),
-        (&["batch", "-j", "-1", "--", &touch], "negative"),
-        (&["batch", "-j", "abc", "--", &touch], "not a whole number"),
+        (&["serve", "-j", "-1", "--", &touch], "negative"),
+        (
+            &["batch", "-j", "abc", "--", &touch],
+            "not a number of jobs",
+        ),
         (&["batch", "-j", "99999", "--", &touch], "too large"),
         (
             &["batch", "-j", "99999999999999999999999", "--", &touch],
             "too large",
         ),
         (
-            &["batch", "--timeout", "soon", "--", &touch],
+            &["batch", "--job-timeout", "soon", "--", &touch],
             "not a duration",
         ),
         (
@@ -261,10 +266,12 @@ fn batch_halt_soon_starts_nothing_after_a_failure() {
     let sb = Sandbox::new("halt");
     let marker = sb.path("late");
     let late = format!("touch {}", marker.display());
+    // The status is the failed job's own (GNU parallel's rule for
+    // --halt soon, i.e. soon,fail=1), here 5.
     sb.permits()
-        .args(["batch", "-j", "1", "--halt", "soon", "--", "exit 1", &late])
+        .args(["batch", "-j", "1", "--halt", "soon", "--", "exit 5", &late])
         .assert()
-        .code(2)
+        .code(5)
         .stderr(predicate::str::contains("1 not started"));
     assert!(!marker.exists());
 }
@@ -273,7 +280,7 @@ fn batch_halt_soon_starts_nothing_after_a_failure() {
 fn batch_timeout_stops_a_job() {
     let sb = Sandbox::new("timeout");
     sb.permits()
-        .args(["batch", "--timeout", "200ms", "--", "sleep 30", "true"])
+        .args(["batch", "--job-timeout", "200ms", "--", "sleep 30", "true"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("timed out"));
