@@ -46,6 +46,17 @@
 //! * [`event::AutoResetEvent`] and [`event::ManualResetEvent`]: WIN32-style
 //!   events for signalling, with the same FIFO queue, blocking and async
 //!   waits, real deadlines and cancel safety.
+//! * [`refill::Refill`]: permits that accrue by `step` every `period` up to
+//!   a maximum, either spent when used ([`refill::Accrual::Consumed`]: rate
+//!   limiting, a token bucket) or returned ([`refill::Accrual::Returned`]:
+//!   concurrency that grows). Lazy, from a monotonic clock; one timer
+//!   thread per process wakes waiters, threads and tasks alike. Example:
+//!   `examples/burst_limiter.rs` (a per-client burst limiter).
+//! * [`stagger::Staggered`]: at most `n` at once *and* starts at least an
+//!   interval apart (the thundering herd), optionally ramping from 1 to `n`.
+//!   Example: `examples/herd.rs`.
+//! * [`clock`]: the clocks those run on; [`clock::ManualClock`] makes
+//!   tests of time-driven code exact and instant.
 //! * [`SpinSemaphore`]: a `no_std`, allocation-free semaphore that waits by
 //!   spinning, with the same capacity/add/forget safety model — read its
 //!   notes on when spinning is the wrong tool.
@@ -101,6 +112,8 @@
 
 #[cfg(feature = "std")]
 mod block;
+#[cfg(feature = "std")]
+pub mod clock;
 mod error;
 #[cfg(feature = "std")]
 pub mod event;
@@ -109,12 +122,18 @@ mod permit;
 #[cfg(feature = "std")]
 mod queue;
 #[cfg(feature = "std")]
+pub mod refill;
+#[cfg(feature = "std")]
 mod semaphore;
 mod spin;
+#[cfg(feature = "std")]
+pub mod stagger;
 #[cfg(feature = "std")]
 mod state;
 #[cfg(feature = "std")]
 mod sync;
+#[cfg(all(feature = "std", not(permits_loom)))]
+mod timer;
 #[cfg(feature = "std")]
 mod waiters;
 #[cfg(feature = "std")]

@@ -436,6 +436,26 @@ impl Semaphore {
         })
     }
 
+    /// [`add_permits`](Self::add_permits) of as many of `n` as there is
+    /// room for; returns how many it added (for accruing semaphores).
+    pub(crate) fn add_permits_up_to(&self, n: usize) -> usize {
+        self.raw.locked_then_wake(|sem, inner, wakes| {
+            let existing = sem.existing();
+            let added = sem.capacity_now().saturating_sub(existing).min(n);
+            if added > 0 {
+                sem.set_existing(existing + added);
+                sem.give(inner, added, wakes);
+            }
+            added
+        })
+    }
+
+    /// How many more permits may come into existence (under the lock).
+    pub(crate) fn room(&self) -> usize {
+        self.raw
+            .look(|_| self.raw.capacity_now().saturating_sub(self.raw.existing()))
+    }
+
     /// Closes the semaphore: every queued acquirer wakes with
     /// [`AcquireError::Closed`], and every later acquire fails with it.
     /// Held permits still return normally (so [`wait_idle`](Self::wait_idle)

@@ -6,5 +6,7 @@
 mod loom_events;
 #[cfg(permits_loom)]
 mod loom_models;
+#[cfg(permits_loom)]
+mod loom_refill;
 #[cfg(not(permits_loom))]
 mod unit;
