@@ -55,6 +55,13 @@
 //! * [`stagger::Staggered`]: at most `n` at once *and* starts at least an
 //!   interval apart (the thundering herd), optionally ramping from 1 to `n`.
 //!   Example: `examples/herd.rs`.
+//! * Holder diagnostics (feature `diagnostics`): `Semaphore::holders()`,
+//!   `waiting()` and `diagnostics()` tell who holds the permits (where,
+//!   when and on which thread each guard was acquired, by
+//!   `#[track_caller]`) and who waits, in a report safe to print from a
+//!   panic hook. Off, it does not exist: no field, no call, no cost.
+//!   Example: `examples/leak_hunt.rs` (run it with `--features
+//!   diagnostics`).
 //! * [`clock`]: the clocks those run on; [`clock::ManualClock`] makes
 //!   tests of time-driven code exact and instant.
 //! * [`SpinSemaphore`]: a `no_std`, allocation-free semaphore that waits by
@@ -114,6 +121,8 @@
 mod block;
 #[cfg(feature = "std")]
 pub mod clock;
+#[cfg(feature = "std")]
+mod diag;
 mod error;
 #[cfg(feature = "std")]
 pub mod event;
@@ -142,9 +151,13 @@ mod wake;
 #[cfg(all(test, feature = "std"))]
 mod tests;
 
+#[cfg(feature = "diagnostics")]
+pub use diag::{Holder, ThreadLabel, Waiter};
 pub use error::{AcquireError, AcquireTimeoutError, AddPermitsError, Elapsed, TryAcquireError};
 #[cfg(feature = "std")]
 pub use permit::{OwnedPermit, Permit};
+#[cfg(feature = "diagnostics")]
+pub use semaphore::Diagnostics;
 #[cfg(feature = "std")]
 pub use semaphore::{Acquire, AcquireOwned, Semaphore, WaitIdle};
 pub use spin::{SpinPermit, SpinSemaphore};

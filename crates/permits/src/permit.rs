@@ -2,6 +2,7 @@
 //! it alive through an `Arc`. Dropping a guard is the only way to return
 //! held permits, so nothing can release what it does not hold.
 
+use crate::diag::Site;
 use crate::Semaphore;
 use core::fmt;
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use std::sync::Arc;
 pub struct Permit<'a> {
     sem: &'a Semaphore,
     permits: usize,
+    /// Its record in the semaphore's diagnostics (0: none).
+    #[cfg(feature = "diagnostics")]
+    record: crate::diag::RecordId,
 }
 
 /// Like [`Permit`], but owning an `Arc<Semaphore>` so it is `'static` and
@@ -26,12 +30,21 @@ pub struct Permit<'a> {
 pub struct OwnedPermit {
     sem: Arc<Semaphore>,
     permits: usize,
+    /// Its record in the semaphore's diagnostics (0: none).
+    #[cfg(feature = "diagnostics")]
+    record: crate::diag::RecordId,
 }
 
 impl<'a> Permit<'a> {
     #[inline]
-    pub(crate) const fn new(sem: &'a Semaphore, permits: usize) -> Self {
-        Permit { sem, permits }
+    pub(crate) fn new(sem: &'a Semaphore, permits: usize, site: Site) -> Self {
+        let _ = site;
+        Permit {
+            #[cfg(feature = "diagnostics")]
+            record: sem.diag.hold(permits, site),
+            sem,
+            permits,
+        }
     }
 
     /// The semaphore these permits belong to.
@@ -41,8 +54,14 @@ impl<'a> Permit<'a> {
 }
 
 impl OwnedPermit {
-    pub(crate) const fn new(sem: Arc<Semaphore>, permits: usize) -> Self {
-        OwnedPermit { sem, permits }
+    pub(crate) fn new(sem: Arc<Semaphore>, permits: usize, site: Site) -> Self {
+        let _ = site;
+        OwnedPermit {
+            #[cfg(feature = "diagnostics")]
+            record: sem.diag.hold(permits, site),
+            sem,
+            permits,
+        }
     }
 
     /// The semaphore these permits belong to.
@@ -67,6 +86,8 @@ macro_rules! permit_methods {
                 self.permits = rest;
                 #[allow(clippy::redundant_closure_call)]
                 Some(Self {
+                    #[cfg(feature = "diagnostics")]
+                    record: self.sem.diag.split(self.record, n),
                     sem: ($clone_sem)(&self.sem),
                     permits: n,
                 })
@@ -91,12 +112,16 @@ macro_rules! permit_methods {
                     .expect("merged permit count overflows usize");
                 self.permits = sum;
                 other.permits = 0;
+                #[cfg(feature = "diagnostics")]
+                self.sem.diag.merge(self.record, core::mem::take(&mut other.record));
             }
 
             /// Takes these permits out of existence instead of returning
             /// them: the semaphore's capacity is unchanged, so a later
             /// [`Semaphore::add_permits`] may bring them back.
             pub fn forget(mut self) {
+                #[cfg(feature = "diagnostics")]
+                self.sem.diag.remove(core::mem::take(&mut self.record));
                 let n = core::mem::take(&mut self.permits);
                 if n != 0 {
                     self.sem.raw.forget(n);
@@ -107,6 +132,8 @@ macro_rules! permit_methods {
         impl $(<$lt>)? Drop for $ty $(<$lt>)? {
             #[inline]
             fn drop(&mut self) {
+                #[cfg(feature = "diagnostics")]
+                self.sem.diag.remove(self.record);
                 self.sem.raw.release(self.permits);
             }
         }

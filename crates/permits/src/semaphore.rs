@@ -11,6 +11,7 @@ mod idle;
 pub use acquire::{Acquire, AcquireOwned};
 pub use idle::WaitIdle;
 
+use crate::diag::site;
 use crate::error::{AcquireError, AcquireTimeoutError, AddPermitsError, TryAcquireError};
 use crate::permit::{OwnedPermit, Permit};
 use crate::state::{Policy, MAX_PERMITS};
@@ -72,6 +73,9 @@ use std::time::{Duration, Instant};
 pub struct Semaphore {
     /// The engine (`semaphore/engine.rs`).
     pub(crate) raw: RawSemaphore,
+    /// Who holds and who waits (feature `diagnostics`).
+    #[cfg(feature = "diagnostics")]
+    pub(crate) diag: crate::diag::Registry,
 }
 
 impl Semaphore {
@@ -164,6 +168,8 @@ impl Semaphore {
             );
             Semaphore {
                 raw: RawSemaphore::new(available, capacity, policy),
+                #[cfg(feature = "diagnostics")]
+                diag: crate::diag::Registry::new(),
             }
         }
     }
@@ -178,6 +184,7 @@ impl Semaphore {
     /// [`TryAcquireError::Closed`] if closed, [`TryAcquireError::TooLarge`] if the
     /// capacity is 0. It never fails spuriously.
     #[inline]
+    #[track_caller]
     pub fn try_acquire(&self) -> Result<Permit<'_>, TryAcquireError> {
         self.try_acquire_many(1)
     }
@@ -202,8 +209,10 @@ impl Semaphore {
     /// drop(three);
     /// ```
     #[inline]
+    #[track_caller]
     pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, TryAcquireError> {
-        self.raw.try_take(n).map(|()| Permit::new(self, n))
+        let site = site!();
+        self.raw.try_take(n).map(|()| Permit::new(self, n, site))
     }
 
     /// [`try_acquire`](Self::try_acquire) for an `Arc<Semaphore>`.
@@ -211,6 +220,7 @@ impl Semaphore {
     /// # Errors
     ///
     /// As [`try_acquire`](Self::try_acquire).
+    #[track_caller]
     pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedPermit, TryAcquireError> {
         self.try_acquire_many_owned(1)
     }
@@ -220,11 +230,15 @@ impl Semaphore {
     /// # Errors
     ///
     /// As [`try_acquire_many`](Self::try_acquire_many).
+    #[track_caller]
     pub fn try_acquire_many_owned(
         self: Arc<Self>,
         n: usize,
     ) -> Result<OwnedPermit, TryAcquireError> {
-        self.raw.try_take(n).map(|()| OwnedPermit::new(self, n))
+        let site = site!();
+        self.raw
+            .try_take(n)
+            .map(|()| OwnedPermit::new(self, n, site))
     }
 
     /// Waits for one permit: `.await` it, or block on it with
@@ -245,8 +259,9 @@ impl Semaphore {
     /// # });
     /// ```
     #[inline]
+    #[track_caller]
     pub fn acquire(&self) -> Acquire<'_> {
-        Acquire::new(self, 1)
+        Acquire::new(self, 1, site!())
     }
 
     /// Waits for `n` permits in the FIFO queue: at the head, it gets them
@@ -263,8 +278,9 @@ impl Semaphore {
     ///
     /// Cancel safe: see [`Acquire`].
     #[inline]
+    #[track_caller]
     pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
-        Acquire::new(self, n)
+        Acquire::new(self, n, site!())
     }
 
     /// [`acquire`](Self::acquire) for an `Arc<Semaphore>`, producing an
@@ -273,8 +289,9 @@ impl Semaphore {
     /// # Cancel safety
     ///
     /// Cancel safe: see [`AcquireOwned`].
+    #[track_caller]
     pub fn acquire_owned(self: Arc<Self>) -> AcquireOwned {
-        AcquireOwned::new(self, 1)
+        AcquireOwned::new(self, 1, site!())
     }
 
     /// [`acquire_many`](Self::acquire_many) for an `Arc<Semaphore>`.
@@ -282,8 +299,9 @@ impl Semaphore {
     /// # Cancel safety
     ///
     /// Cancel safe: see [`AcquireOwned`].
+    #[track_caller]
     pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
-        AcquireOwned::new(self, n)
+        AcquireOwned::new(self, n, site!())
     }
 
     /// Blocks the thread until one permit is acquired.
@@ -298,6 +316,7 @@ impl Semaphore {
     /// Spins for a few microseconds (not at all if others are queued),
     /// then parks the thread.
     #[inline]
+    #[track_caller]
     pub fn acquire_blocking(&self) -> Result<Permit<'_>, AcquireError> {
         self.acquire_many_blocking(1)
     }
@@ -313,9 +332,10 @@ impl Semaphore {
     /// Spins for a few microseconds (not at all if others are queued),
     /// then parks the thread.
     #[inline]
+    #[track_caller]
     pub fn acquire_many_blocking(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
         match self.raw.try_take(n) {
-            Ok(()) => Ok(Permit::new(self, n)),
+            Ok(()) => Ok(Permit::new(self, n, site!())),
             Err(e) => match e.for_good() {
                 None => self.acquire_many_blocking_slow(n),
                 Some(e) => Err(e),
@@ -325,6 +345,7 @@ impl Semaphore {
 
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn acquire_many_blocking_slow(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
         self.acquire_many(n).wait()
     }
@@ -351,6 +372,7 @@ impl Semaphore {
     /// assert_eq!(late.unwrap_err(), AcquireTimeoutError::TimedOut);
     /// # drop(held);
     /// ```
+    #[track_caller]
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireTimeoutError> {
         self.acquire().wait_timeout(timeout)
     }
@@ -364,6 +386,7 @@ impl Semaphore {
     /// # Blocking
     ///
     /// Parks the thread for at most about `timeout`.
+    #[track_caller]
     pub fn acquire_many_timeout(
         &self,
         n: usize,
@@ -381,6 +404,7 @@ impl Semaphore {
     /// # Blocking
     ///
     /// Parks the thread until at most `deadline`.
+    #[track_caller]
     pub fn acquire_deadline(&self, deadline: Instant) -> Result<Permit<'_>, AcquireTimeoutError> {
         self.acquire().wait_deadline(deadline)
     }
@@ -394,6 +418,7 @@ impl Semaphore {
     /// # Blocking
     ///
     /// Parks the thread until at most `deadline`.
+    #[track_caller]
     pub fn acquire_many_deadline(
         &self,
         n: usize,
@@ -434,6 +459,51 @@ impl Semaphore {
             sem.give(inner, n, wakes);
             Ok(())
         })
+    }
+
+    /// Who holds this semaphore's permits right now: one entry per guard,
+    /// with where and when it was acquired and on which thread (feature
+    /// `diagnostics`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sem = permits::Semaphore::new(2);
+    /// let leaked = sem.try_acquire().unwrap();
+    /// let holders = sem.holders();
+    /// assert_eq!(holders.len(), 1);
+    /// assert_eq!(holders[0].location.line(), line!() - 3);
+    /// # drop(leaked);
+    /// ```
+    #[cfg(feature = "diagnostics")]
+    pub fn holders(&self) -> Vec<crate::diag::Holder> {
+        self.diag.holders()
+    }
+
+    /// Who waits for this semaphore's permits right now, in no particular
+    /// order (feature `diagnostics`; the count alone is
+    /// [`waiters`](Self::waiters)).
+    #[cfg(feature = "diagnostics")]
+    pub fn waiting(&self) -> Vec<crate::diag::Waiter> {
+        self.diag.waiting()
+    }
+
+    /// A human-readable report of the counts, the holders and the waiters
+    /// (feature `diagnostics`), for a panic hook or a signal-handling
+    /// thread: formatting it never blocks and never panics on a busy
+    /// semaphore.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sem = permits::Semaphore::new(1);
+    /// let _held = sem.try_acquire().unwrap();
+    /// let report = sem.diagnostics().to_string();
+    /// assert!(report.contains("holds 1"), "{report}");
+    /// ```
+    #[cfg(feature = "diagnostics")]
+    pub fn diagnostics(&self) -> Diagnostics<'_> {
+        Diagnostics(self)
     }
 
     /// [`add_permits`](Self::add_permits) of as many of `n` as there is
@@ -585,6 +655,18 @@ impl Semaphore {
     /// Takes the internal lock briefly.
     pub fn is_idle(&self) -> bool {
         self.held_permits() == 0
+    }
+}
+
+/// The report of [`Semaphore::diagnostics`].
+#[cfg(feature = "diagnostics")]
+pub struct Diagnostics<'a>(&'a Semaphore);
+
+#[cfg(feature = "diagnostics")]
+impl fmt::Display for Diagnostics<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:?}", self.0)?;
+        self.0.diag.report(f)
     }
 }
 

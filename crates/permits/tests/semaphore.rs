@@ -1862,6 +1862,7 @@ fn debug_formats_a_consistent_snapshot_under_contention() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[cfg(not(feature = "diagnostics"))] // which adds a registry and record ids
 fn sizes_meet_the_targets() {
     use std::mem::size_of;
     // Two state words, the lock and the pointer to a queue made on first

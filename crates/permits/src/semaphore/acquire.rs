@@ -7,6 +7,7 @@ use super::engine::Enqueued;
 use super::engine::RawSemaphore;
 use super::Semaphore;
 use crate::block::{block, block_until, deadline_after, Wait};
+use crate::diag::Site;
 use crate::error::{AcquireError, AcquireTimeoutError};
 use crate::permit::{OwnedPermit, Permit};
 use crate::waiters::{Phase, Status};
@@ -286,6 +287,11 @@ impl Wait for Blocking<'_> {
 pub struct Acquire<'a> {
     sem: &'a Semaphore,
     waiting: Waiting,
+    /// Where it was called (feature `diagnostics`).
+    site: Site,
+    /// Its waiter record in the diagnostics while it waits (0: none).
+    #[cfg(feature = "diagnostics")]
+    record: crate::diag::RecordId,
 }
 
 /// Future of [`Semaphore::acquire_owned`] and
@@ -301,22 +307,33 @@ pub struct Acquire<'a> {
 pub struct AcquireOwned {
     sem: Arc<Semaphore>,
     waiting: Waiting,
+    /// Where it was called (feature `diagnostics`).
+    site: Site,
+    /// Its waiter record in the diagnostics while it waits (0: none).
+    #[cfg(feature = "diagnostics")]
+    record: crate::diag::RecordId,
 }
 
 impl<'a> Acquire<'a> {
-    pub(crate) const fn new(sem: &'a Semaphore, n: usize) -> Self {
+    pub(crate) const fn new(sem: &'a Semaphore, n: usize, site: Site) -> Self {
         Acquire {
             sem,
             waiting: Waiting::new(n),
+            site,
+            #[cfg(feature = "diagnostics")]
+            record: 0,
         }
     }
 }
 
 impl AcquireOwned {
-    pub(crate) const fn new(sem: Arc<Semaphore>, n: usize) -> Self {
+    pub(crate) const fn new(sem: Arc<Semaphore>, n: usize, site: Site) -> Self {
         AcquireOwned {
             sem,
             waiting: Waiting::new(n),
+            site,
+            #[cfg(feature = "diagnostics")]
+            record: 0,
         }
     }
 }
@@ -338,6 +355,7 @@ macro_rules! acquire_future {
             /// Parks the thread; do not call it from async code.
             #[inline]
             pub fn wait(mut self) -> Result<$permit, AcquireError> {
+                self.note_waiting();
                 let result = self.waiting.block(&self.sem.raw);
                 self.finish(result)
             }
@@ -379,6 +397,7 @@ macro_rules! acquire_future {
                 mut self,
                 deadline: Option<Instant>,
             ) -> Result<$permit, AcquireTimeoutError> {
+                self.note_waiting();
                 match self.waiting.block_until(&self.sem.raw, deadline) {
                     Some(result) => self.finish(result).map_err(AcquireTimeoutError::from),
                     None => Err(AcquireTimeoutError::TimedOut),
@@ -387,11 +406,28 @@ macro_rules! acquire_future {
 
             #[inline]
             fn finish(&mut self, result: Result<(), AcquireError>) -> Result<$permit, AcquireError> {
+                self.note_done();
                 result.map(|()| {
                     self.waiting.collect();
                     #[allow(clippy::redundant_closure_call)]
                     ($make)(&*self)
                 })
+            }
+
+            /// Diagnostics: records that it waits (once).
+            #[inline]
+            fn note_waiting(&mut self) {
+                #[cfg(feature = "diagnostics")]
+                if self.record == 0 {
+                    self.record = self.sem.diag.wait(self.waiting.n, self.site);
+                }
+            }
+
+            /// Diagnostics: it no longer waits.
+            #[inline]
+            fn note_done(&mut self) {
+                #[cfg(feature = "diagnostics")]
+                self.sem.diag.remove(core::mem::take(&mut self.record));
             }
         }
 
@@ -402,7 +438,10 @@ macro_rules! acquire_future {
             fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
                 let this = &mut *self;
                 match this.waiting.poll(&this.sem.raw, cx.waker(), false) {
-                    Poll::Pending => Poll::Pending,
+                    Poll::Pending => {
+                        this.note_waiting();
+                        Poll::Pending
+                    }
                     Poll::Ready(result) => Poll::Ready(this.finish(result)),
                 }
             }
@@ -411,6 +450,7 @@ macro_rules! acquire_future {
         impl $(<$lt>)? Drop for $ty $(<$lt>)? {
             #[inline]
             fn drop(&mut self) {
+                self.note_done();
                 self.waiting.cancel(&self.sem.raw);
             }
         }
@@ -419,8 +459,9 @@ macro_rules! acquire_future {
 
 acquire_future!(Acquire<'a>, Permit<'a>, |f: &Acquire<'a>| Permit::new(
     f.sem,
-    f.waiting.n
+    f.waiting.n,
+    f.site
 ));
 acquire_future!(AcquireOwned, OwnedPermit, |f: &AcquireOwned| {
-    OwnedPermit::new(Arc::clone(&f.sem), f.waiting.n)
+    OwnedPermit::new(Arc::clone(&f.sem), f.waiting.n, f.site)
 });
