@@ -10,6 +10,9 @@
 //! No test synchronises on a sleep: jobs and the test rendezvous on
 //! fifos. Timeouts only guard against hangs.
 
+mod batch_support;
+
+use batch_support::{mkfifo, peak_rss_kib, permits_std};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -21,23 +24,9 @@ use std::time::Duration;
 const HANG: Duration = Duration::from_secs(60);
 
 fn permits(dir: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("permits"));
-    cmd.current_dir(dir)
-        .env("PERMITS_DIR", dir.join("state"))
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
-        .env_remove("CARGO_MAKEFLAGS")
-        .stdin(Stdio::null());
+    let mut cmd = permits_std(dir);
+    cmd.stdin(Stdio::null());
     cmd
-}
-
-fn mkfifo(path: &Path) {
-    let ok = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mkfifo {}", path.display());
 }
 
 /// Runs `f` on a thread; panics with `what` if it does not finish within
@@ -430,16 +419,6 @@ fn line_buffer_keeps_order_with_keep_order() {
     });
     assert_eq!(all, "1a\n1b\n2a\n");
     assert_eq!(child.wait().unwrap().code(), Some(0));
-}
-
-/// The largest memory `pid` has used, in KiB (VmHWM).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
 }
 
 /// Finding 4: grouped output beyond a small buffer is spooled to a

@@ -7,7 +7,10 @@
 //! No test synchronises on a sleep: they rendezvous on fifos. Timeouts
 //! only guard against hangs.
 
+mod batch_support;
+
 use assert_cmd::Command;
+use batch_support::{mkfifo, permits_std};
 use predicates::prelude::*;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -28,25 +31,6 @@ fn permits(dir: &Path) -> Command {
         .env_remove("CARGO_MAKEFLAGS")
         .timeout(HANG);
     cmd
-}
-
-fn permits_std(dir: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("permits"));
-    cmd.current_dir(dir)
-        .env("PERMITS_DIR", dir.join("state"))
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
-        .env_remove("CARGO_MAKEFLAGS");
-    cmd
-}
-
-fn mkfifo(path: &Path) {
-    let ok = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mkfifo {}", path.display());
 }
 
 /// File names that break naive pipelines: each must reach the command as

@@ -12,8 +12,11 @@
 //! template expansion, one item at a time) and 10^4 real jobs through
 //! the dispatcher, slots and job threads.
 
+mod batch_support;
+
+use batch_support::{peak_rss_kib, permits_std};
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -23,26 +26,11 @@ const HANG: Duration = Duration::from_secs(300);
 /// The bound on RSS.
 const BOUND_KIB: u64 = 50 * 1024;
 
-/// The largest memory `pid` has used, in KiB (VmHWM).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
-
 /// Streams `n` items into `permits batch ARGS`, waits for `n` lines of
 /// output, and returns the peak RSS of `permits` at that point.
 fn peak_after(args: &[&str], n: usize) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("permits"))
-        .current_dir(dir.path())
-        .env("PERMITS_DIR", dir.path().join("state"))
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
-        .env_remove("CARGO_MAKEFLAGS")
+    let mut child = permits_std(dir.path())
         .args(["batch", "--no-progress"])
         .args(args)
         .stdin(Stdio::piped())
