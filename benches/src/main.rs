@@ -35,6 +35,9 @@ fn main() -> ExitCode {
     if let Some(code) = workloads::jobserver::child_main() {
         return code;
     }
+    if let Some(code) = workloads::named::child_main() {
+        return code;
+    }
     let config = cli::parse();
     // Fail on unwritable output before minutes of measuring, not after.
     for dir in [&config.out_dir, &config.plots_dir] {

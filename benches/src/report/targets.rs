@@ -194,6 +194,16 @@ pub fn targets(report: &Report) -> Vec<Target> {
         measured: opt(worst, |x| format!("{x:.4} per acquire (worst repetition)")),
         met: worst.map(|x| x == 0.0),
     });
+
+    // Named semaphores (issue 12): ratios to each workload's reference.
+    for (workload, row, limit, goal) in crate::workloads::named::TARGETS {
+        let ratio = report.workload(workload).and_then(|w| w.ratio(w.row(row)?));
+        out.push(Target {
+            goal,
+            measured: opt(ratio, |x| format!("{x:.2}x")),
+            met: ratio.map(|x| x <= limit),
+        });
+    }
     out
 }
 

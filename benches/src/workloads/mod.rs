@@ -10,6 +10,7 @@ pub mod contended;
 pub mod events;
 pub mod jobserver;
 pub mod memory;
+pub mod named;
 pub mod processes;
 pub mod repeat;
 pub mod starvation;
