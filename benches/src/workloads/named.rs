@@ -169,9 +169,30 @@ fn mono_ns() -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// How long B waits before each release, so that A is asleep in the
-/// kernel by then (a cold wake, not a hand-off that finds the lock free).
+/// How long B waits before each release, at least, so that A is asleep in
+/// the kernel by then (a cold wake, not a hand-off that finds the lock
+/// free); then B also waits until A's state is "sleeping" ([`asleep`]).
 const PAUSE: Duration = Duration::from_micros(300);
+
+/// Waits (at most 100 ms) until the main thread of process `pid` sleeps
+/// (`S` in `/proc/PID/stat`): on a loaded machine a pause alone does not
+/// make sure that A got as far as blocking.
+fn asleep(pid: u32) {
+    let path = format!("/proc/{pid}/stat");
+    let limit = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < limit {
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        if state == Some('S') {
+            return;
+        }
+        thread::yield_now();
+    }
+}
 
 /// A's side: holds lock 0 on entry (in `held`), waits for `ready`, then
 /// in round `k` gives back the lock held (`k % 2`) and waits for the other
@@ -210,6 +231,7 @@ fn lead<'p, P: Pair>(
 /// that release (`stamp`).
 fn follow<P: Pair>(
     pair: &P,
+    a_pid: u32,
     rounds: u64,
     deadline: Instant,
     ready: impl FnOnce(),
@@ -227,6 +249,7 @@ fn follow<P: Pair>(
             return false;
         }
         thread::sleep(PAUSE);
+        asleep(a_pid);
         let released = mono_ns();
         held[1 - h] = None;
         stamp(released);
@@ -244,8 +267,10 @@ fn std_threads(rounds: u64) -> Option<f64> {
     let b = {
         let pair = Arc::clone(&pair);
         thread::spawn(move || {
+            // A is this process's main thread (the benchmark's runner).
             follow(
                 &*pair,
+                std::process::id(),
                 rounds,
                 deadline,
                 || ready_tx.send(()).unwrap(),
@@ -401,6 +426,7 @@ fn child(spec: &str) -> Result<(), String> {
         thread::sleep(LIMIT);
         std::process::exit(4);
     });
+    let a_pid = std::os::unix::process::parent_id();
     let say = |line: &str| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
@@ -417,6 +443,7 @@ fn child(spec: &str) -> Result<(), String> {
             };
             follow(
                 &NamedPair([open(n0)?, open(n1)?]),
+                a_pid,
                 steps,
                 deadline,
                 ready,
@@ -433,6 +460,7 @@ fn child(spec: &str) -> Result<(), String> {
             };
             follow(
                 &FlockPair([open(n0)?, open(n1)?]),
+                a_pid,
                 steps,
                 deadline,
                 ready,
@@ -446,6 +474,7 @@ fn child(spec: &str) -> Result<(), String> {
             };
             follow(
                 &PosixPair([open(n0)?, open(n1)?]),
+                a_pid,
                 steps,
                 deadline,
                 ready,
