@@ -55,11 +55,14 @@ pub enum Family {
     /// Workload 9: the Redis fleet semaphore (permits-redis) against a
     /// private redis-server, next to a polling sorted-set semaphore.
     Fleet,
+    /// Workload 10: named semaphores between processes (hand-off latency,
+    /// `permits batch --name`).
+    Named,
 }
 
 impl Family {
     /// Every family, in run order.
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Memory,
         Family::Uncontended,
         Family::Contended,
@@ -69,6 +72,7 @@ impl Family {
         Family::Jobserver,
         Family::Events,
         Family::Fleet,
+        Family::Named,
     ];
 
     /// The name used in reports.
@@ -83,6 +87,7 @@ impl Family {
             Family::Jobserver => "jobserver",
             Family::Events => "events",
             Family::Fleet => "fleet",
+            Family::Named => "named",
         }
     }
 }

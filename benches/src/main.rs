@@ -40,6 +40,10 @@ fn main() -> ExitCode {
     if let Some(code) = workloads::fleet::worker_main() {
         return code;
     }
+    // The child process of the named family, if started as one.
+    if let Some(code) = workloads::named::child_main() {
+        return code;
+    }
     let config = cli::parse();
     // Fail on unwritable output before minutes of measuring, not after.
     for dir in [&config.out_dir, &config.plots_dir] {

@@ -7,8 +7,8 @@ use crate::section::calibrate;
 use crate::stats::Summary;
 use crate::sys::{machine, NoiseMeter};
 use crate::workloads::{
-    async_tasks, contended, events, fleet, jobserver, memory, processes, starvation, uncontended,
-    Plan,
+    async_tasks, contended, events, fleet, jobserver, memory, named, processes, starvation,
+    uncontended, Plan,
 };
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,7 +39,7 @@ fn mode(quick: bool) -> Mode {
                 Family::Contended | Family::Async => 9,
                 Family::Uncontended | Family::Jobserver | Family::Events => 7,
                 Family::Starvation => 7,
-                Family::Memory | Family::Processes | Family::Fleet => 5,
+                Family::Memory | Family::Processes | Family::Fleet | Family::Named => 5,
             },
             loop_time: Duration::from_millis(20),
             window: Duration::from_millis(100),
@@ -122,6 +122,7 @@ pub fn run(config: &Config) -> Report {
             Family::Jobserver => report.workloads.extend(jobserver::run(&plan)),
             Family::Events => report.workloads.extend(events::run(&plan)),
             Family::Fleet => report.workloads.extend(fleet::run(&plan)),
+            Family::Named => report.workloads.extend(named::run(&plan)),
         }
         let noise = meter.stop();
         eprintln!(

@@ -198,6 +198,15 @@ pub fn targets(report: &Report) -> Vec<Target> {
 
     // 8. The fleet semaphore on Redis (issue 14).
     fleet_targets(report, &mut out);
+    // Named semaphores (issue 12): ratios to each workload's reference.
+    for (workload, row, limit, goal) in crate::workloads::named::TARGETS {
+        let ratio = report.workload(workload).and_then(|w| w.ratio(w.row(row)?));
+        out.push(Target {
+            goal,
+            measured: opt(ratio, |x| format!("{x:.2}x")),
+            met: ratio.map(|x| x <= limit),
+        });
+    }
     out
 }
 

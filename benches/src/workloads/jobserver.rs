@@ -12,7 +12,7 @@
 //! A row whose pool cannot be created (another platform, a full `/dev/shm`)
 //! has no value; the reason is printed once.
 
-mod ffi;
+pub(crate) mod ffi;
 mod handoff;
 
 pub use handoff::child_main;

@@ -11,6 +11,7 @@ pub mod events;
 pub mod fleet;
 pub mod jobserver;
 pub mod memory;
+pub mod named;
 pub mod processes;
 pub mod repeat;
 pub mod starvation;

@@ -29,7 +29,7 @@ fn installed(program: &str) -> bool {
 }
 
 /// The `permits` binary next to this one, built if missing.
-fn permits_binary() -> Option<PathBuf> {
+pub(crate) fn permits_binary() -> Option<PathBuf> {
     let dir = std::env::current_exe().ok()?.parent()?.to_path_buf();
     let bin = dir.join("permits");
     if !bin.exists() {

@@ -3,7 +3,7 @@
 //! run (`make -n`: print the commands, run nothing), a jobserver to join,
 //! or a jobserver advertised but unusable (a warning, then on without it).
 
-use permits_process::jobserver::{EnvErrorKind, JobserverSemaphore};
+use permits_process::jobserver::{EnvErrorCategory, JobserverSemaphore};
 use std::ffi::OsString;
 
 /// What the environment says about make.
@@ -24,12 +24,15 @@ impl Make {
     pub fn from_env(otherwise: &str) -> Make {
         match JobserverSemaphore::from_env() {
             Ok(sem) => Make::Pool(sem),
-            Err(e) if matches!(e.kind(), EnvErrorKind::DryRun) => Make::DryRun,
-            Err(e) if e.is_warning() => {
-                eprintln!("permits: warning: {e}; {otherwise}");
-                Make::Absent
-            }
-            Err(_) => Make::Absent,
+            Err(e) => match e.category() {
+                EnvErrorCategory::DryRun => Make::DryRun,
+                EnvErrorCategory::NoJobserver => Make::Absent,
+                // Broken, i/o, and whatever a later version adds: say so.
+                _ => {
+                    eprintln!("permits: warning: {e}; {otherwise}");
+                    Make::Absent
+                }
+            },
         }
     }
 }

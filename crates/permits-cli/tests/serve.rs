@@ -231,3 +231,55 @@ fn main() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("restored 1 lost"), "{stderr}");
 }
+
+/// GNU make 4.4.1 from `PERMITS_MAKE44` (see `.ci/make44`); one clear line
+/// when it is missing.
+fn make44() -> String {
+    let how = "PERMITS_MAKE44 is not set: build GNU make 4.4.1 with `bash .ci/make44` and \
+               set PERMITS_MAKE44 to the path it prints (.ci/run does both)";
+    std::env::var("PERMITS_MAKE44")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| panic!("{how}"))
+}
+
+/// `permits serve --style fifo` serves make 4.4.1: make joins the fifo
+/// named in `--jobserver-auth=fifo:PATH` (it does not start a pool of its
+/// own), at most N recipes run at once, and the fifo is gone afterwards.
+#[test]
+#[ignore = "needs GNU make 4.4.1 in PERMITS_MAKE44 (bash .ci/make44 builds it; .ci/run runs this)"]
+fn make44_under_serve_fifo_runs_at_most_n_jobs() {
+    let make = make44();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let flags = dir.path().join("flags");
+    let names: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let mut text = format!(".PHONY: all {0}\nall: {0}\n", names.join(" "));
+    for name in &names {
+        text.push_str(&format!(
+            "{name}:\n\t@echo \"$$MAKEFLAGS\" >> {flags}; echo + >> {log}; sleep 0.05; echo - >> {log}\n",
+            log = log.display(),
+            flags = flags.display()
+        ));
+    }
+    let makefile = dir.path().join("Makefile");
+    std::fs::write(&makefile, text).unwrap();
+    let out = output(
+        permits()
+            .args(["serve", "-j", "3", "--style", "fifo", "--"])
+            .arg(&make)
+            .arg("-f")
+            .arg(&makefile),
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("INTERNAL"), "{stderr}");
+    let (peak, ran) = peak(&log);
+    assert_eq!(ran, 8);
+    assert!(peak <= 3, "{peak} jobs at once under permits serve -j 3");
+    let seen = std::fs::read_to_string(&flags).unwrap();
+    let first = seen.lines().next().unwrap_or_default();
+    assert!(first.contains("--jobserver-auth=fifo:"), "{first}");
+    let fifo = fifo_of(first);
+    assert!(!Path::new(&fifo).exists(), "{fifo} left behind");
+}

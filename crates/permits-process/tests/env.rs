@@ -335,3 +335,49 @@ fn descriptors_reach_only_configured_children() {
         "{configured:?}"
     );
 }
+
+/// Issue 12 (jobserver error kinds): a caller matches one of four
+/// categories instead of reading messages: not in a jobserver, a dry run,
+/// a broken jobserver (bad auth string, closed descriptors, missing fifo),
+/// an i/o failure. Only the last two are warnings.
+#[test]
+fn env_errors_fall_into_the_categories_callers_match_on() {
+    use permits_process::jobserver::EnvErrorCategory::{self, *};
+    let dir = TempDir::new("env-category");
+    let missing = dir.join("missing-fifo");
+    let cases: Vec<(&str, Vars, EnvErrorCategory)> = vec![
+        ("nothing set", vec![], NoJobserver),
+        ("-jN without auth", mf(" -j4"), NoJobserver),
+        (
+            "negative descriptors",
+            mf(" -j4 --jobserver-auth=-2,-2"),
+            NoJobserver,
+        ),
+        ("make -n", mf("n -j4 --jobserver-auth=3,4"), DryRun),
+        ("garbage auth", mf(" -j4 --jobserver-auth=x,y"), Broken),
+        (
+            "closed descriptors",
+            mf(" -j4 --jobserver-auth=1000000,1000001"),
+            Broken,
+        ),
+        (
+            "missing fifo",
+            mf(format!(" -j4 --jobserver-auth=fifo:{}", missing.display())),
+            Broken,
+        ),
+    ];
+    for (what, vars, want) in cases {
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let err = Client::from_env_with(lookup).expect_err(what);
+        assert_eq!(err.category(), want, "{what}: {err}");
+        assert_eq!(
+            err.is_warning(),
+            matches!(want, Broken | Io),
+            "{what}: {err}"
+        );
+    }
+}

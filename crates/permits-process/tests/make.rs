@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{make_path, max_concurrency, role_cmd, role_shell, TempDir, MAKE_VARS};
+use common::{make44_path, make_path, max_concurrency, role_cmd, role_shell, TempDir, MAKE_VARS};
 use permits_process::jobserver::Server;
 use std::fs;
 use std::process::{Command, Output, Stdio};
@@ -52,7 +52,11 @@ fn makefile(dir: &TempDir, jobs: usize, threads: usize, plus: bool) -> String {
 }
 
 fn make_cmd(dir: &TempDir, makefile: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(make_path());
+    make_cmd_with(&make_path(), dir, makefile, args)
+}
+
+fn make_cmd_with(make: &str, dir: &TempDir, makefile: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(make);
     cmd.arg("-f")
         .arg(makefile)
         .args(args)
@@ -282,4 +286,50 @@ fn role_harness_runs() {
     assert!(status.success());
     let log = fs::read_to_string(dir.join("log")).unwrap();
     assert!(log.contains("C solo local NotSet"), "{log}");
+}
+
+/// GNU make 4.4.1 is the server with its default style on Linux, a named
+/// fifo (`--jobserver-auth=fifo:PATH`): our clients open the fifo by path,
+/// share its pool (at most N jobs at once), and leave exactly N−1 tokens.
+#[test]
+#[ignore = "needs GNU make 4.4.1 in PERMITS_MAKE44 (bash .ci/make44 builds it; .ci/run runs this)"]
+fn make44_fifo_server_our_clients() {
+    let make = make44_path();
+    for n in [2usize, 3] {
+        let dir = TempDir::new("make44-jn");
+        let mk = makefile(&dir, 4, 3, true);
+        let jobs = format!("-j{n}");
+        let out = make_cmd_with(&make, &dir, &mk, &[&jobs, "--jobserver-style=fifo"])
+            .output()
+            .unwrap();
+        let stderr = check_output(&out);
+        assert!(!stderr.contains("jobserver unavailable"), "{stderr}");
+        let log = fs::read_to_string(dir.join("log")).unwrap();
+        assert_eq!(
+            log.lines().filter(|l| l.ends_with(" jobserver")).count(),
+            4,
+            "every recipe joined make 4.4.1's fifo jobserver:\n{log}"
+        );
+        let peak = max_concurrency(&log);
+        assert!(peak <= n, "{peak} jobs ran at once under make -j{n}\n{log}");
+        let drained = fs::read_to_string(dir.join("out")).unwrap();
+        assert_eq!(drained.trim(), format!("drained {}", n - 1));
+    }
+}
+
+/// What our client sees inside make 4.4.1 -j: the fifo style (not a
+/// pipe), through `MAKEFLAGS`; and `make -n` (dry run) is not a jobserver.
+#[test]
+#[ignore = "needs GNU make 4.4.1 in PERMITS_MAKE44 (bash .ci/make44 builds it; .ci/run runs this)"]
+fn make44_recipes_see_the_fifo_style() {
+    let make = make44_path();
+    let dir = TempDir::new("make44-probe");
+    let text = format!(".PHONY: all\nall:\n\t+@{}\n", role_shell("probe", &[]));
+    let mk = dir.join("Makefile");
+    fs::write(&mk, text).unwrap();
+    let mk = mk.to_str().unwrap().to_owned();
+    let out = make_cmd_with(&make, &dir, &mk, &["-j3"]).output().unwrap();
+    check_output(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("@@probe ok fifo"), "{stdout}");
 }

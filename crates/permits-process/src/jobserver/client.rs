@@ -83,7 +83,61 @@ pub enum EnvErrorKind {
     Unsupported,
 }
 
+/// What an [`EnvError`] means for the caller: the four cases a program
+/// acts on differently, whatever the detailed [`EnvErrorKind`].
+///
+/// ```
+/// use permits_process::jobserver::{Client, EnvErrorCategory};
+///
+/// let err = Client::from_env_with(|var| (var == "MAKEFLAGS").then(|| "n -j4".into()))
+///     .unwrap_err();
+/// assert_eq!(err.category(), EnvErrorCategory::DryRun);
+/// let err = Client::from_env_with(|_| None).unwrap_err();
+/// assert_eq!(err.category(), EnvErrorCategory::NoJobserver);
+/// let err = Client::from_env_with(|var| {
+///     (var == "MAKEFLAGS").then(|| "-j4 --jobserver-auth=garbage".into())
+/// })
+/// .unwrap_err();
+/// assert_eq!(err.category(), EnvErrorCategory::Broken);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnvErrorCategory {
+    /// Not inside a jobserver: no variable, no jobserver option, or one
+    /// disabled with negative descriptors. Normal; run on your own limit.
+    NoJobserver,
+    /// `make -n` (or `--just-print`, `--dry-run`, `--recon`): print what
+    /// would run, run nothing.
+    DryRun,
+    /// A jobserver was advertised but cannot be used safely: a bad auth
+    /// string, descriptors that are closed or reused, a missing fifo, or a
+    /// platform without jobserver support. Worth a warning (as make's
+    /// "jobserver unavailable: using -j1"); nothing was read or written.
+    Broken,
+    /// Checking or opening the advertised jobserver failed with an i/o
+    /// error (see the error's `source`). Also worth a warning.
+    Io,
+}
+
 impl EnvError {
+    /// What this error means for the caller (see [`EnvErrorCategory`]).
+    pub fn category(&self) -> EnvErrorCategory {
+        match self.kind {
+            EnvErrorKind::NotSet | EnvErrorKind::NoAuth | EnvErrorKind::Disabled => {
+                EnvErrorCategory::NoJobserver
+            }
+            EnvErrorKind::DryRun => EnvErrorCategory::DryRun,
+            EnvErrorKind::Io => EnvErrorCategory::Io,
+            EnvErrorKind::Malformed
+            | EnvErrorKind::ClosedFd(_)
+            | EnvErrorKind::NotAPipe(_)
+            | EnvErrorKind::DifferentPipes(..)
+            | EnvErrorKind::MissingFifo(_)
+            | EnvErrorKind::NotAFifo(_)
+            | EnvErrorKind::Unsupported => EnvErrorCategory::Broken,
+        }
+    }
+
     fn new(kind: EnvErrorKind) -> Self {
         EnvError {
             kind,
@@ -135,12 +189,9 @@ impl EnvError {
     /// make prints "jobserver unavailable: using -j1". `false` for the
     /// normal "no jobserver" cases.
     pub fn is_warning(&self) -> bool {
-        !matches!(
-            self.kind,
-            EnvErrorKind::NotSet
-                | EnvErrorKind::NoAuth
-                | EnvErrorKind::Disabled
-                | EnvErrorKind::DryRun
+        matches!(
+            self.category(),
+            EnvErrorCategory::Broken | EnvErrorCategory::Io
         )
     }
 }

@@ -32,7 +32,7 @@ mod makeflags;
 mod server;
 mod shared;
 
-pub use client::{Client, EnvError, EnvErrorKind, Style, Token, ENV_VARIABLES};
+pub use client::{Client, EnvError, EnvErrorCategory, EnvErrorKind, Style, Token, ENV_VARIABLES};
 pub use makeflags::{Auth, Jobs, MakeFlags};
 pub use server::{ChildReport, Reconciliation, Server, ServerBuilder, ServerError, TrackedChild};
 pub use shared::{AcquireJob, JobPermit, JobserverSemaphore};

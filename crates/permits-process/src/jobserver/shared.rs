@@ -94,7 +94,7 @@ struct Pool {
     shutdown: AtomicBool,
     wake_read: sys::Fd,
     wake_write: sys::Fd,
-    failure: Mutex<Option<io::Error>>,
+    failure: Mutex<Option<Arc<io::Error>>>,
 }
 
 impl JobserverSemaphore {
@@ -287,10 +287,11 @@ impl JobserverSemaphore {
         self.shared().sem.waiters()
     }
 
-    /// The I/O error that closed this semaphore, if the pipe failed.
-    pub fn failure(&self) -> Option<String> {
+    /// The I/O error that closed this semaphore, if the pipe failed: the
+    /// error itself (its kind, OS code and message), shared.
+    pub fn failure(&self) -> Option<Arc<io::Error>> {
         let pool = self.shared().pool.as_ref()?;
-        lock(&pool.failure).as_ref().map(|e| e.to_string())
+        lock(&pool.failure).clone()
     }
 
     /// Registers a queued acquirer: starts the helper if needed, wakes it.
@@ -426,7 +427,7 @@ impl Shared {
 
     fn fail(&self, e: io::Error) {
         if let Some(pool) = &self.pool {
-            lock(&pool.failure).get_or_insert(e);
+            lock(&pool.failure).get_or_insert_with(|| Arc::new(e));
         }
         self.sem.close();
     }

@@ -5,6 +5,7 @@
 use super::files::{self, Ticket};
 use super::location::{base_dir, checked, exists, into_io};
 use super::status::{now_ms, record_text};
+use super::watch::Watches;
 use super::{check_name, Holder, NamedError, NamedOptions, NamedPermit, NamedStatus, Waiter};
 use crate::error::AcquireError;
 use crate::lock;
@@ -68,6 +69,8 @@ pub(super) struct Inner {
     idle: Mutex<Vec<Option<File>>>,
     /// `wake`, kept open once introspection poked it (see `probe_slots`).
     poker: Mutex<Option<File>>,
+    /// Inotify watches lent to blocking acquires (see `watch.rs`).
+    watches: Watches,
 }
 
 impl NamedSemaphore {
@@ -198,6 +201,7 @@ impl NamedSemaphore {
                 _dir_lock: dir_lock,
                 idle: Mutex::new((0..capacity).map(|_| None).collect()),
                 poker: Mutex::new(None),
+                watches: Watches::default(),
             }),
         })
     }
@@ -245,8 +249,9 @@ impl NamedSemaphore {
     ///
     /// # Blocking
     ///
-    /// Sleeps in `poll(2)` on an inotify watch until a permit is free and
-    /// this waiter is at the head of the queue; `EINTR` is retried. Behind
+    /// Sleeps in `poll(2)` on an inotify watch (kept by the handle between
+    /// acquires) until a permit is free and this waiter is at the head of
+    /// the queue; `EINTR` is retried. Behind
     /// other waiters it also wakes every [`PASS_OVER`] to see whether they
     /// were stopped.
     pub fn acquire(&self) -> Result<NamedPermit, AcquireError> {
@@ -287,7 +292,7 @@ impl NamedSemaphore {
             }
         }
         // Watch before queueing, so no release after this point is missed.
-        let watch = self.watch(true)?;
+        let watch = self.lend_watch()?;
         let record = record_text(sys::pid(), now_ms(), self.inner.label.as_deref());
         let ticket = Ticket::create(&self.inner.queue, self.inner.access, &record)?;
         let mut backoff = Duration::from_millis(10);
@@ -304,7 +309,7 @@ impl NamedSemaphore {
                 0 => deadline,
                 _ => earlier(deadline, Instant::now().checked_add(PASS_OVER)),
             };
-            let woke = wait_change(watch.as_ref(), nap, &mut backoff)?;
+            let woke = wait_change(watch.get(), nap, &mut backoff)?;
             if !woke && deadline.is_some_and(|d| Instant::now() >= d) {
                 // Out of time: one last look, then leave the queue.
                 if ticket.ahead(&self.inner.queue)? == 0 {
@@ -502,13 +507,25 @@ impl NamedSemaphore {
         }
     }
 
-    /// An inotify watch on the state, or `None` when the user is out of
-    /// inotify instances (then waits rescan periodically).
-    fn watch(&self, pokes: bool) -> io::Result<Option<sys::DirWatch>> {
-        // The queue may have been deleted: recreate it to watch it.
+    /// A watch for a blocking acquire, kept by this handle between
+    /// acquires (see `watch.rs`): wakes on releases, departures and pokes.
+    fn lend_watch(&self) -> io::Result<super::watch::Lent<'_>> {
+        self.ensure_queue()?;
+        self.inner.watches.lend(&self.inner.dir, &self.inner.queue)
+    }
+
+    /// The queue may have been deleted: recreate it to watch it.
+    fn ensure_queue(&self) -> io::Result<()> {
         if !exists(&self.inner.queue)? {
             checked(&self.inner.queue, Some(self.inner.access)).map_err(into_io)?;
         }
+        Ok(())
+    }
+
+    /// A new inotify watch on the state, or `None` when the user is out of
+    /// inotify instances (then waits rescan periodically).
+    fn watch(&self, pokes: bool) -> io::Result<Option<sys::DirWatch>> {
+        self.ensure_queue()?;
         match sys::DirWatch::new(&[&self.inner.dir, &self.inner.queue], pokes) {
             Ok(watch) => Ok(Some(watch)),
             Err(e) if sys::out_of_watches(&e) => Ok(None),

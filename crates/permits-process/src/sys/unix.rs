@@ -697,12 +697,18 @@ impl DirWatch {
         if wait_ready(&[(&self.fd, false)], deadline)? == 0 {
             return Ok(false);
         }
+        self.discard()?;
+        Ok(true)
+    }
+
+    /// Drops every queued event without waiting.
+    pub(crate) fn discard(&self) -> io::Result<()> {
         let mut buf = [0u8; 4096];
         loop {
             match retry(|| rio::read(&self.fd, &mut buf)) {
-                Ok(0) => return Ok(true),
+                Ok(0) => return Ok(()),
                 Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
         }

@@ -428,6 +428,31 @@ pub fn make_path() -> String {
     "make".to_owned()
 }
 
+/// GNU make 4.4.1, the first make with the fifo jobserver style, which
+/// Debian 12 does not ship: the path in `PERMITS_MAKE44` (`.ci/run` builds
+/// it from Debian trixie's source package with `.ci/make44`). The tests
+/// that need it are `#[ignore]`d, so that `cargo test --workspace` passes
+/// on a fresh machine; run with `--ignored` and the variable unset they
+/// fail with one line saying how to get it.
+pub fn make44_path() -> String {
+    let how = "PERMITS_MAKE44 is not set: build GNU make 4.4.1 with `bash .ci/make44` and \
+               set PERMITS_MAKE44 to the path it prints (.ci/run does both)";
+    let path = std::env::var("PERMITS_MAKE44")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let path = path.unwrap_or_else(|| panic!("{how}"));
+    let version = Command::new(&path)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        version.starts_with("GNU Make 4.4"),
+        "PERMITS_MAKE44={path} is not GNU make 4.4.x: {how}"
+    );
+    path
+}
+
 /// Waits (bounded, as a hang guard) for a condition another thread or
 /// process brings about.
 pub fn until(what: &str, mut cond: impl FnMut() -> bool) {
