@@ -98,6 +98,8 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "std")]
+pub mod all;
+#[cfg(feature = "std")]
 mod block;
 mod error;
 #[cfg(feature = "std")]
