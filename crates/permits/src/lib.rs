@@ -105,6 +105,8 @@ mod error;
 #[cfg(feature = "std")]
 pub mod event;
 #[cfg(feature = "std")]
+pub mod keyed;
+#[cfg(feature = "std")]
 mod permit;
 #[cfg(feature = "std")]
 mod queue;
