@@ -34,6 +34,12 @@
 //!   wait indefinitely (no starvation bound), although it can never
 //!   deadlock: whoever holds permits holds all of their request's permits
 //!   and will release them, or is between two non-blocking tries.
+//! * Nor is it livelock-free against an adversarial scheduler: two callers
+//!   in perfect lock step, each granted the semaphore the other needs, can
+//!   give back and swap for ever (each round hands the permits on, so this
+//!   is not a deadlock; a real scheduler breaks the symmetry at once). The
+//!   loom model (`src/tests/loom_all.rs`) checks every schedule up to a
+//!   preemption bound for exactly this reason.
 
 use crate::error::{AcquireError, AcquireTimeoutError, TryAcquireError};
 use crate::permit::{OwnedPermit, Permit};
