@@ -763,7 +763,7 @@ impl<K: Hash + Eq + fmt::Debug> fmt::Debug for KeyedAcquire<K> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, permits_loom))]
 impl<K: Hash + Eq> KeyedPermit<K> {
     /// Whether this guard's entry is the one in the map for its key (the
     /// removal race's invariant).

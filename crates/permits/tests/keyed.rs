@@ -231,7 +231,7 @@ proptest! {
                         if let Some(g) = global {
                             assert!(now <= g, "{now} held under a global limit of {g}");
                         }
-                        assert!(ks.len() >= 1 && ks.len() <= 3);
+                        assert!((1..=3).contains(&ks.len()));
                         per_key[k].fetch_sub(n, SeqCst);
                         total.fetch_sub(n, SeqCst);
                         drop(permit);
