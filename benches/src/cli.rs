@@ -52,11 +52,14 @@ pub enum Family {
     Jobserver,
     /// Workload 8: auto-reset events (permits, rsevents, Mutex+Condvar).
     Events,
+    /// Workload 9: keyed semaphores (permits' KeyedSemaphore, a Mutex'd
+    /// HashMap of tokio semaphores, one lookup plus one semaphore).
+    Keyed,
 }
 
 impl Family {
     /// Every family, in run order.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Memory,
         Family::Uncontended,
         Family::Contended,
@@ -65,6 +68,7 @@ impl Family {
         Family::Processes,
         Family::Jobserver,
         Family::Events,
+        Family::Keyed,
     ];
 
     /// The name used in reports.
@@ -78,6 +82,7 @@ impl Family {
             Family::Processes => "processes",
             Family::Jobserver => "jobserver",
             Family::Events => "events",
+            Family::Keyed => "keyed",
         }
     }
 }

@@ -7,7 +7,8 @@ use crate::section::calibrate;
 use crate::stats::Summary;
 use crate::sys::{machine, NoiseMeter};
 use crate::workloads::{
-    async_tasks, contended, events, jobserver, memory, processes, starvation, uncontended, Plan,
+    async_tasks, contended, events, jobserver, keyed, memory, processes, starvation, uncontended,
+    Plan,
 };
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,7 +37,7 @@ fn mode(quick: bool) -> Mode {
             name: "full",
             reps: |f| match f {
                 Family::Contended | Family::Async => 9,
-                Family::Uncontended | Family::Jobserver | Family::Events => 7,
+                Family::Uncontended | Family::Jobserver | Family::Events | Family::Keyed => 7,
                 Family::Starvation => 7,
                 Family::Memory | Family::Processes => 5,
             },
@@ -120,6 +121,7 @@ pub fn run(config: &Config) -> Report {
             Family::Processes => report.workloads.extend(processes::run(&plan)),
             Family::Jobserver => report.workloads.extend(jobserver::run(&plan)),
             Family::Events => report.workloads.extend(events::run(&plan)),
+            Family::Keyed => report.workloads.extend(keyed::run(&plan)),
         }
         let noise = meter.stop();
         eprintln!(

@@ -9,6 +9,7 @@ pub mod async_tasks;
 pub mod contended;
 pub mod events;
 pub mod jobserver;
+pub mod keyed;
 pub mod memory;
 pub mod processes;
 pub mod repeat;
