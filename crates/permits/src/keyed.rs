@@ -6,16 +6,20 @@
 //!
 //! # The entry life cycle
 //!
-//! The map (`key -> Slot`) is guarded by one mutex. A slot counts its
+//! The map (`key -> Entry`) is guarded by one mutex. An entry counts its
 //! **users**: every live guard, and every acquire (future, blocking wait or
 //! `try_*`) from the moment it looked the key up until it returns. Users
-//! are counted and uncounted only under the map's lock, and a slot is
-//! removed only by the user that brings its count to zero, under that same
-//! lock. So an acquirer that found a slot is counted before the lock is
-//! released, and the slot it found cannot be removed until it is done with
-//! it: no waiter ever queues on a semaphore that has left the map, and a
-//! new acquirer for the key always finds the one slot its holders and
-//! waiters use. The lock is never held while waiting, while permits are
+//! are counted only under the map's lock. A user leaves without the lock
+//! while others remain (a compare-and-swap from `c >= 2` to `c - 1`); the
+//! last one (`c == 1`) leaves under the lock and removes the entry there.
+//! So the count reaches zero only under the lock, an acquirer that found
+//! an entry is counted before the lock is released, and the entry it found
+//! cannot be removed until it is done with it: no waiter ever queues on a
+//! semaphore that has left the map, and a new acquirer for the key always
+//! finds the one entry its holders and waiters use. (A lock-free leave
+//! racing a locked enter is harmless: both only move the count between
+//! values >= 1; a locked leave that finds the count raised by an enter in
+//! the meantime does not remove.) The lock is never held while waiting, while permits are
 //! released (wakers run) or while user code runs (the capacity function,
 //! a key's `Drop`).
 
@@ -24,7 +28,7 @@ use crate::error::{AcquireError, AcquireTimeoutError, TryAcquireError};
 use crate::permit::OwnedPermit;
 use crate::semaphore::{AcquireOwned, Semaphore};
 use crate::state::Policy;
-use crate::sync::{lock, Mutex};
+use crate::sync::{lock, AtomicUsize, Mutex, Ordering};
 use core::borrow::Borrow;
 use core::fmt;
 use core::future::Future;
@@ -41,20 +45,17 @@ enum Capacity<K> {
     Of(Box<dyn Fn(&K) -> usize + Send + Sync>),
 }
 
-/// One key's semaphore, shared by its slot and its users.
+/// One key's semaphore, shared by the map and its users.
 struct Entry<K> {
     key: K,
     sem: Arc<Semaphore>,
-}
-
-/// A key's place in the map: its entry and how many users it has.
-struct Slot<K> {
-    entry: Arc<Entry<K>>,
-    users: usize,
+    /// Its users (see the module docs): raised only under the map's lock,
+    /// brought to zero only under it.
+    users: AtomicUsize,
 }
 
 struct Shared<K> {
-    map: Mutex<HashMap<K, Slot<K>>>,
+    map: Mutex<HashMap<K, Arc<Entry<K>>>>,
     capacity: Capacity<K>,
     global: Option<Arc<Semaphore>>,
     policy: Policy,
@@ -221,12 +222,15 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut map = lock(&self.shared.map);
-        let slot = map.get_mut(key)?;
-        // Counted before the lock is released: the slot cannot be removed
-        // until this user leaves (`leave`, under the same lock).
-        slot.users += 1;
-        Some(Arc::clone(&slot.entry))
+        let map = lock(&self.shared.map);
+        let entry = map.get(key)?;
+        // Counted before the lock is released: the entry cannot be removed
+        // until this user leaves. Relaxed: the lock orders it against the
+        // locked leave that could bring the count to zero, and the
+        // lock-free leave is a read-modify-write of the same atomic, which
+        // sees every earlier increment (one modification order).
+        entry.users.fetch_add(1, Ordering::Relaxed);
+        Some(Arc::clone(entry))
     }
 
     #[cold]
@@ -253,16 +257,15 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
                 capacity,
                 self.shared.policy,
             )),
+            users: AtomicUsize::new(0),
         });
         let mut map = lock(&self.shared.map);
         // Someone may have created the entry while the lock was free: use
         // theirs, so a key has one entry.
-        let slot = map.entry(owned).or_insert_with(|| Slot {
-            entry: Arc::clone(&fresh),
-            users: 0,
-        });
-        slot.users += 1;
-        let entry = Arc::clone(&slot.entry);
+        let entry = map.entry(owned).or_insert_with(|| Arc::clone(&fresh));
+        // Under the lock, as in `enter_existing`.
+        entry.users.fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::clone(entry);
         drop(map);
         // `fresh` (if unused) drops here, unlocked.
         self.registration(entry)
@@ -484,7 +487,7 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
     {
         let found = lock(&self.shared.map)
             .get(key)
-            .map(|slot| slot.entry.sem.available_permits());
+            .map(|entry| entry.sem.available_permits());
         found.unwrap_or_else(|| match &self.shared.capacity {
             Capacity::Fixed(n) => *n,
             Capacity::Of(f) => f(&key.to_owned()),
@@ -553,18 +556,39 @@ struct Registration<K: Hash + Eq> {
 }
 
 impl<K: Hash + Eq> Drop for Registration<K> {
+    #[inline]
     fn drop(&mut self) {
+        let users = &self.entry.users;
+        let mut count = users.load(Ordering::Relaxed);
+        // Others remain: leave without the lock (never reaching zero here).
+        while count >= 2 {
+            match users.compare_exchange_weak(
+                count,
+                count - 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => count = now,
+            }
+        }
+        self.leave_last();
+    }
+}
+
+impl<K: Hash + Eq> Registration<K> {
+    /// Leaves under the lock; removes the entry if this was its last user
+    /// (an enter may have raised the count since it was read).
+    #[cold]
+    fn leave_last(&self) {
         let mut map = lock(&self.shared.map);
-        let slot = map
-            .get_mut(&self.entry.key)
-            .expect("an entry with users is in the map");
-        slot.users -= 1;
-        let removed = if slot.users == 0 {
+        let removed = if self.entry.users.fetch_sub(1, Ordering::Relaxed) == 1 {
             map.remove(&self.entry.key)
         } else {
             None
         };
         drop(map);
+        debug_assert!(removed.as_ref().is_none_or(|e| Arc::ptr_eq(e, &self.entry)));
         // The key and the semaphore drop unlocked.
         drop(removed);
     }
@@ -770,6 +794,6 @@ impl<K: Hash + Eq> KeyedPermit<K> {
     pub(crate) fn entry_is_current(&self, ks: &KeyedSemaphore<K>) -> bool {
         lock(&ks.shared.map)
             .get(&self.reg.entry.key)
-            .is_some_and(|slot| Arc::ptr_eq(&slot.entry, &self.reg.entry))
+            .is_some_and(|entry| Arc::ptr_eq(entry, &self.reg.entry))
     }
 }

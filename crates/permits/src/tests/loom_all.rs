@@ -122,3 +122,27 @@ fn keyed_concurrent_creation_shares_one_entry() {
         assert_eq!(ks.global_available(), Some(2));
     });
 }
+
+/// Two holders of key 0: one leaves on another thread (lock-free while
+/// the other still counts, or under the lock if it is last) while this
+/// thread enters, then both remaining users leave: the count never reaches
+/// zero outside the lock, an acquirer that got a permit holds the entry in
+/// the map, and the entry goes with its last user. (Three threads would
+/// also race the two leaves against the enter, but take loom minutes.)
+#[test]
+fn keyed_lock_free_leave_races_enter() {
+    model(|| {
+        let ks = Arc::new(KeyedSemaphore::<u8>::new(2));
+        let p1 = ks.try_acquire(&0).unwrap();
+        let p2 = ks.try_acquire(&0).unwrap();
+        let t = thread::spawn(move || drop(p1));
+        if let Ok(p) = ks.try_acquire(&0) {
+            assert!(p.entry_is_current(&ks));
+            drop(p);
+        }
+        assert_eq!(ks.len(), 1, "p2 still holds key 0");
+        drop(p2);
+        t.join().unwrap();
+        assert!(ks.is_empty());
+    });
+}
