@@ -16,9 +16,12 @@
 //!
 //! # Fairness
 //!
-//! * Each wait is an ordinary wait in one semaphore's FIFO queue, under that
-//!   semaphore's [`Policy`](crate::Policy): nobody who queued on `j` after
-//!   this caller is served before it on `j`.
+//! * Each wait is an ordinary wait in one semaphore's FIFO queue, with
+//!   exactly the guarantees of `j.acquire_many(n)` under `j`'s
+//!   [`Policy`](crate::Policy): under `Fifo` nobody who queued on `j` after
+//!   this caller is served before it on `j`; under `Throughput` running
+//!   threads may take `j`'s released permits first, for at most
+//!   [`Semaphore::FAIRNESS_BOUND`] while the caller is at the head.
 //! * The other semaphores are taken with `try_acquire_many`: under
 //!   [`Policy::Throughput`](crate::Policy::Throughput) that may take
 //!   available permits ahead of that semaphore's queued waiters (as any
