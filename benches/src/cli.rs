@@ -58,11 +58,14 @@ pub enum Family {
     /// Workload 10: named semaphores between processes (hand-off latency,
     /// `permits batch --name`).
     Named,
+    /// Workload 11: keyed semaphores (permits' KeyedSemaphore, a Mutex'd
+    /// HashMap of tokio semaphores, one lookup plus one semaphore).
+    Keyed,
 }
 
 impl Family {
     /// Every family, in run order.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Memory,
         Family::Uncontended,
         Family::Contended,
@@ -73,6 +76,7 @@ impl Family {
         Family::Events,
         Family::Fleet,
         Family::Named,
+        Family::Keyed,
     ];
 
     /// The name used in reports.
@@ -88,6 +92,7 @@ impl Family {
             Family::Events => "events",
             Family::Fleet => "fleet",
             Family::Named => "named",
+            Family::Keyed => "keyed",
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::section::calibrate;
 use crate::stats::Summary;
 use crate::sys::{machine, NoiseMeter};
 use crate::workloads::{
-    async_tasks, contended, events, fleet, jobserver, memory, named, processes, starvation,
+    async_tasks, contended, events, fleet, jobserver, keyed, memory, named, processes, starvation,
     uncontended, Plan,
 };
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,7 +37,7 @@ fn mode(quick: bool) -> Mode {
             name: "full",
             reps: |f| match f {
                 Family::Contended | Family::Async => 9,
-                Family::Uncontended | Family::Jobserver | Family::Events => 7,
+                Family::Uncontended | Family::Jobserver | Family::Events | Family::Keyed => 7,
                 Family::Starvation => 7,
                 Family::Memory | Family::Processes | Family::Fleet | Family::Named => 5,
             },
@@ -123,6 +123,7 @@ pub fn run(config: &Config) -> Report {
             Family::Events => report.workloads.extend(events::run(&plan)),
             Family::Fleet => report.workloads.extend(fleet::run(&plan)),
             Family::Named => report.workloads.extend(named::run(&plan)),
+            Family::Keyed => report.workloads.extend(keyed::run(&plan)),
         }
         let noise = meter.stop();
         eprintln!(

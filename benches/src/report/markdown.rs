@@ -94,7 +94,7 @@ fn fmt_extra(fmt: Fmt, v: Option<&Value>) -> String {
 }
 
 /// Workload families in report order, with their headings.
-const FAMILIES: [(&str, &str); 9] = [
+const FAMILIES: [(&str, &str); 11] = [
     ("uncontended", "Workload 1: uncontended acquire + release"),
     ("contended", "Workload 2: contended threads"),
     ("async", "Workload 3: many async tasks"),
@@ -107,6 +107,8 @@ const FAMILIES: [(&str, &str); 9] = [
     ),
     ("events", "Workload 8: events"),
     ("fleet", "Workload 9: the fleet semaphore on Redis"),
+    ("named", "Workload 10: named semaphores between processes"),
+    ("keyed", "Workload 11: keyed semaphores"),
 ];
 
 /// The Markdown form of a report; `images` are links to the plots.

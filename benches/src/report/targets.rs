@@ -207,6 +207,23 @@ pub fn targets(report: &Report) -> Vec<Target> {
             met: ratio.map(|x| x <= limit),
         });
     }
+    // 8. Keyed (issue 15): within 1.5x one lookup plus one semaphore, both
+    // when the key's entry is created and removed and when it stays.
+    let keyed = report.workload("keyed_uncontended");
+    let (mut measured, mut checks) = (Vec::new(), Vec::new());
+    for id in [
+        crate::workloads::keyed::KEYED,
+        crate::workloads::keyed::KEYED_LIVE,
+    ] {
+        let ratio = keyed.and_then(|w| w.ratio(w.row(id)?));
+        measured.push(format!("{id}: {}", opt(ratio, |x| format!("{x:.2}x"))));
+        checks.push(ratio.map(|x| x <= 1.5));
+    }
+    out.push(Target {
+        goal: "keyed uncontended try_acquire+release <= 1.5x one hash lookup + one Semaphore",
+        measured: measured.join("; "),
+        met: all_met(&checks),
+    });
     out
 }
 

@@ -10,6 +10,7 @@ pub mod contended;
 pub mod events;
 pub mod fleet;
 pub mod jobserver;
+pub mod keyed;
 pub mod memory;
 pub mod named;
 pub mod processes;

@@ -64,9 +64,55 @@
 //!   diagnostics`).
 //! * [`clock`]: the clocks those run on; [`clock::ManualClock`] makes
 //!   tests of time-driven code exact and instant.
+//! * [`all`]: permits of several semaphores at once, all or nothing,
+//!   without hold-and-wait (see [below](#several-semaphores-at-once-acquire_all)).
+//! * [`keyed::KeyedSemaphore`]: a semaphore per key with an optional global
+//!   cap (see [below](#per-key-limits-keyedsemaphore)).
 //! * [`SpinSemaphore`]: a `no_std`, allocation-free semaphore that waits by
 //!   spinning, with the same capacity/add/forget safety model — read its
 //!   notes on when spinning is the wrong tool.
+//!
+//! ## Several semaphores at once: `acquire_all`
+//!
+//! A job that needs a permit of each of several resources (the seed's
+//! backup pipeline: a "verify" step both reads and writes) must not take
+//! them one by one: holding one while waiting for the other deadlocks as
+//! soon as another job names them in the other order. [`all::acquire_all`]
+//! (and `_blocking`, `_timeout`, `_deadline`, `try_`, `_owned`) takes all
+//! or nothing and waits, holding nothing, in one semaphore's FIFO queue at
+//! a time:
+//!
+//! ```
+//! use permits::{all::acquire_all_blocking, Semaphore};
+//! let (readers, writers) = (Semaphore::new(8), Semaphore::new(2));
+//! let verify = acquire_all_blocking([(&writers, 1), (&readers, 1)]).unwrap();
+//! assert_eq!((readers.available_permits(), writers.available_permits()), (7, 1));
+//! drop(verify); // both come back
+//! ```
+//!
+//! It cannot deadlock, but the request is not queued as a unit: others may
+//! overtake it (the [`all`] module states the exact fairness). Example:
+//! `examples/backup_pipeline.rs`.
+//!
+//! ## Per-key limits: `KeyedSemaphore`
+//!
+//! A crawler allows 2 requests per domain and 4 in total; a server limits
+//! each client. [`keyed::KeyedSemaphore`] creates a key's semaphore on first
+//! use and removes it when its last permit returns and nobody waits
+//! (memory follows the active keys), looks keys up borrowed (`&str` for
+//! `String`), takes the global permit with the key's without hold-and-wait,
+//! and serves each key first come, first served:
+//!
+//! ```
+//! use permits::keyed::KeyedSemaphore;
+//! let hosts = KeyedSemaphore::<String>::new(2).with_global_limit(4);
+//! let page = hosts.acquire_blocking("a.example").unwrap();
+//! assert_eq!((hosts.len(), hosts.global_available()), (1, Some(3)));
+//! drop(page);
+//! assert!(hosts.is_empty());
+//! ```
+//!
+//! Example: `examples/crawler.rs`.
 //!
 //! ## Design and caveats
 //!
@@ -110,13 +156,15 @@
 //! ## Features
 //!
 //! * `std` (default): [`Semaphore`], its permits and futures, and the
-//!   events. Without it (`default-features = false`) the crate is `no_std`
+//!   events, [`all`] and [`keyed`]. Without it (`default-features = false`) the crate is `no_std`
 //!   and needs no `alloc`: only [`SpinSemaphore`], the error types and
 //!   [`MAX_PERMITS`] remain.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "std")]
+pub mod all;
 #[cfg(feature = "std")]
 mod block;
 #[cfg(feature = "std")]
@@ -126,6 +174,8 @@ mod diag;
 mod error;
 #[cfg(feature = "std")]
 pub mod event;
+#[cfg(feature = "std")]
+pub mod keyed;
 #[cfg(feature = "std")]
 mod permit;
 #[cfg(feature = "std")]

@@ -3,6 +3,8 @@
 //! and unit tests of the internal pieces.
 
 #[cfg(permits_loom)]
+mod loom_all;
+#[cfg(permits_loom)]
 mod loom_events;
 #[cfg(permits_loom)]
 mod loom_models;

@@ -1,0 +1,125 @@
+//! Workload 9, keyed: one thread, one key, `try_acquire` by key then drop
+//! the guard, for `permits::keyed::KeyedSemaphore` (an entry created and
+//! removed each time, and an entry kept alive by another holder) against
+//! what users write today, a `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`,
+//! and against the target's baseline: one `HashMap` lookup plus a single
+//! `permits::Semaphore`'s try_acquire + release.
+
+use super::{collect, interleave, repeat, Cell, Plan, Sample, Spec};
+use crate::report::{Unit, Workload};
+use permits::keyed::KeyedSemaphore;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The reference row: a lookup in a prebuilt map, then a single semaphore.
+pub const BASELINE: &str = "lookup+semaphore";
+/// `KeyedSemaphore`, the key's entry created and removed every time.
+pub const KEYED: &str = "permits_keyed";
+/// `KeyedSemaphore`, the key's entry kept alive by another guard.
+pub const KEYED_LIVE: &str = "permits_keyed_live";
+/// `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`.
+pub const TOKIO_MAP: &str = "mutex_map_tokio";
+
+const KEY: &str = "crawl.example.com";
+
+fn timed(target: Duration, mut body: impl FnMut(u64) -> Duration) -> impl FnMut() -> Sample {
+    repeat::timed(target, 1.0, move |n| Some(body(n)))
+}
+
+/// Runs workload 9.
+pub fn run(plan: &Plan) -> Vec<Workload> {
+    let workload = "keyed_uncontended";
+    let baseline: HashMap<String, permits::Semaphore> =
+        HashMap::from([(KEY.to_owned(), permits::Semaphore::new(2))]);
+    let keyed = KeyedSemaphore::<String>::new(2);
+    let live = KeyedSemaphore::<String>::new(2);
+    let keep = live.try_acquire(KEY).expect("a fresh key has permits");
+    let tokio_map: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>> = Mutex::new(HashMap::new());
+    let mut cells: Vec<Cell<'_>> = vec![
+        Cell {
+            workload: workload.into(),
+            id: BASELINE,
+            run: Box::new(timed(plan.loop_time, |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let sem = baseline.get(black_box(KEY)).expect("prebuilt");
+                    let permit = sem.try_acquire().expect("uncontended");
+                    black_box(&permit);
+                    drop(permit);
+                }
+                start.elapsed()
+            })),
+        },
+        Cell {
+            workload: workload.into(),
+            id: KEYED,
+            run: Box::new(timed(plan.loop_time, |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let permit = keyed.try_acquire(black_box(KEY)).expect("uncontended");
+                    black_box(&permit);
+                    drop(permit);
+                }
+                start.elapsed()
+            })),
+        },
+        Cell {
+            workload: workload.into(),
+            id: KEYED_LIVE,
+            run: Box::new(timed(plan.loop_time, |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let permit = live.try_acquire(black_box(KEY)).expect("uncontended");
+                    black_box(&permit);
+                    drop(permit);
+                }
+                start.elapsed()
+            })),
+        },
+        Cell {
+            workload: workload.into(),
+            id: TOKIO_MAP,
+            run: Box::new(timed(plan.loop_time, |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let key = black_box(KEY);
+                    let sem = {
+                        let mut map = tokio_map.lock().expect("not poisoned");
+                        match map.get(key) {
+                            Some(sem) => Arc::clone(sem),
+                            None => Arc::clone(
+                                map.entry(key.to_owned())
+                                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))),
+                            ),
+                        }
+                    };
+                    let permit = sem.try_acquire_owned().expect("uncontended");
+                    black_box(&permit);
+                    drop(permit);
+                }
+                start.elapsed()
+            })),
+        },
+    ];
+    let samples = interleave("keyed", &mut cells, plan.reps);
+    drop(keep);
+    let specs = vec![Spec {
+        name: workload.into(),
+        family: "keyed",
+        title: "Keyed uncontended try_acquire + release".into(),
+        description: format!(
+            "One thread, one key (`{KEY}`), 2 permits per key: `try_acquire(key)`, then drop the guard; ns per pair. \
+             `{BASELINE}` is one `HashMap` lookup plus a single `permits::Semaphore` (the target's baseline); \
+             `{KEYED}` creates and removes the key's entry every time (nobody else holds the key); \
+             `{KEYED_LIVE}` finds it kept alive by another guard; \
+             `{TOKIO_MAP}` is what users write today (entries never removed)."
+        ),
+        unit: Unit::Ns,
+        reference: Some(BASELINE),
+        floor_ratio: false,
+        columns: vec![],
+    }];
+    collect(specs, &cells, &samples)
+}
