@@ -208,7 +208,12 @@ impl Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 256 }))]
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 4 } else { 256 },
+        // Miri isolates the file system, where failures would be kept.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     /// Random spending and waiting: the limiter agrees with a token bucket
     /// at every step, and never holds more than its maximum.
