@@ -3,9 +3,12 @@
 //! connection), this process's wake channel, and the dispatcher that maps a
 //! waiter id to the `Notify` its acquire future sleeps on.
 //!
-//! Hints are only hints: a lost one costs latency (the waiter's timer still
-//! fires), never correctness. A disconnection wakes every waiter so each
-//! re-checks with Redis.
+//! A message names a waiter and, since hand-off, carries the grant a script
+//! made to it when it freed a permit, so the waiter needs no call of its
+//! own. Messages are still only a shortcut: a lost one costs latency (the
+//! waiter's timer fires and its next call finds the grant by its id), never
+//! correctness. A disconnection wakes every waiter so each re-checks with
+//! Redis.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +20,7 @@ use redis::{PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::Notify;
 
 use crate::id;
+use crate::script::{self, Grant};
 
 /// Settings of a [`Client`]'s connection.
 #[derive(Debug, Clone)]
@@ -75,13 +79,21 @@ pub(crate) struct ClientInner {
     dispatch: Arc<Dispatch>,
 }
 
+/// What a message left for one waiter: a wake-up, and the grant if the
+/// message carried one.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    pub(crate) notify: Notify,
+    handoff: Mutex<Option<Grant>>,
+}
+
 #[derive(Default)]
 struct Dispatch {
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    waiters: Mutex<HashMap<String, Arc<Mailbox>>>,
 }
 
 impl Dispatch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Mailbox>>> {
         // The map stays consistent across a panic: inserts and removes are single calls.
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -89,19 +101,32 @@ impl Dispatch {
     fn on_push(&self, info: PushInfo) {
         match info.kind {
             PushKind::Message => {
-                if let Some(Value::BulkString(id)) = info.data.get(1) {
-                    let id = String::from_utf8_lossy(id);
-                    if let Some(notify) = self.lock().get(id.as_ref()) {
-                        // `notify_one` stores the wake-up if the waiter is
-                        // not sleeping yet, so a hint between its script
-                        // reply and its wait is not lost.
-                        notify.notify_one();
+                let Some(Value::BulkString(payload)) = info.data.get(1) else {
+                    return;
+                };
+                // A hand-off carries the grant; anything else is a plain
+                // hint naming the waiter.
+                let (id, grant) = match script::parse_handoff(payload) {
+                    Some((id, grant)) => (id, Some(grant)),
+                    None => (String::from_utf8_lossy(payload).into_owned(), None),
+                };
+                let mailbox = self.lock().get(&id).cloned();
+                if let Some(mailbox) = mailbox {
+                    if grant.is_some() {
+                        *mailbox
+                            .handoff
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = grant;
                     }
+                    // `notify_one` stores the wake-up if the waiter is not
+                    // sleeping yet, so a message between its script reply
+                    // and its wait is not lost; the grant is stored first.
+                    mailbox.notify.notify_one();
                 }
             }
             PushKind::Disconnection => {
-                for notify in self.lock().values() {
-                    notify.notify_one();
+                for mailbox in self.lock().values() {
+                    mailbox.notify.notify_one();
                 }
             }
             _ => {}
@@ -111,9 +136,20 @@ impl Dispatch {
 
 /// A waiter's registration with the dispatcher; unregisters on drop.
 pub(crate) struct Hint {
-    pub(crate) notify: Arc<Notify>,
+    pub(crate) mailbox: Arc<Mailbox>,
     id: String,
     dispatch: Arc<Dispatch>,
+}
+
+impl Hint {
+    /// The grant a hand-off message delivered, if one came.
+    pub(crate) fn take_handoff(&self) -> Option<Grant> {
+        self.mailbox
+            .handoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl Drop for Hint {
@@ -200,13 +236,13 @@ impl Client {
     }
 
     pub(crate) fn register(&self, id: &str) -> Hint {
-        let notify = Arc::new(Notify::new());
+        let mailbox = Arc::new(Mailbox::default());
         self.inner
             .dispatch
             .lock()
-            .insert(id.to_owned(), Arc::clone(&notify));
+            .insert(id.to_owned(), Arc::clone(&mailbox));
         Hint {
-            notify,
+            mailbox,
             id: id.to_owned(),
             dispatch: Arc::clone(&self.inner.dispatch),
         }

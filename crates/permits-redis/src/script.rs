@@ -105,6 +105,32 @@ pub(crate) struct Grant {
     pub(crate) since: ServerTime,
 }
 
+/// Parses a hand-off message, `G seq deadline now slots id`, published on a
+/// waiter's wake channel by the script that granted it a freed permit (see
+/// `grant_heads` in the prelude). The id comes last and may hold spaces.
+pub(crate) fn parse_handoff(payload: &[u8]) -> Option<(String, Grant)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut parts = text.strip_prefix("G ")?.splitn(5, ' ');
+    let seq: u64 = parts.next()?.parse().ok()?;
+    let deadline = ServerTime(parts.next()?.parse().ok()?);
+    let now = ServerTime(parts.next()?.parse().ok()?);
+    let tokens = parts
+        .next()?
+        .split(',')
+        .map(|s| s.parse().ok().map(|slot| FenceToken { slot, seq }))
+        .collect::<Option<Vec<_>>>()?;
+    let id = parts.next()?.to_owned();
+    Some((
+        id,
+        Grant {
+            tokens,
+            deadline,
+            now,
+            since: now,
+        },
+    ))
+}
+
 #[derive(Debug)]
 pub(crate) enum RenewReply {
     Renewed {
@@ -311,5 +337,47 @@ pub(crate) async fn resize(
     match reply.first().map(String::as_str) {
         Some("resized") => num(&reply, 1, "resize"),
         _ => Err(protocol_error("resize", &reply)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handoff_message_round_trips_with_any_id() {
+        let (id, grant) =
+            parse_handoff(b"G 1796656559709039 1796656589709 1796656559709 0,2 job 7|a b").unwrap();
+        assert_eq!(id, "job 7|a b", "the id is the rest of the message");
+        assert_eq!(
+            grant.tokens,
+            [
+                FenceToken {
+                    slot: 0,
+                    seq: 1796656559709039
+                },
+                FenceToken {
+                    slot: 2,
+                    seq: 1796656559709039
+                }
+            ]
+        );
+        assert_eq!(grant.deadline, ServerTime(1796656589709));
+        assert_eq!(grant.now, ServerTime(1796656559709));
+        assert_eq!(grant.since, grant.now, "granted when it was sent");
+    }
+
+    #[test]
+    fn anything_else_is_not_a_handoff() {
+        for payload in [
+            &b"3f2a9c"[..],       // a plain hint naming a waiter
+            b"G 12 34 56 0",      // no id
+            b"G 12 34 56  id",    // no slot
+            b"G x 34 56 0 id",    // not a number
+            b"G 12 34 56 0,x id", // not a slot
+            b"\xff\xfe",          // not UTF-8
+        ] {
+            assert!(parse_handoff(payload).is_none(), "{payload:?}");
+        }
     }
 }

@@ -660,6 +660,13 @@ async fn acquire_loop(
     let recheck = sem.options.liveness() / 3;
     let mut backoff = FIRST_BACKOFF;
     let mut con = sem.client.inner.manager.clone();
+    // The last `Wait` reply: when its request was sent, and the server time
+    // its script ran at. A hand-off grant to this request happened after
+    // that script (which would otherwise have returned the grant), so the
+    // send instant is a safe local start for the lease, and a message with
+    // an older grant time is stale (a grant that lapsed before this request
+    // queued again).
+    let mut queued: Option<(Instant, u64)> = None;
     loop {
         let sent = Instant::now();
         let reply = script::acquire(
@@ -681,6 +688,7 @@ async fn acquire_loop(
                 ));
             }
             Ok(AcquireReply::Wait { wake_at, now }) => {
+                queued = Some((sent, now));
                 let until_change = Duration::from_millis(wake_at.saturating_sub(now) + 1);
                 if wake_at == 0 {
                     recheck
@@ -715,19 +723,34 @@ async fn acquire_loop(
         let wake = Instant::now() + wait;
         let timed_out = match request.deadline {
             Some(deadline) if deadline <= wake => tokio::select! {
-                () = hint.notify.notified() => false,
+                () = hint.mailbox.notify.notified() => false,
                 () = tokio::time::sleep_until(deadline) => true,
             },
             _ => tokio::select! {
-                () = hint.notify.notified() => false,
+                () = hint.mailbox.notify.notified() => false,
                 () = tokio::time::sleep_until(wake) => false,
             },
         };
         if timed_out {
+            // Releasing by id also frees a grant handed over meanwhile.
             if sem.release_id(&id).await.is_ok() {
                 undo.armed = false;
             }
             return Err(AcquireError::TimedOut);
+        }
+        // Handed over by the script that freed a permit: no call needed.
+        // Without a usable message (lost, stale, or no `Wait` seen yet) the
+        // next call finds the grant by its id.
+        if let (Some(grant), Some((queued_sent, queued_now))) = (hint.take_handoff(), queued) {
+            if grant.since.as_millis() >= queued_now && grant.tokens.len() == n as usize {
+                undo.armed = false;
+                return Ok(RedisPermit::start(
+                    Arc::clone(&sem),
+                    PermitId(id),
+                    grant,
+                    queued_sent,
+                ));
+            }
         }
     }
 }

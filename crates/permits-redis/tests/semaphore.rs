@@ -191,13 +191,20 @@ async fn try_acquire_never_barges_past_a_queued_waiter() {
     }
     std::mem::forget(frozen);
     holder.release().await.unwrap();
-    // A free permit, but someone is queued ahead: no barging.
+    // The freed permit went to the waiter queued ahead (handed over by the
+    // release itself), not to a try that came later: no barging. (With a
+    // permit left free because the head does not fit, see the weighted
+    // test below.)
+    let status = sem.status().await.unwrap();
+    assert!(status.waiters.is_empty());
+    assert_eq!(status.holders.len(), 1);
     assert!(matches!(
         sem.try_acquire().await,
         Err(TryAcquireError::NoPermits)
     ));
-    // Once the frozen waiter's liveness lapses (server time), it loses its
-    // place and the permit is free for others.
+    // The release handed the permit to the frozen waiter (the head of the
+    // queue); once that lease lapses (server time) unrenewed, the permit is
+    // free for others.
     let permit = tokio::time::timeout(GUARD, sem.acquire())
         .await
         .expect("hang guard")

@@ -6,8 +6,6 @@ local raw = redis.call('HGET', pinfo, id)
 if raw and parse_grant(raw) == seq then
   local deadline = now + lease
   redis.call('ZADD', holders, 'XX', deadline, id)
-  if changed then notify_heads() end
   return {'renewed', fmt(deadline), fmt(now)}
 end
-if changed then notify_heads() end
 return {'lost', fmt(now)}
