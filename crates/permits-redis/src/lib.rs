@@ -3,9 +3,10 @@
 //! Each operation is one Lua script run atomically on the server and timed
 //! by the server's clock (`TIME`) only. Leases live in a sorted set; each
 //! permit occupies a numbered slot and carries a fencing token
-//! `(slot, seq)`; waiters queue in Redis in strict FIFO order and sleep on a
-//! pub/sub hint or a timer at the nearest lease deadline (no polling); a new
-//! Redis `run_id` (restart or failover) pauses grants for one lease.
+//! `(slot, seq)`; waiters queue in Redis in strict FIFO order, and the
+//! script that frees a permit grants it to the head of the queue on the spot
+//! and publishes the grant to it (no polling); a new Redis `run_id` (restart
+//! or failover) pauses grants for one lease.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -71,8 +72,9 @@
 //!
 //! * **A holder crashes**: its slot is re-granted when its lease runs out on
 //!   the server's clock.
-//! * **Redis restarts, loses its state or fails over**: the first script to
-//!   see the new `run_id` pauses grants for the longest lease seen, by which
+//! * **Redis restarts, loses its state or fails over**: the first script
+//!   about to grant (or a status call) that sees the new `run_id` pauses
+//!   grants for the longest lease seen, by which
 //!   time every earlier holder has stopped by its own local deadline.
 //!   Tokens keep growing unless the server clock went back. The same pause
 //!   applies on first use (Redis cannot tell "new" from "lost").
@@ -91,6 +93,52 @@
 //! `min-replicas-to-write`), and a server clock stepping forward, which ends
 //! leases early. Redis Cluster should work (all keys share a hash tag) but
 //! is untested.
+//!
+//! # Round trips
+//!
+//! * **A free permit**: acquire is one script call, release one call.
+//! * **Waiting**: the acquire call that finds no room queues the request.
+//!   When a permit is freed (a release, or any script that finds a lease
+//!   expired and reclaims it), that same script grants it to the head of
+//!   the queue, if its request fits, with a lease starting then and a
+//!   token `(slot, seq)` as for any grant, and publishes the grant on the
+//!   waiter's wake channel. The waiter builds its permit from the message
+//!   without calling Redis again: one call per grant on the acquire side.
+//! * **A lost message** (a reconnect at the wrong moment) costs latency,
+//!   not the grant: the waiter also sleeps on a timer (the nearest lease
+//!   deadline, at most a third of its liveness), and its next call finds
+//!   the grant by its id, as an idempotent retry does. A message older
+//!   than the waiter's last place in the queue is ignored.
+//! * **Giving up** (a dropped acquire future, a deadline) releases by id,
+//!   which also frees a grant handed over meanwhile and hands it on.
+//!
+//! A handed-over lease runs from the grant, which the waiter learns of a
+//! moment later; its local deadline is counted from when it last sent a
+//! request that Redis answered with "wait" (that request ran before the
+//! grant), so it errs early, never late.
+//!
+//! # How a restart is noticed
+//!
+//! A script reads `run_id` (`INFO server`, a few microseconds) only when it
+//! is about to grant, in the same atomic step as the grant, and in
+//! [`RedisSemaphore::status`] (which connect runs). A script that grants
+//! nothing (a renewal, a release with nobody queued) cannot over-admit, so
+//! it does not look; the first script that would grant after a restart
+//! does, and the quarantine runs from then, which only lengthens it.
+//!
+//! Two cheaper designs were rejected:
+//!
+//! * *Read `run_id` once per connection on the client and pass it in.* The
+//!   connection reconnects by itself, so the client cannot tell that a
+//!   reply came from a new server. After a failover the promoted replica
+//!   holds the old `boot` key (it was replicated), the stale `run_id`
+//!   matches it, and no quarantine starts: the very case it exists for.
+//! * *Prove the server through the script cache* (each client loads a
+//!   script whose text holds a random nonce and the `run_id` it checked:
+//!   the cache is neither persisted nor replicated, so the script can only
+//!   run where it was checked). Sound, but every client process would leave
+//!   a script in Redis's cache, which Redis 7.0–7.2 never evicts: a leak
+//!   for the one-process-per-job command line.
 //!
 //! # Runtime
 //!

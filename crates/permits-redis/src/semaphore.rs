@@ -1,7 +1,8 @@
 //! `RedisSemaphore`: the documented handle over the scripts in `script.rs`.
 //! It checks the server at connect, runs acquire loops that sleep on a
-//! pub/sub hint or a timer (never polling faster than a third of the waiter
-//! liveness), and hands out [`RedisPermit`]s.
+//! pub/sub message (a hand-off grant, or a hint) or a timer (never polling
+//! faster than a third of the waiter liveness), and hands out
+//! [`RedisPermit`]s.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -351,10 +352,14 @@ impl RedisSemaphore {
 
     /// Waits for one permit, in FIFO order across the fleet.
     ///
-    /// The request joins a queue kept in Redis; the future sleeps until a
-    /// pub/sub hint says it may fit, or until the nearest lease deadline the
-    /// server reported, or a third of the waiter liveness, whichever is
-    /// first, then asks Redis again. Redis alone decides the grant.
+    /// When a permit is free and nobody is queued, this is one script call.
+    /// Otherwise the request joins a queue kept in Redis, and the script
+    /// that frees a permit grants it to the head of the queue and publishes
+    /// the grant, which completes the future without another call. The
+    /// future also wakes at the nearest lease deadline the server reported,
+    /// or a third of the waiter liveness, whichever is first, and asks Redis
+    /// again (finding a grant whose message was lost by its id). Redis alone
+    /// decides the grant.
     ///
     /// Connection errors, timeouts and a loading or failing-over server are
     /// ridden out: the request is re-sent with the same id (so a grant that
@@ -649,7 +654,7 @@ async fn acquire_loop(
     }
     let chosen = request.id.is_some();
     let id = request.id.unwrap_or_else(PermitId::random).0;
-    // Registered before the first call, so a hint cannot slip in unseen.
+    // Registered before the first call, so a message cannot slip in unseen.
     let hint = sem.client.register(&id);
     let mut undo = Undo {
         sem: Arc::clone(&sem),
