@@ -52,11 +52,14 @@ pub enum Family {
     Jobserver,
     /// Workload 8: auto-reset events (permits, rsevents, Mutex+Condvar).
     Events,
+    /// Workload 9: the Redis fleet semaphore (permits-redis) against a
+    /// private redis-server, next to a polling sorted-set semaphore.
+    Fleet,
 }
 
 impl Family {
     /// Every family, in run order.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Memory,
         Family::Uncontended,
         Family::Contended,
@@ -65,6 +68,7 @@ impl Family {
         Family::Processes,
         Family::Jobserver,
         Family::Events,
+        Family::Fleet,
     ];
 
     /// The name used in reports.
@@ -78,6 +82,7 @@ impl Family {
             Family::Processes => "processes",
             Family::Jobserver => "jobserver",
             Family::Events => "events",
+            Family::Fleet => "fleet",
         }
     }
 }
@@ -159,6 +164,8 @@ mod tests {
         let c = parse(&["--quick", "--only", "starvation,memory"]).unwrap();
         assert!(c.quick);
         assert_eq!(c.families, [Family::Memory, Family::Starvation]);
+        let c = parse(&["--only", "fleet"]).unwrap();
+        assert_eq!(c.families, [Family::Fleet]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `permits-bench`: measures `permits` next to the semaphores users would
 //! pick instead (tokio, async-lock, futures-intrusive, rsevents-extra,
 //! hand-written std and parking_lot Mutex+Condvar semaphores, a crossbeam
-//! channel, a spin CAS semaphore), all in the same run, and prints a
+//! channel, a spin CAS semaphore; for the Redis fleet semaphore, a
+//! polling sorted-set semaphore), all in the same run, and prints a
 //! Markdown report; `report.json` and the SVG plots go next to it.
 //!
 //! ```text
@@ -33,6 +34,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // The child process of the jobserver handoff workload, if started as one.
     if let Some(code) = workloads::jobserver::child_main() {
+        return code;
+    }
+    // A worker process of the fleet family, if started as one.
+    if let Some(code) = workloads::fleet::worker_main() {
         return code;
     }
     let config = cli::parse();

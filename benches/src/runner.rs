@@ -7,7 +7,8 @@ use crate::section::calibrate;
 use crate::stats::Summary;
 use crate::sys::{machine, NoiseMeter};
 use crate::workloads::{
-    async_tasks, contended, events, jobserver, memory, processes, starvation, uncontended, Plan,
+    async_tasks, contended, events, fleet, jobserver, memory, processes, starvation, uncontended,
+    Plan,
 };
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,7 +39,7 @@ fn mode(quick: bool) -> Mode {
                 Family::Contended | Family::Async => 9,
                 Family::Uncontended | Family::Jobserver | Family::Events => 7,
                 Family::Starvation => 7,
-                Family::Memory | Family::Processes => 5,
+                Family::Memory | Family::Processes | Family::Fleet => 5,
             },
             loop_time: Duration::from_millis(20),
             window: Duration::from_millis(100),
@@ -120,6 +121,7 @@ pub fn run(config: &Config) -> Report {
             Family::Processes => report.workloads.extend(processes::run(&plan)),
             Family::Jobserver => report.workloads.extend(jobserver::run(&plan)),
             Family::Events => report.workloads.extend(events::run(&plan)),
+            Family::Fleet => report.workloads.extend(fleet::run(&plan)),
         }
         let noise = meter.stop();
         eprintln!(

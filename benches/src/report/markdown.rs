@@ -94,7 +94,7 @@ fn fmt_extra(fmt: Fmt, v: Option<&Value>) -> String {
 }
 
 /// Workload families in report order, with their headings.
-const FAMILIES: [(&str, &str); 8] = [
+const FAMILIES: [(&str, &str); 9] = [
     ("uncontended", "Workload 1: uncontended acquire + release"),
     ("contended", "Workload 2: contended threads"),
     ("async", "Workload 3: many async tasks"),
@@ -106,6 +106,7 @@ const FAMILIES: [(&str, &str); 8] = [
         "Workload 7: jobserver tokens and process-to-process hand-off",
     ),
     ("events", "Workload 8: events"),
+    ("fleet", "Workload 9: the fleet semaphore on Redis"),
 ];
 
 /// The Markdown form of a report; `images` are links to the plots.

@@ -3,6 +3,7 @@
 use super::{opt, Report};
 use crate::adapters;
 use crate::report::markdown::fmt_us;
+use crate::workloads::fleet::{FLEET_OURS, FLEET_REFERENCE, PING};
 
 /// One of the targets `permits` is held to.
 #[derive(Clone, Debug)]
@@ -194,7 +195,58 @@ pub fn targets(report: &Report) -> Vec<Target> {
         measured: opt(worst, |x| format!("{x:.4} per acquire (worst repetition)")),
         met: worst.map(|x| x == 0.0),
     });
+
+    // 8. The fleet semaphore on Redis (issue 14).
+    fleet_targets(report, &mut out);
     out
+}
+
+/// The fleet family's targets: uncontended latency against a `PING`,
+/// hand-off latency against the polling reference, calls per grant.
+fn fleet_targets(report: &Report, out: &mut Vec<Target>) {
+    let median = |w: &str, id: &str| report.row(w, id).and_then(|r| r.summary.median);
+
+    let ours = median("fleet_uncontended", FLEET_OURS);
+    let ping = median("fleet_uncontended", PING);
+    let ratio = ours.zip(ping).map(|(a, b)| a / b);
+    out.push(Target {
+        goal: "fleet: uncontended acquire+release <= 3x a Redis PING round trip",
+        measured: format!(
+            "{} vs PING {}: {}",
+            opt(ours, fmt_us),
+            opt(ping, fmt_us),
+            opt(ratio, |x| format!("{x:.2}x"))
+        ),
+        met: ratio.map(|x| x <= 3.0),
+    });
+
+    let ours = median("fleet_handoff", FLEET_OURS);
+    let polling = median("fleet_handoff", FLEET_REFERENCE);
+    let lower = ours.zip(polling).map(|(a, b)| b / a);
+    out.push(Target {
+        goal: "fleet: hand-off p50 <= 1 ms and >= 10x lower than a 10 ms-polling sorted-set semaphore",
+        measured: format!(
+            "{} vs {}: {} lower",
+            opt(ours, fmt_us),
+            opt(polling, fmt_us),
+            opt(lower, |x| format!("{x:.1}x"))
+        ),
+        met: all_met(&[ours.map(|us| us <= 1000.0), lower.map(|x| x >= 10.0)]),
+    });
+
+    let row = report.row("fleet_contended_p12_c3", FLEET_OURS);
+    let calls = row.and_then(|r| r.num("calls_per_grant"));
+    let scripts = row.and_then(|r| r.num("scripts_per_grant"));
+    out.push(Target {
+        goal: "fleet: Redis calls per grant under contention (12 processes, capacity 3) <= 1.5",
+        measured: format!(
+            "{} per grant, release included ({} of them scripts); {} without the release",
+            opt(calls, |x| format!("{x:.2}")),
+            opt(scripts, |x| format!("{x:.2}")),
+            opt(calls, |x| format!("{:.2}", x - 1.0))
+        ),
+        met: calls.map(|x| x <= 1.5),
+    });
 }
 
 #[cfg(test)]
@@ -220,5 +272,62 @@ mod tests {
         assert_eq!(many.met, None, "only one of three starvation workloads ran");
         let sizes = t.iter().find(|t| t.goal.starts_with("sizes")).unwrap();
         assert_eq!(sizes.met, None);
+        let fleet: Vec<_> = t.iter().filter(|t| t.goal.starts_with("fleet")).collect();
+        assert_eq!(fleet.len(), 3);
+        assert!(
+            fleet.iter().all(|t| t.met.is_none()),
+            "the fleet family did not run"
+        );
+    }
+
+    #[test]
+    fn fleet_targets_read_the_fleet_rows() {
+        use crate::report::{Row, Unit, Workload};
+        use serde_json::Value;
+        let workload = |name: &str, unit, reference, rows| Workload {
+            name: name.into(),
+            family: "fleet",
+            title: String::new(),
+            description: String::new(),
+            unit,
+            reference: Some(reference),
+            floor_ratio: false,
+            columns: vec![],
+            rows,
+        };
+        let mut report = sample_report();
+        let mut contended = Row::exact(FLEET_OURS, 2000.0);
+        contended.extra = vec![
+            ("calls_per_grant", Value::from(3.0)),
+            ("scripts_per_grant", Value::from(3.0)),
+        ];
+        report.workloads.extend([
+            workload(
+                "fleet_uncontended",
+                Unit::Us,
+                PING,
+                vec![Row::exact(FLEET_OURS, 50.0), Row::exact(PING, 20.0)],
+            ),
+            workload(
+                "fleet_handoff",
+                Unit::Us,
+                FLEET_REFERENCE,
+                vec![
+                    Row::exact(FLEET_OURS, 200.0),
+                    Row::exact(FLEET_REFERENCE, 5000.0),
+                ],
+            ),
+            workload(
+                "fleet_contended_p12_c3",
+                Unit::OpsPerS,
+                FLEET_REFERENCE,
+                vec![contended],
+            ),
+        ]);
+        let t = targets(&report);
+        let met = |prefix: &str| t.iter().find(|t| t.goal.starts_with(prefix)).unwrap().met;
+        assert_eq!(met("fleet: uncontended"), Some(true), "2.5x PING");
+        assert_eq!(met("fleet: hand-off"), Some(true), "200 µs, 25x lower");
+        assert_eq!(met("fleet: Redis calls"), Some(false), "3 calls per grant");
     }
 }

@@ -8,6 +8,7 @@
 pub mod async_tasks;
 pub mod contended;
 pub mod events;
+pub mod fleet;
 pub mod jobserver;
 pub mod memory;
 pub mod processes;
