@@ -119,26 +119,36 @@
 //!
 //! # How a restart is noticed
 //!
-//! A script reads `run_id` (`INFO server`, a few microseconds) only when it
-//! is about to grant, in the same atomic step as the grant, and in
-//! [`RedisSemaphore::status`] (which connect runs). A script that grants
+//! Only a script about to grant needs the server's `run_id` (in the same
+//! atomic step as the grant), and [`RedisSemaphore::status`] reads it so
+//! the quarantine shows at once (connect runs it). A script that grants
 //! nothing (a renewal, a release with nobody queued) cannot over-admit, so
 //! it does not look; the first script that would grant after a restart
 //! does, and the quarantine runs from then, which only lengthens it.
 //!
-//! Two cheaper designs were rejected:
+//! Reading `run_id` with `INFO server` costs a script several microseconds,
+//! so each [`Client`] proves it once per connection instead: on a second,
+//! plain connection (one TCP connection, never reconnected behind its back)
+//! it subscribes to a channel with a fresh random name, then reads `run_id`
+//! on that same connection, and passes both to every script. Subscriptions
+//! live in the server process only: never persisted, never replicated, gone
+//! with the connection. So a script that finds the channel subscribed
+//! (`PUBSUB NUMSUB`, under a microsecond) runs on the very process whose
+//! `run_id` the client read, and compares that with the stored one. After a
+//! restart, on a promoted replica, or wherever the main connection has
+//! silently moved, the channel has no subscriber there and the script reads
+//! `INFO` itself; the client then proves the new server on a new channel.
+//! The client's copy of the proof may lag; the check on the server is what
+//! makes it safe. (A proxy that replays subscriptions on another server
+//! would defeat it; the failover and restart tests cover the rest.)
 //!
-//! * *Read `run_id` once per connection on the client and pass it in.* The
-//!   connection reconnects by itself, so the client cannot tell that a
-//!   reply came from a new server. After a failover the promoted replica
-//!   holds the old `boot` key (it was replicated), the stale `run_id`
-//!   matches it, and no quarantine starts: the very case it exists for.
-//! * *Prove the server through the script cache* (each client loads a
-//!   script whose text holds a random nonce and the `run_id` it checked:
-//!   the cache is neither persisted nor replicated, so the script can only
-//!   run where it was checked). Sound, but every client process would leave
-//!   a script in Redis's cache, which Redis 7.0–7.2 never evicts: a leak
-//!   for the one-process-per-job command line.
+//! Simply caching `run_id` on the client is not safe: the main connection
+//! reconnects by itself, and after a failover the promoted replica holds
+//! the old `boot` key (it was replicated), which the stale `run_id` would
+//! match, so no quarantine would start: the very case it exists for. An
+//! internal test restarts a server with its state on disk and shows both
+//! sides: a stale `run_id` whose channel is (forged to be) subscribed skips
+//! the quarantine, and the real stale proof does not.
 //!
 //! # Runtime
 //!

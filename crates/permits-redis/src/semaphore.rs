@@ -45,6 +45,7 @@ pub(crate) struct SemInner {
 impl SemInner {
     pub(crate) fn common(&self) -> Common {
         Common {
+            proof: self.client.proof(),
             strict: false,
             lease: self.options.lease,
             quarantine: self.options.quarantine,
@@ -241,6 +242,7 @@ impl RedisSemaphore {
         }
         let keys = Keys::new(name);
         let common = Common {
+            proof: client.proof(),
             strict: true,
             lease: options.lease,
             quarantine: options.quarantine,

@@ -1,10 +1,10 @@
--- acquire: ARGV 5 id, 6 n, 7 mode ('try' or 'wait'), 8 waiter liveness ms,
--- 9 host, 10 pid, 11 wake channel.
+-- acquire: ARGV 7 id, 8 n, 9 mode ('try' or 'wait'), 10 waiter liveness ms,
+-- 11 host, 12 pid, 13 wake channel.
 -- Replies: {'granted', seq, deadline, now, since, slot...} | {'wait', wake_at, now}
 --          | {'busy', wake_at, now, quarantined} | {'conflict', capacity}
 --          | {'toolarge', capacity}
-local id, n, mode = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local liveness, host, pid, ch = tonumber(ARGV[8]), ARGV[9], ARGV[10], ARGV[11]
+local id, n, mode = ARGV[7], tonumber(ARGV[8]), ARGV[9]
+local liveness, host, pid, ch = tonumber(ARGV[10]), ARGV[11], ARGV[12], ARGV[13]
 
 -- Idempotent: a retried request with the same id gets the same grant, and
 -- so does a waiter whose hand-off message was lost.

@@ -12,7 +12,8 @@
 -- ARGV: 1 lease ms, 2 honour quarantine (1/0), 3 capacity (stored if none is;
 --       0: none given), 4 strict (1: a different stored capacity is a
 --       conflict; 0: the stored one wins, as after an admin resize),
---       5.. the operation's own arguments.
+--       5 proven run_id and 6 proof channel (both '' without a proof; see
+--       ServerProof in src/client.rs), 7.. the operation's own arguments.
 -- No key ever gets a TTL: a lease ends by its score, not by eviction.
 --
 -- Every grant, whether to the caller or handed to the head of the queue by
@@ -43,12 +44,24 @@ local honour = ARGV[2] == '1'
 -- holders were told, so grants pause for one (longest seen) lease. Checked
 -- before any grant (and by status), not on every call: a script that
 -- grants nothing cannot over-admit, and the next one that would grant
--- looks first, in the same atomic step as the grant.
+-- looks first, in the same atomic step as the grant. Most often the
+-- client's proof spares the INFO call.
 local boot_checked = false
 local function check_boot()
   if boot_checked then return end
   boot_checked = true
-  local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  -- The proof channel is subscribed only on the process whose run_id the
+  -- client read on that same connection; anywhere else, ask the server.
+  local run_id
+  if ARGV[6] ~= '' then
+    local subs = redis.pcall('PUBSUB', 'NUMSUB', ARGV[6])
+    if type(subs) == 'table' and tonumber(subs[2]) and tonumber(subs[2]) > 0 then
+      run_id = ARGV[5]
+    end
+  end
+  if not run_id then
+    run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  end
   if run_id and m[4] ~= run_id then
     q_until = now + max_lease
     redis.call('HSET', meta, 'boot', run_id, 'quarantine_until', fmt(q_until))

@@ -1,8 +1,8 @@
--- release: ARGV 5 id. Frees the grant and leaves the queue; idempotent, and
+-- release: ARGV 7 id. Frees the grant and leaves the queue; idempotent, and
 -- by id alone, so an acquire whose reply was lost can be undone. What it
 -- frees goes to the head of the queue in the same step (hand-off).
 -- Replies: {'released', now} | {'none', now}
-local id = ARGV[5]
+local id = ARGV[7]
 local outcome = 'none'
 if free_grant(id) then
   outcome = 'released'
