@@ -106,16 +106,19 @@
 //!   without calling Redis again: one call per grant on the acquire side.
 //! * **A lost message** (a reconnect at the wrong moment) costs latency,
 //!   not the grant: the waiter also sleeps on a timer (the nearest lease
-//!   deadline, at most a third of its liveness), and its next call finds
-//!   the grant by its id, as an idempotent retry does. A message older
-//!   than the waiter's last place in the queue is ignored.
+//!   deadline, at most a third of its liveness or lease), and its next
+//!   call finds the grant by its id, as an idempotent retry does. A message
+//!   older than the waiter's last place in the queue is ignored, and so is
+//!   one that comes too late to leave much of the lease (the call then
+//!   fetches the grant with fresh timing).
 //! * **Giving up** (a dropped acquire future, a deadline) releases by id,
 //!   which also frees a grant handed over meanwhile and hands it on.
 //!
 //! A handed-over lease runs from the grant, which the waiter learns of a
 //! moment later; its local deadline is counted from when it last sent a
 //! request that Redis answered with "wait" (that request ran before the
-//! grant), so it errs early, never late.
+//! grant) and is at most a third of a lease old, so it errs early, never
+//! late, and the keepalive renews at once if need be.
 //!
 //! # How a restart is noticed
 //!

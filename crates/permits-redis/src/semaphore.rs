@@ -359,7 +359,8 @@ impl RedisSemaphore {
     /// that frees a permit grants it to the head of the queue and publishes
     /// the grant, which completes the future without another call. The
     /// future also wakes at the nearest lease deadline the server reported,
-    /// or a third of the waiter liveness, whichever is first, and asks Redis
+    /// or a third of the waiter liveness or of the lease, whichever is
+    /// first, and asks Redis
     /// again (finding a grant whose message was lost by its id). Redis alone
     /// decides the grant.
     ///
@@ -664,7 +665,9 @@ async fn acquire_loop(
         handle: Handle::current(),
         armed: true,
     };
-    let recheck = sem.options.liveness() / 3;
+    // Also at most a third of the lease, so the local start of a lease
+    // handed over by message (see `queued`) is never far back.
+    let recheck = (sem.options.liveness() / 3).min(sem.options.lease / 3);
     let mut backoff = FIRST_BACKOFF;
     let mut con = sem.client.inner.manager.clone();
     // The last `Wait` reply: when its request was sent, and the server time
@@ -746,10 +749,15 @@ async fn acquire_loop(
             return Err(AcquireError::TimedOut);
         }
         // Handed over by the script that freed a permit: no call needed.
-        // Without a usable message (lost, stale, or no `Wait` seen yet) the
-        // next call finds the grant by its id.
+        // Without a usable message (lost, stale, no `Wait` seen yet, or one
+        // so old that little of the lease would be left on the local clock,
+        // as after a long pause of this process) the next call finds the
+        // grant by its id, with fresh timing.
         if let (Some(grant), Some((queued_sent, queued_now))) = (hint.take_handoff(), queued) {
-            if grant.since.as_millis() >= queued_now && grant.tokens.len() == n as usize {
+            if grant.since.as_millis() >= queued_now
+                && grant.tokens.len() == n as usize
+                && queued_sent.elapsed() < sem.options.lease / 2
+            {
                 undo.armed = false;
                 return Ok(RedisPermit::start(
                     Arc::clone(&sem),

@@ -143,7 +143,7 @@ async fn handoff_calls(lose_message: bool) -> u64 {
     let name = "handlost";
     let sem = semaphore(&redis, name, 1, quiet()).await;
     // With the message lost, the waiter's timer (every 100 ms here) is what
-    // finds the grant. With it delivered, the waiter's timer (20 s) cannot
+    // finds the grant. With it delivered, the waiter's timer (10 s) cannot
     // add calls while they are counted.
     let liveness = if lose_message { 300 } else { 60_000 };
     let waiter_sem = semaphore(
@@ -262,7 +262,7 @@ async fn a_waiter_timing_out_after_an_unseen_handoff_leaves_nothing_held() {
         redis.zcard(name, "queue") == 1
     })
     .await;
-    // Its message is lost and its timer (20 s) comes after its deadline:
+    // Its message is lost and its timer (10 s) comes after its deadline:
     // it gives up holding a grant it never saw.
     lose_messages_to(&redis, name, "late");
     holder.release().await.unwrap();
