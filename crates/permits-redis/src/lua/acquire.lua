@@ -32,6 +32,7 @@ if empty and n <= free and not quarantined() then
 end
 
 if mode == 'wait' then
+  queue_empty = false
   if not redis.call('ZSCORE', queue, id) then
     redis.call('ZADD', queue, redis.call('HINCRBY', meta, 'ticket', 1), id)
     redis.call('HSET', winfo, id, n .. '|' .. ch .. '|' .. fmt(now) .. '|' .. pid .. '|' .. host)

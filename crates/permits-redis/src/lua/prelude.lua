@@ -111,6 +111,11 @@ local function drop_waiter(id)
   return true
 end
 
+-- Known while nothing is queued (true stays true as waiters leave; the
+-- one place that queues clears it), so the uncontended path skips the
+-- queue's other keys.
+local queue_empty = redis.call('EXISTS', queue) == 0
+
 local function free_permits()
   return capacity - redis.call('HLEN', used)
 end
@@ -150,6 +155,7 @@ end
 -- whether `self_id` (the caller) was granted; the caller's own grant is not
 -- published: its reply carries it.
 local function grant_heads(self_id)
+  if queue_empty then return free_permits(), true, false end
   local free = free_permits()
   if free <= 0 then return free, redis.call('EXISTS', queue) == 0, false end
   local ids = redis.call('ZRANGE', queue, 0, free - 1)
@@ -183,9 +189,11 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', holders, '-inf', now)) do
   free_grant(id)
   changed = true
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', qdl, '-inf', now)) do
-  drop_waiter(id)
-  changed = true
+if not queue_empty then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', qdl, '-inf', now)) do
+    drop_waiter(id)
+    changed = true
+  end
 end
 if changed then grant_heads() end
 

@@ -6,7 +6,7 @@ local id = ARGV[7]
 local outcome = 'none'
 if free_grant(id) then
   outcome = 'released'
-  grant_heads()
+  if not queue_empty then grant_heads() end
 elseif drop_waiter(id) then
   -- a large request leaving the head may let smaller ones behind it in
   grant_heads()
