@@ -4,8 +4,10 @@
 //! against a private real Redis: FIFO order with grants made at release
 //! time, a lost message (the waiter finds the same grant by its id; the
 //! control shows a delivered message costs the waiter no call), waiters that
-//! give up after being handed a permit, and Redis calls per grant under
-//! contention counted with `INFO commandstats` (a count, not a timing).
+//! give up after being handed a permit, no hand-off inside a restart
+//! quarantine (its control without the quarantine hands over), and Redis
+//! calls per grant under contention counted with `INFO commandstats` (a
+//! count, not a timing).
 
 mod common;
 
@@ -370,4 +372,62 @@ async fn calls_per_grant_under_contention_are_at_most_one_and_a_half() {
     );
     assert_eq!(redis.zcard(name, "holders"), 0);
     assert_eq!(redis.zcard(name, "queue"), 0);
+}
+
+/// Redis restarts with its state on disk while a holder and a waiter are
+/// in it; then the holder releases. Returns whether that release handed the
+/// permit over, and checks that the waiter's grant, whenever it came, came
+/// after any quarantine.
+async fn release_after_a_restart(quarantine: bool) -> bool {
+    let mut redis = Redis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let name = "handrestart";
+    let options = Options::default()
+        .lease(Duration::from_secs(1))
+        .quarantine(quarantine);
+    let sem = semaphore(&redis, name, 1, options.clone()).await;
+    let holder = tokio::time::timeout(GUARD, sem.acquire())
+        .await
+        .expect("hang guard (first-use quarantine)")
+        .unwrap();
+    let waiter_sem = semaphore(&redis, name, 1, options).await;
+    let waiter = tokio::spawn(async move { waiter_sem.acquire_with(id("after")).await });
+    wait_until_async("the waiter is queued", GUARD, || async {
+        redis.zcard(name, "queue") == 1
+    })
+    .await;
+    redis.restart(); // a new run_id, the same state
+                     // The holder's connection notices the restart on its next call (which
+                     // fails) and reconnects.
+    wait_until_async("the holder's client has reconnected", GUARD, || async {
+        sem.status().await.is_ok()
+    })
+    .await;
+    holder.release().await.unwrap();
+    let status = sem.status().await.unwrap();
+    let handed_over = status.holders.iter().any(|h| h.id.as_str() == "after");
+    if quarantine {
+        assert!(
+            status.quarantined_until.is_some(),
+            "the restart was noticed"
+        );
+    }
+    let permit = tokio::time::timeout(GUARD, waiter)
+        .await
+        .expect("hang guard")
+        .unwrap()
+        .unwrap();
+    if let Some(until) = status.quarantined_until.filter(|_| quarantine) {
+        assert!(permit.since() >= until, "no grant inside the quarantine");
+    }
+    handed_over
+}
+
+#[tokio::test]
+async fn a_release_after_a_restart_hands_nothing_over_inside_the_quarantine() {
+    assert!(!release_after_a_restart(true).await);
+}
+
+#[tokio::test]
+async fn control_without_quarantine_the_release_after_a_restart_hands_over() {
+    assert!(release_after_a_restart(false).await);
 }
