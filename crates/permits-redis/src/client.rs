@@ -3,9 +3,16 @@
 //! connection), this process's wake channel, and the dispatcher that maps a
 //! waiter id to the `Notify` its acquire future sleeps on.
 //!
-//! Hints are only hints: a lost one costs latency (the waiter's timer still
-//! fires), never correctness. A disconnection wakes every waiter so each
-//! re-checks with Redis.
+//! Beside it, a second plain connection that never reconnects by itself
+//! holds the *server proof* (see [`ServerProof`]), which spares most scripts
+//! reading `INFO`.
+//!
+//! A message names a waiter and, since hand-off, carries the grant a script
+//! made to it when it freed a permit, so the waiter needs no call of its
+//! own. Messages are still only a shortcut: a lost one costs latency (the
+//! waiter's timer fires and its next call finds the grant by its id), never
+//! correctness. A disconnection wakes every waiter so each re-checks with
+//! Redis.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,10 +20,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{PushInfo, PushKind, RedisResult, Value};
+use redis::{AsyncConnectionConfig, PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::Notify;
 
 use crate::id;
+use crate::script::{self, Grant};
 
 /// Settings of a [`Client`]'s connection.
 #[derive(Debug, Clone)]
@@ -60,7 +68,9 @@ impl ClientOptions {
 }
 
 /// A connection to one Redis server shared by any number of semaphores:
-/// one multiplexed connection and one pub/sub wake channel per `Client`.
+/// one multiplexed connection and one pub/sub wake channel per `Client`,
+/// plus a second, idle connection that proves which server process it talks
+/// to (so scripts need not ask with `INFO`; see the crate docs).
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct Client {
@@ -73,15 +83,118 @@ pub(crate) struct ClientInner {
     pub(crate) host: String,
     pub(crate) pid: u32,
     dispatch: Arc<Dispatch>,
+    proof: Arc<Mutex<Option<Arc<ServerProof>>>>,
+    prover: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        self.prover.abort();
+    }
+}
+
+/// Which Redis server process a script runs on, without `INFO`.
+///
+/// A plain connection (one TCP connection, never reconnected behind our
+/// back) subscribes to a channel with a fresh random name, then reads
+/// `run_id` on that same connection. Subscriptions live in the server
+/// process and die with the connection; they are never persisted nor
+/// replicated. So wherever a script finds that channel subscribed
+/// (`PUBSUB NUMSUB`, well under a microsecond), it runs on the process whose
+/// `run_id` was read, and it may compare that `run_id` with the stored one
+/// instead of calling `INFO`. Anywhere else (a restarted server, a promoted
+/// replica, a connection that moved) the channel has no subscriber and the
+/// script reads `INFO` itself. The client's copy of the proof may be stale;
+/// the server-side check is what makes it safe.
+#[derive(Debug)]
+pub(crate) struct ServerProof {
+    pub(crate) run_id: String,
+    pub(crate) channel: String,
+}
+
+/// How often the proof connection is pinged (a silent death only costs
+/// `INFO` calls until noticed), and how long to wait before proving again.
+const PROOF_PING: Duration = Duration::from_secs(5);
+const PROOF_RETRY: Duration = Duration::from_secs(1);
+
+fn run_id_of(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+pub(crate) fn tests_run_id_of(info: &str) -> Option<String> {
+    run_id_of(info)
+}
+
+/// Keeps a [`ServerProof`] in `proof` while a proof connection lives,
+/// making a new one (with a new channel) whenever it dies.
+async fn prove_server(
+    client: redis::Client,
+    proof: Arc<Mutex<Option<Arc<ServerProof>>>>,
+    timeout: Duration,
+) {
+    let set = |value: Option<Arc<ServerProof>>| {
+        *proof.lock().unwrap_or_else(PoisonError::into_inner) = value;
+    };
+    loop {
+        let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_push_sender(tx);
+        if let Ok(mut con) = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            let channel = format!("permits:boot:{}", id::random_hex());
+            // Subscribe first, then read run_id on the same connection: the
+            // channel is subscribed on the process that answered.
+            let info: RedisResult<String> = async {
+                con.subscribe(&channel).await?;
+                redis::cmd("INFO").arg("server").query_async(&mut con).await
+            }
+            .await;
+            if let Some(run_id) = info.ok().as_deref().and_then(run_id_of) {
+                set(Some(Arc::new(ServerProof { run_id, channel })));
+                loop {
+                    tokio::select! {
+                        push = pushes.recv() => match push {
+                            Some(push) if push.kind != PushKind::Disconnection => {}
+                            _ => break,
+                        },
+                        () = tokio::time::sleep(PROOF_PING) => {
+                            let ping: RedisResult<Value> = redis::cmd("PING").query_async(&mut con).await;
+                            if ping.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                set(None);
+            }
+        }
+        tokio::time::sleep(PROOF_RETRY).await;
+    }
+}
+
+/// What a message left for one waiter: a wake-up, and the grant if the
+/// message carried one.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    pub(crate) notify: Notify,
+    handoff: Mutex<Option<Grant>>,
 }
 
 #[derive(Default)]
 struct Dispatch {
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    waiters: Mutex<HashMap<String, Arc<Mailbox>>>,
 }
 
 impl Dispatch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Mailbox>>> {
         // The map stays consistent across a panic: inserts and removes are single calls.
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -89,19 +202,32 @@ impl Dispatch {
     fn on_push(&self, info: PushInfo) {
         match info.kind {
             PushKind::Message => {
-                if let Some(Value::BulkString(id)) = info.data.get(1) {
-                    let id = String::from_utf8_lossy(id);
-                    if let Some(notify) = self.lock().get(id.as_ref()) {
-                        // `notify_one` stores the wake-up if the waiter is
-                        // not sleeping yet, so a hint between its script
-                        // reply and its wait is not lost.
-                        notify.notify_one();
+                let Some(Value::BulkString(payload)) = info.data.get(1) else {
+                    return;
+                };
+                // A hand-off carries the grant; anything else is a plain
+                // hint naming the waiter.
+                let (id, grant) = match script::parse_handoff(payload) {
+                    Some((id, grant)) => (id, Some(grant)),
+                    None => (String::from_utf8_lossy(payload).into_owned(), None),
+                };
+                let mailbox = self.lock().get(&id).cloned();
+                if let Some(mailbox) = mailbox {
+                    if grant.is_some() {
+                        *mailbox
+                            .handoff
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = grant;
                     }
+                    // `notify_one` stores the wake-up if the waiter is not
+                    // sleeping yet, so a message between its script reply
+                    // and its wait is not lost; the grant is stored first.
+                    mailbox.notify.notify_one();
                 }
             }
             PushKind::Disconnection => {
-                for notify in self.lock().values() {
-                    notify.notify_one();
+                for mailbox in self.lock().values() {
+                    mailbox.notify.notify_one();
                 }
             }
             _ => {}
@@ -111,9 +237,20 @@ impl Dispatch {
 
 /// A waiter's registration with the dispatcher; unregisters on drop.
 pub(crate) struct Hint {
-    pub(crate) notify: Arc<Notify>,
+    pub(crate) mailbox: Arc<Mailbox>,
     id: String,
     dispatch: Arc<Dispatch>,
+}
+
+impl Hint {
+    /// The grant a hand-off message delivered, if one came.
+    pub(crate) fn take_handoff(&self) -> Option<Grant> {
+        self.mailbox
+            .handoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl Drop for Hint {
@@ -180,9 +317,16 @@ impl Client {
                 sink.on_push(info);
                 Ok::<(), redis::aio::SendError>(())
             });
+        let proof_client = client.clone();
         let mut manager = ConnectionManager::new_with_config(client, config).await?;
         let channel = format!("permits:wake:{}", id::random_hex());
         manager.subscribe(&channel).await?;
+        let proof = Arc::new(Mutex::new(None));
+        let prover = tokio::spawn(prove_server(
+            proof_client,
+            Arc::clone(&proof),
+            options.response_timeout,
+        ));
         Ok(Self {
             inner: Arc::new(ClientInner {
                 manager,
@@ -190,6 +334,8 @@ impl Client {
                 host: options.host.unwrap_or_else(id::host_name),
                 pid: std::process::id(),
                 dispatch,
+                proof,
+                prover,
             }),
         })
     }
@@ -199,14 +345,23 @@ impl Client {
         self.inner.manager.clone()
     }
 
+    /// The server proof, while one is held.
+    pub(crate) fn proof(&self) -> Option<Arc<ServerProof>> {
+        self.inner
+            .proof
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     pub(crate) fn register(&self, id: &str) -> Hint {
-        let notify = Arc::new(Notify::new());
+        let mailbox = Arc::new(Mailbox::default());
         self.inner
             .dispatch
             .lock()
-            .insert(id.to_owned(), Arc::clone(&notify));
+            .insert(id.to_owned(), Arc::clone(&mailbox));
         Hint {
-            notify,
+            mailbox,
             id: id.to_owned(),
             dispatch: Arc::clone(&self.inner.dispatch),
         }

@@ -107,6 +107,8 @@ fn valid_until(sent: Instant, deadline: ServerTime, now: ServerTime, sem: &SemIn
 }
 
 impl RedisPermit {
+    /// `sent` is a local instant no later than the grant (the send instant
+    /// of the request whose script granted it, or that ran before it).
     pub(crate) fn start(sem: Arc<SemInner>, id: PermitId, grant: Grant, sent: Instant) -> Self {
         let lease = Lease {
             server_deadline: grant.deadline,
@@ -120,7 +122,7 @@ impl RedisPermit {
             lost: watch::channel(false).0,
         });
         let handle = Handle::current();
-        let keepalive = handle.spawn(keepalive(Arc::clone(&sem), Arc::clone(&shared)));
+        let keepalive = handle.spawn(keepalive(Arc::clone(&sem), Arc::clone(&shared), sent));
         Self {
             sem,
             shared,
@@ -263,10 +265,12 @@ impl fmt::Debug for RedisPermit {
     }
 }
 
-async fn keepalive(sem: Arc<SemInner>, shared: Arc<Shared>) {
+async fn keepalive(sem: Arc<SemInner>, shared: Arc<Shared>, granted: Instant) {
     let every = sem.options.lease / 3;
     let retry = (every / 4).max(std::time::Duration::from_millis(10));
-    let mut next = Instant::now() + every;
+    // Counted from the lease's local start, which for a handed-over grant
+    // may lie some way back.
+    let mut next = granted + every;
     let mut con = sem.client.inner.manager.clone();
     loop {
         let valid = shared.lease().valid_until;

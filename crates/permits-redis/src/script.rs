@@ -6,12 +6,13 @@
 //! `redis::Script` sends `EVALSHA` and, on `NOSCRIPT` (after a restart,
 //! failover or `SCRIPT FLUSH`), loads the script and retries once.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 
+use crate::client::ServerProof;
 use crate::{FenceToken, ServerTime};
 
 struct Scripts {
@@ -65,8 +66,11 @@ impl Keys {
 }
 
 /// The arguments every script takes first (see the prelude).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Common {
+    /// Which server process the client proved it talks to, if it holds a
+    /// proof (see `ServerProof`).
+    pub(crate) proof: Option<Arc<ServerProof>>,
     pub(crate) lease: Duration,
     pub(crate) quarantine: bool,
     /// Stored when Redis has none (first use, or after a state loss); 0:
@@ -105,6 +109,32 @@ pub(crate) struct Grant {
     pub(crate) since: ServerTime,
 }
 
+/// Parses a hand-off message, `G seq deadline now slots id`, published on a
+/// waiter's wake channel by the script that granted it a freed permit (see
+/// `grant_heads` in the prelude). The id comes last and may hold spaces.
+pub(crate) fn parse_handoff(payload: &[u8]) -> Option<(String, Grant)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut parts = text.strip_prefix("G ")?.splitn(5, ' ');
+    let seq: u64 = parts.next()?.parse().ok()?;
+    let deadline = ServerTime(parts.next()?.parse().ok()?);
+    let now = ServerTime(parts.next()?.parse().ok()?);
+    let tokens = parts
+        .next()?
+        .split(',')
+        .map(|s| s.parse().ok().map(|slot| FenceToken { slot, seq }))
+        .collect::<Option<Vec<_>>>()?;
+    let id = parts.next()?.to_owned();
+    Some((
+        id,
+        Grant {
+            tokens,
+            deadline,
+            now,
+            since: now,
+        },
+    ))
+}
+
 #[derive(Debug)]
 pub(crate) enum RenewReply {
     Renewed {
@@ -133,6 +163,10 @@ fn invocation<'s>(script: &'s Script, keys: &Keys, common: Common) -> redis::Scr
         .arg(if common.quarantine { "1" } else { "0" })
         .arg(common.capacity)
         .arg(if common.strict { "1" } else { "0" });
+    match &common.proof {
+        Some(proof) => inv.arg(&proof.run_id).arg(&proof.channel),
+        None => inv.arg("").arg(""),
+    };
     inv
 }
 
@@ -311,5 +345,218 @@ pub(crate) async fn resize(
     match reply.first().map(String::as_str) {
         Some("resized") => num(&reply, 1, "resize"),
         _ => Err(protocol_error("resize", &reply)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handoff_message_round_trips_with_any_id() {
+        let (id, grant) =
+            parse_handoff(b"G 1796656559709039 1796656589709 1796656559709 0,2 job 7|a b").unwrap();
+        assert_eq!(id, "job 7|a b", "the id is the rest of the message");
+        assert_eq!(
+            grant.tokens,
+            [
+                FenceToken {
+                    slot: 0,
+                    seq: 1796656559709039
+                },
+                FenceToken {
+                    slot: 2,
+                    seq: 1796656559709039
+                }
+            ]
+        );
+        assert_eq!(grant.deadline, ServerTime(1796656589709));
+        assert_eq!(grant.now, ServerTime(1796656559709));
+        assert_eq!(grant.since, grant.now, "granted when it was sent");
+    }
+
+    #[test]
+    fn anything_else_is_not_a_handoff() {
+        for payload in [
+            &b"3f2a9c"[..],       // a plain hint naming a waiter
+            b"G 12 34 56 0",      // no id
+            b"G 12 34 56  id",    // no slot
+            b"G x 34 56 0 id",    // not a number
+            b"G 12 34 56 0,x id", // not a slot
+            b"\xff\xfe",          // not UTF-8
+        ] {
+            assert!(parse_handoff(payload).is_none(), "{payload:?}");
+        }
+    }
+
+    /// A private `redis-server` persisting every write (AOF, fsync always),
+    /// so a `kill -9` and restart keeps the semaphore's state (including the
+    /// stored `boot`) under a new `run_id`. Killed by pid on drop.
+    struct Server {
+        dir: std::path::PathBuf,
+        child: std::process::Child,
+    }
+
+    impl Server {
+        fn start(dir: std::path::PathBuf) -> Self {
+            std::fs::create_dir_all(&dir).unwrap();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", "0", "--unixsocket"])
+                .arg(dir.join("r.sock"))
+                .arg("--dir")
+                .arg(&dir)
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server not found: apt-get install redis-server");
+            Self { dir, child }
+        }
+
+        fn url(&self) -> String {
+            format!("redis+unix://{}", self.dir.join("r.sock").display())
+        }
+
+        async fn connect(&self) -> ConnectionManager {
+            let client = redis::Client::open(self.url()).unwrap();
+            for _ in 0..2000 {
+                if let Ok(con) = client.get_connection_manager().await {
+                    return con;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("redis-server does not answer");
+        }
+
+        fn restart(mut self) -> Self {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let dir = std::mem::take(&mut self.dir);
+            std::mem::forget(self);
+            Self::start(dir)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn common(proof: Option<Arc<ServerProof>>) -> Common {
+        Common {
+            proof,
+            lease: Duration::from_millis(100),
+            quarantine: true,
+            capacity: 1,
+            strict: false,
+        }
+    }
+
+    async fn try_acquire(
+        con: &mut ConnectionManager,
+        keys: &Keys,
+        c: Common,
+        id: &str,
+    ) -> AcquireReply {
+        let args = AcquireArgs {
+            id,
+            n: 1,
+            wait: false,
+            liveness: Duration::from_millis(100),
+            host: "test",
+            pid: 1,
+            channel: "permits:wake:test",
+        };
+        acquire(con, keys, c, &args).await.unwrap()
+    }
+
+    /// A proof names the `run_id` its channel was subscribed under. The
+    /// control shows why the channel must be checked on the server: a
+    /// stale `run_id` that the script trusted would match the `boot` the
+    /// restarted server loaded from disk, and grants would resume at once.
+    #[tokio::test]
+    async fn a_stale_server_proof_is_not_trusted_after_a_restart() {
+        let dir = std::env::temp_dir().join(format!("permits-redis-proof-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let server = Server::start(dir);
+        let keys = Keys::new("proof");
+        let mut con = server.connect().await;
+        // First use: boot recorded, one lease of quarantine; wait it out.
+        for attempt in 0.. {
+            assert!(attempt < 2000, "hang guard");
+            if let AcquireReply::Granted(_) =
+                try_acquire(&mut con, &keys, common(None), "warm").await
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(release(&mut con, &keys, common(None), "warm")
+            .await
+            .unwrap());
+        let old_run_id: String = {
+            let info: String = redis::cmd("INFO")
+                .arg("server")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            crate::client::tests_run_id_of(&info).unwrap()
+        };
+        let stale = |channel: &str| {
+            Some(Arc::new(ServerProof {
+                run_id: old_run_id.clone(),
+                channel: channel.to_owned(),
+            }))
+        };
+
+        // Control: restarted with its state; the stale run_id comes with a
+        // channel that *is* subscribed on the new process, so the script
+        // trusts it, sees the stored boot, and grants with no quarantine.
+        let server = server.restart();
+        let mut con = server.connect().await;
+        let redis = redis::Client::open(server.url()).unwrap();
+        let mut pubsub = redis.get_async_pubsub().await.unwrap();
+        pubsub.subscribe("permits:boot:forged").await.unwrap();
+        let reply = try_acquire(
+            &mut con,
+            &keys,
+            common(stale("permits:boot:forged")),
+            "control",
+        )
+        .await;
+        assert!(
+            matches!(reply, AcquireReply::Granted(_)),
+            "control: a trusted stale run_id skips the quarantine: {reply:?}"
+        );
+        drop(pubsub);
+        assert!(release(&mut con, &keys, common(None), "control")
+            .await
+            .unwrap());
+
+        // The real case: the proof's channel died with the old process, so
+        // the script reads INFO, sees a new run_id and quarantines.
+        let server = server.restart();
+        let mut con = server.connect().await;
+        let reply = try_acquire(&mut con, &keys, common(stale("permits:boot:gone")), "real").await;
+        assert!(
+            matches!(
+                reply,
+                AcquireReply::Busy {
+                    quarantined: true,
+                    ..
+                }
+            ),
+            "a stale proof must not skip the quarantine: {reply:?}"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! `RedisSemaphore`: the documented handle over the scripts in `script.rs`.
 //! It checks the server at connect, runs acquire loops that sleep on a
-//! pub/sub hint or a timer (never polling faster than a third of the waiter
-//! liveness), and hands out [`RedisPermit`]s.
+//! pub/sub message (a hand-off grant, or a hint) or a timer (never polling
+//! faster than a third of the waiter liveness), and hands out
+//! [`RedisPermit`]s.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -44,6 +45,7 @@ pub(crate) struct SemInner {
 impl SemInner {
     pub(crate) fn common(&self) -> Common {
         Common {
+            proof: self.client.proof(),
             strict: false,
             lease: self.options.lease,
             quarantine: self.options.quarantine,
@@ -240,6 +242,7 @@ impl RedisSemaphore {
         }
         let keys = Keys::new(name);
         let common = Common {
+            proof: client.proof(),
             strict: true,
             lease: options.lease,
             quarantine: options.quarantine,
@@ -351,10 +354,15 @@ impl RedisSemaphore {
 
     /// Waits for one permit, in FIFO order across the fleet.
     ///
-    /// The request joins a queue kept in Redis; the future sleeps until a
-    /// pub/sub hint says it may fit, or until the nearest lease deadline the
-    /// server reported, or a third of the waiter liveness, whichever is
-    /// first, then asks Redis again. Redis alone decides the grant.
+    /// When a permit is free and nobody is queued, this is one script call.
+    /// Otherwise the request joins a queue kept in Redis, and the script
+    /// that frees a permit grants it to the head of the queue and publishes
+    /// the grant, which completes the future without another call. The
+    /// future also wakes at the nearest lease deadline the server reported,
+    /// or a third of the waiter liveness or of the lease, whichever is
+    /// first, and asks Redis
+    /// again (finding a grant whose message was lost by its id). Redis alone
+    /// decides the grant.
     ///
     /// Connection errors, timeouts and a loading or failing-over server are
     /// ridden out: the request is re-sent with the same id (so a grant that
@@ -649,7 +657,7 @@ async fn acquire_loop(
     }
     let chosen = request.id.is_some();
     let id = request.id.unwrap_or_else(PermitId::random).0;
-    // Registered before the first call, so a hint cannot slip in unseen.
+    // Registered before the first call, so a message cannot slip in unseen.
     let hint = sem.client.register(&id);
     let mut undo = Undo {
         sem: Arc::clone(&sem),
@@ -657,9 +665,18 @@ async fn acquire_loop(
         handle: Handle::current(),
         armed: true,
     };
-    let recheck = sem.options.liveness() / 3;
+    // Also at most a third of the lease, so the local start of a lease
+    // handed over by message (see `queued`) is never far back.
+    let recheck = (sem.options.liveness() / 3).min(sem.options.lease / 3);
     let mut backoff = FIRST_BACKOFF;
     let mut con = sem.client.inner.manager.clone();
+    // The last `Wait` reply: when its request was sent, and the server time
+    // its script ran at. A hand-off grant to this request happened after
+    // that script (which would otherwise have returned the grant), so the
+    // send instant is a safe local start for the lease, and a message with
+    // an older grant time is stale (a grant that lapsed before this request
+    // queued again).
+    let mut queued: Option<(Instant, u64)> = None;
     loop {
         let sent = Instant::now();
         let reply = script::acquire(
@@ -681,6 +698,7 @@ async fn acquire_loop(
                 ));
             }
             Ok(AcquireReply::Wait { wake_at, now }) => {
+                queued = Some((sent, now));
                 let until_change = Duration::from_millis(wake_at.saturating_sub(now) + 1);
                 if wake_at == 0 {
                     recheck
@@ -715,19 +733,39 @@ async fn acquire_loop(
         let wake = Instant::now() + wait;
         let timed_out = match request.deadline {
             Some(deadline) if deadline <= wake => tokio::select! {
-                () = hint.notify.notified() => false,
+                () = hint.mailbox.notify.notified() => false,
                 () = tokio::time::sleep_until(deadline) => true,
             },
             _ => tokio::select! {
-                () = hint.notify.notified() => false,
+                () = hint.mailbox.notify.notified() => false,
                 () = tokio::time::sleep_until(wake) => false,
             },
         };
         if timed_out {
+            // Releasing by id also frees a grant handed over meanwhile.
             if sem.release_id(&id).await.is_ok() {
                 undo.armed = false;
             }
             return Err(AcquireError::TimedOut);
+        }
+        // Handed over by the script that freed a permit: no call needed.
+        // Without a usable message (lost, stale, no `Wait` seen yet, or one
+        // so old that little of the lease would be left on the local clock,
+        // as after a long pause of this process) the next call finds the
+        // grant by its id, with fresh timing.
+        if let (Some(grant), Some((queued_sent, queued_now))) = (hint.take_handoff(), queued) {
+            if grant.since.as_millis() >= queued_now
+                && grant.tokens.len() == n as usize
+                && queued_sent.elapsed() < sem.options.lease / 2
+            {
+                undo.armed = false;
+                return Ok(RedisPermit::start(
+                    Arc::clone(&sem),
+                    PermitId(id),
+                    grant,
+                    queued_sent,
+                ));
+            }
         }
     }
 }

@@ -136,7 +136,10 @@ pub struct Options {
     /// (default a tenth of the lease).
     pub safety_margin: Option<Duration>,
     /// How long a queued waiter that stops re-checking keeps its place
-    /// (default one lease). A waiter re-checks every third of it.
+    /// (default one lease). A waiter re-checks every third of it (or of the
+    /// lease, if that is shorter). A waiter
+    /// that dies while queued may still be handed a permit before then,
+    /// which lapses after one lease like any unrenewed grant.
     pub waiter_liveness: Option<Duration>,
     /// Pause grants for one lease after Redis restarts or fails over (a new
     /// `run_id`), and on first use (default `true`). Turn it off only when

@@ -191,13 +191,20 @@ async fn try_acquire_never_barges_past_a_queued_waiter() {
     }
     std::mem::forget(frozen);
     holder.release().await.unwrap();
-    // A free permit, but someone is queued ahead: no barging.
+    // The freed permit went to the waiter queued ahead (handed over by the
+    // release itself), not to a try that came later: no barging. (With a
+    // permit left free because the head does not fit, see the weighted
+    // test below.)
+    let status = sem.status().await.unwrap();
+    assert!(status.waiters.is_empty());
+    assert_eq!(status.holders.len(), 1);
     assert!(matches!(
         sem.try_acquire().await,
         Err(TryAcquireError::NoPermits)
     ));
-    // Once the frozen waiter's liveness lapses (server time), it loses its
-    // place and the permit is free for others.
+    // The release handed the permit to the frozen waiter (the head of the
+    // queue); once that lease lapses (server time) unrenewed, the permit is
+    // free for others.
     let permit = tokio::time::timeout(GUARD, sem.acquire())
         .await
         .expect("hang guard")
@@ -703,4 +710,35 @@ async fn dropping_an_acquire_whose_grant_is_in_flight_undoes_the_grant() {
         .await
         .expect("the undone grant freed the permit");
     drop(permit);
+}
+
+/// `(EVALSHA calls, INFO calls)` so far; the `INFO commandstats` that reads
+/// them counts from the next reading on.
+fn script_and_info_calls(redis: &Redis) -> (u64, u64) {
+    let info: String = redis.cmd(redis::cmd("INFO").arg("commandstats"));
+    let calls = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    (calls("evalsha"), calls("info"))
+}
+
+#[tokio::test]
+async fn a_free_permit_is_one_call_to_acquire_and_one_to_release_without_info() {
+    let redis = Redis::start();
+    let sem = semaphore(&redis, "onecall", 1).await;
+    warm(&sem).await;
+    // The client proves which server it talks to on a second connection, in
+    // the background; from then on a grant reads no INFO (a count, polled
+    // until it holds, with a hang guard).
+    wait_until_async("a grant reads no INFO", GUARD, || async {
+        let (scripts, infos) = script_and_info_calls(&redis);
+        let permit = sem.try_acquire().await.unwrap();
+        permit.release().await.unwrap();
+        let (scripts_after, infos_after) = script_and_info_calls(&redis);
+        assert_eq!(scripts_after - scripts, 2, "one call each way");
+        infos_after - infos == 1 // the reading above, no script's
+    })
+    .await;
 }

@@ -1,13 +1,11 @@
--- renew: ARGV 5 id, 6 seq. Extends a lease that is still valid; never
+-- renew: ARGV 7 id, 8 seq. Extends a lease that is still valid; never
 -- revives one that ran out (the prelude has already reclaimed it).
 -- Replies: {'renewed', deadline, now} | {'lost', now}
-local id, seq = ARGV[5], ARGV[6]
+local id, seq = ARGV[7], ARGV[8]
 local raw = redis.call('HGET', pinfo, id)
 if raw and parse_grant(raw) == seq then
   local deadline = now + lease
   redis.call('ZADD', holders, 'XX', deadline, id)
-  if changed then notify_heads() end
   return {'renewed', fmt(deadline), fmt(now)}
 end
-if changed then notify_heads() end
 return {'lost', fmt(now)}

@@ -1,7 +1,9 @@
--- status: no arguments of its own.
+-- status: no arguments of its own. Looks for a restart even though it
+-- grants nothing, so the quarantine shows at once (connect runs it).
 -- Reply: {'status', now, capacity, quarantine_until, seq, holders, waiters,
 --         then per holder: id, deadline, seq, since, pid, slots, host,
 --         then per waiter: id, n, since, pid, host, liveness deadline}
+check_boot()
 local hs = redis.call('ZRANGE', holders, 0, -1, 'WITHSCORES')
 local qs = redis.call('ZRANGE', queue, 0, -1)
 local reply = {'status', fmt(now), fmt(capacity), fmt(q_until),
@@ -20,5 +22,4 @@ for _, id in ipairs(qs) do
     table.insert(reply, v)
   end
 end
-if changed then notify_heads() end
 return reply
