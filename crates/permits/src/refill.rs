@@ -310,17 +310,20 @@ impl<C: Clock> Shared<C> {
         if state.scheduled {
             return;
         }
+        // Under loom there is no timer thread (models use a manual clock).
         #[cfg(not(permits_loom))]
-        let due = state.since.checked_add(this.period);
-        if let Some(at) = due.and_then(|due| this.clock.instant_of(due)) {
-            state.scheduled = true;
-            let weak: std::sync::Weak<Self> = Arc::downgrade(this);
-            crate::timer::schedule(at, move || {
-                if let Some(shared) = weak.upgrade() {
-                    lock(&shared.state).scheduled = false;
-                    Shared::accrue(&shared);
-                }
-            });
+        {
+            let due = state.since.checked_add(this.period);
+            if let Some(at) = due.and_then(|due| this.clock.instant_of(due)) {
+                state.scheduled = true;
+                let weak: std::sync::Weak<Self> = Arc::downgrade(this);
+                crate::timer::schedule(at, move || {
+                    if let Some(shared) = weak.upgrade() {
+                        lock(&shared.state).scheduled = false;
+                        Shared::accrue(&shared);
+                    }
+                });
+            }
         }
         #[cfg(permits_loom)]
         let _ = this;
