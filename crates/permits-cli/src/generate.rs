@@ -59,7 +59,10 @@ pub fn run(args: GenerateArgs) -> Result<i32, Failure> {
         }
         What::Man { dir: Some(dir) } => {
             let written = write_man_pages(&dir)?;
-            let list: String = written.iter().map(|p| format!("{}\n", p.display())).collect();
+            let list: String = written
+                .iter()
+                .map(|p| format!("{}\n", p.display()))
+                .collect();
             Ok(exit::print(list.as_bytes()))
         }
     }

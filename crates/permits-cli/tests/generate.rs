@@ -50,8 +50,10 @@ fn completions_for_bash_zsh_and_fish_name_every_subcommand() {
 #[test]
 fn man_page_names_every_subcommand() {
     let page = stdout(&["generate", "man"]);
-    assert!(page.starts_with(".ie \\n(.g .ds Aq"), "not roff: {page:.80}");
-    assert!(page.contains(".TH permits 1"), "{page:.200}");
+    assert!(
+        page.contains("\n.TH permits 1 "),
+        "not a man page: {page:.200}"
+    );
     for name in listed_subcommands() {
         assert!(page.contains(&format!("permits\\-{name}(1)")), "no {name}");
     }
