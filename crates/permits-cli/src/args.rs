@@ -45,7 +45,7 @@ another: private (700, yours) or shared with a group (3770).";
 #[derive(Debug, Parser)]
 #[command(
     name = "permits",
-    version,
+    version = env!("PERMITS_CLI_VERSION"),
     about = "Bound how many commands run at once: named crash-safe semaphores, make-jobserver aware",
     after_help = EXAMPLES
 )]
@@ -69,6 +69,8 @@ pub enum Command {
     /// Run a command as the make jobserver of everything it starts (what
     /// `make -jN` does for its recipes)
     Serve(ServeArgs),
+    /// Print shell completions or man pages for permits
+    Generate(crate::generate::GenerateArgs),
     /// Internal: the watchdog `permits run --redis` puts in its command's
     /// process group, which kills the group if `permits` dies
     #[command(name = "__fleet-watchdog", hide = true)]

@@ -13,6 +13,8 @@ mod batch;
 mod exit;
 mod fleet;
 #[cfg(target_os = "linux")]
+mod generate;
+#[cfg(target_os = "linux")]
 mod items;
 #[cfg(target_os = "linux")]
 mod joblog;
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
             None => named::status(a),
         },
         Command::Serve(a) => serve::run(a),
+        Command::Generate(a) => generate::run(a),
         Command::FleetWatchdog => fleet::watchdog(),
     };
     match outcome {

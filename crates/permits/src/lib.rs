@@ -160,6 +160,8 @@
 //!   and needs no `alloc`: only [`SpinSemaphore`], the error types and
 //!   [`MAX_PERMITS`] remain.
 #![cfg_attr(not(feature = "std"), no_std)]
+// docs.rs (`--cfg docsrs`, Cargo.toml) marks the items that need `std`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

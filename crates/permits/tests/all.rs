@@ -170,7 +170,7 @@ fn opposite_orders_never_deadlock_and_never_exceed() {
     let flip = AtomicUsize::new(0);
     let rounds = if cfg!(miri) { 5 } else { 300 };
     assert_never_more_than(1, 4, rounds, || {
-        if flip.fetch_add(1, SeqCst) % 2 == 0 {
+        if flip.fetch_add(1, SeqCst).is_multiple_of(2) {
             acquire_all_blocking([(&a, 1), (&b, 1)]).unwrap()
         } else {
             acquire_all_blocking([(&b, 1), (&a, 1)]).unwrap()
