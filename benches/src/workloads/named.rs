@@ -14,7 +14,7 @@
 //!   with and without `--name` (the named semaphore's slots instead of the
 //!   batch's own pool). µs per job.
 //!
-//! Targets (checked by [`targets`]): a named hand-off within 3x the futex
+//! Targets (checked by `report::targets`): a named hand-off within 3x the futex
 //! reference, and the named batch within 1.3x the plain one.
 
 use super::jobserver::ffi::PosixSem;
