@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use rustix::process::{kill_process, Pid};
 pub use rustix::process::Signal;
+use rustix::process::{kill_process, Pid};
 
 /// Makes temporary directory names unique within this process; pairs with
 /// nothing (only the value matters).
