@@ -208,6 +208,13 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
         permits_batch("-a - -- true"),
         BATCH_JOBS,
     );
+    // Not captured: jobs write straight to our stdout, as under xargs.
+    add(
+        &plain,
+        "permits_batch_ungroup",
+        permits_batch("-u -a - -- true"),
+        BATCH_JOBS,
+    );
     add(
         &plain,
         "gnu_parallel",
@@ -226,6 +233,12 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
         &placeholder,
         PERMITS_BATCH,
         permits_batch("-- true {}"),
+        BATCH_JOBS,
+    );
+    add(
+        &placeholder,
+        "permits_batch_ungroup",
+        permits_batch("-u -- true {}"),
         BATCH_JOBS,
     );
     add(
@@ -308,7 +321,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             family: "processes",
             title: format!("Processes: `permits batch` over {BATCH_JOBS} items, at most 4 at once"),
             description: format!(
-                "Wall time per job for `seq {BATCH_JOBS} | … true` (each job runs `true N`): `xargs -P 4 -n1 true` (the reference), `permits batch -j 4 -a - -- true` (the item appended; `-a -` reads stdin although the template has no `{{}}`), `parallel -j4 true` (a row with no number: not installed). Issue 13's target: `permits_batch` ≤ 1.1× the reference."
+                "Wall time per job for `seq {BATCH_JOBS} | … true` (each job runs `true N`): `xargs -P 4 -n1 true` (the reference), `permits batch -j 4 -a - -- true` (the item appended; `-a -` reads stdin although the template has no `{{}}`), `permits_batch_ungroup`: the same with `-u` (output not captured: jobs write straight to our stdout, as under xargs), `parallel -j4 true` (a row with no number: not installed). Issue 13's target: `permits_batch` ≤ 1.1× the reference."
             ),
             unit: Unit::Us,
             reference: Some("xargs_p4"),
@@ -320,7 +333,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             family: "processes",
             title: format!("Processes: `permits batch` over {BATCH_JOBS} items through a `{{}}` template, at most 4 at once"),
             description: format!(
-                "Wall time per job for `seq {BATCH_JOBS} | … true {{}}`: `xargs -P 4 -I{{}} true {{}}` (the reference), `permits batch -j 4 -- true {{}}` (a template of two words runs directly, without a shell, as xargs does), `parallel -j4 true {{}}`. Then the one-word form, which runs `sh -c` per job with the item single-quoted: `permits batch -j 4 -- 'true {{}}'` (`permits_batch_sh`), next to `xargs -P 4 -I{{}} sh -c 'true \"$1\"' sh {{}}` (`xargs_p4_i_sh`). Issue 13's target: `permits_batch` ≤ 1.1× the reference."
+                "Wall time per job for `seq {BATCH_JOBS} | … true {{}}`: `xargs -P 4 -I{{}} true {{}}` (the reference), `permits batch -j 4 -- true {{}}` (a template of two words runs directly, without a shell, as xargs does), the same with `-u` (`permits_batch_ungroup`), `parallel -j4 true {{}}`. Then the one-word form, which runs `sh -c` per job with the item single-quoted: `permits batch -j 4 -- 'true {{}}'` (`permits_batch_sh`), next to `xargs -P 4 -I{{}} sh -c 'true \"$1\"' sh {{}}` (`xargs_p4_i_sh`). Issue 13's target: `permits_batch` ≤ 1.1× the reference."
             ),
             unit: Unit::Us,
             reference: Some("xargs_p4_i"),
