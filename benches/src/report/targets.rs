@@ -242,7 +242,46 @@ pub fn targets(report: &Report) -> Vec<Target> {
         measured: measured.join("; "),
         met: all_met(&checks),
     });
+    batch_targets(report, &mut out);
     out
+}
+
+/// `permits batch` (issue 13): wall time per job against `xargs -P 4`
+/// doing the same (item appended; through `{}`), and the peak RSS of a
+/// job printing 300 MB.
+fn batch_targets(report: &Report, out: &mut Vec<Target>) {
+    use crate::workloads::processes::{
+        BATCH_PEAK_RSS, BATCH_PLACEHOLDER, BATCH_PLAIN, PERMITS_BATCH,
+    };
+    let (mut measured, mut checks) = (Vec::new(), Vec::new());
+    for (label, workload) in [("plain", BATCH_PLAIN), ("{}", BATCH_PLACEHOLDER)] {
+        let w = report.workload(workload);
+        let ours = w.and_then(|w| w.row(PERMITS_BATCH)?.summary.median);
+        let ratio = w.and_then(|w| w.ratio(w.row(PERMITS_BATCH)?));
+        measured.push(format!(
+            "{label}: {} per job, {}",
+            opt(ours, fmt_us),
+            opt(ratio, |x| format!("{x:.2}x xargs -P 4"))
+        ));
+        checks.push(ratio.map(|x| x <= 1.1));
+    }
+    out.push(Target {
+        goal: "batch: 2000 trivial jobs at -j 4, per job <= 1.1x xargs -P 4 (item appended, and through {})",
+        measured: measured.join("; "),
+        met: all_met(&checks),
+    });
+    let peak = |id: &str| report.row(BATCH_PEAK_RSS, id).and_then(|r| r.summary.max);
+    let ours = peak(PERMITS_BATCH);
+    let mb = |b: f64| format!("{:.1} MB", b / 1e6);
+    out.push(Target {
+        goal: "batch: a job printing 300 MB costs <= 20 MB of RSS (worst repetition)",
+        measured: format!(
+            "{} (GNU parallel {})",
+            opt(ours, mb),
+            opt(peak("gnu_parallel"), mb)
+        ),
+        met: ours.map(|b| b <= 20e6),
+    });
 }
 
 /// The fleet family's targets: uncontended latency against a `PING`,
@@ -373,5 +412,68 @@ mod tests {
         assert_eq!(met("fleet: uncontended"), Some(true), "2.5x PING");
         assert_eq!(met("fleet: hand-off"), Some(true), "200 µs, 25x lower");
         assert_eq!(met("fleet: Redis calls"), Some(false), "3 calls per grant");
+    }
+
+    #[test]
+    fn batch_targets_read_the_batch_rows() {
+        use crate::report::{Row, Unit, Workload};
+        use crate::workloads::processes::{
+            BATCH_PEAK_RSS, BATCH_PLACEHOLDER, BATCH_PLAIN, PERMITS_BATCH,
+        };
+        let workload = |name: &str, unit, reference, rows| Workload {
+            name: name.into(),
+            family: "processes",
+            title: String::new(),
+            description: String::new(),
+            unit,
+            reference: Some(reference),
+            floor_ratio: false,
+            columns: vec![],
+            rows,
+        };
+        let mut report = sample_report();
+        let t = targets(&report);
+        let met =
+            |t: &[Target], prefix: &str| t.iter().find(|t| t.goal.starts_with(prefix)).unwrap().met;
+        assert_eq!(met(&t, "batch: 2000"), None, "the family did not run");
+        assert_eq!(met(&t, "batch: a job"), None, "the family did not run");
+        report.workloads.extend([
+            workload(
+                BATCH_PLAIN,
+                Unit::Us,
+                "xargs_p4",
+                vec![
+                    Row::exact(PERMITS_BATCH, 105.0),
+                    Row::exact("xargs_p4", 100.0),
+                ],
+            ),
+            workload(
+                BATCH_PLACEHOLDER,
+                Unit::Us,
+                "xargs_p4_i",
+                vec![
+                    Row::exact(PERMITS_BATCH, 120.0),
+                    Row::exact("xargs_p4_i", 100.0),
+                ],
+            ),
+            workload(
+                BATCH_PEAK_RSS,
+                Unit::Bytes,
+                "gnu_parallel",
+                vec![
+                    Row::exact(PERMITS_BATCH, 9e6),
+                    Row::exact("gnu_parallel", 19e6),
+                ],
+            ),
+        ]);
+        let t = targets(&report);
+        assert_eq!(met(&t, "batch: 2000"), Some(false), "1.2x with {{}}");
+        assert_eq!(met(&t, "batch: a job"), Some(true), "9 MB");
+        report.workloads.last_mut().unwrap().rows[0] = Row::exact(PERMITS_BATCH, 21e6);
+        let placeholder = report.workloads.len() - 2;
+        report.workloads[placeholder].rows[0] = Row::exact(PERMITS_BATCH, 110.0);
+        let t = targets(&report);
+        assert_eq!(met(&t, "batch: 2000"), Some(true), "1.05x and 1.1x");
+        assert_eq!(met(&t, "batch: a job"), Some(false), "21 MB");
     }
 }

@@ -6,9 +6,17 @@
 //! serial calls of `permits run` against `sem --fg` (one limiter process per
 //! job). Tools that are not installed are reported as such, not guessed.
 //! `permits` itself is built first if needed.
+//!
+//! Issue 13's rows: 2 000 jobs of `true`, 4 at a time, through `permits
+//! batch` with items from stdin, plain (the item appended, as `xargs -n1`)
+//! and with a `{}` template (as `xargs -I{}`), each against `xargs -P 4`
+//! doing the same; and the peak RSS of one job printing 300 MB through
+//! `permits batch` and GNU parallel (`peak.rs` reads it).
+
+mod peak;
 
 use super::{collect, interleave, Cell, Plan, Sample, Spec};
-use crate::report::{Unit, Workload};
+use crate::report::{Column, Fmt, Unit, Workload};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -17,6 +25,19 @@ use std::time::Instant;
 const JOBS: usize = 200;
 /// Serial `run` calls per repetition.
 const CALLS: usize = 50;
+/// Jobs per repetition of issue 13's batch rows.
+const BATCH_JOBS: usize = 2_000;
+/// Bytes the one job of the memory row prints.
+const BIG_OUTPUT: u64 = 300_000_000;
+
+/// Issue 13: `permits batch -j 4` over 2 000 items, item appended.
+pub const BATCH_PLAIN: &str = "process_batch_2000_p4";
+/// Issue 13: the same through a `{}` template.
+pub const BATCH_PLACEHOLDER: &str = "process_batch_2000_p4_placeholder";
+/// Issue 13: peak RSS of a job printing 300 MB.
+pub const BATCH_PEAK_RSS: &str = "process_batch_peak_rss_300mb";
+/// The row of `permits batch` in the issue 13 workloads.
+pub const PERMITS_BATCH: &str = "permits_batch";
 
 /// Whether `program` runs (`--version` exits 0).
 fn installed(program: &str) -> bool {
@@ -58,6 +79,29 @@ fn time_script(script: &str, jobs: usize, env: &[(&str, &Path)]) -> Option<f64> 
     let began = Instant::now();
     let ok = cmd.status().is_ok_and(|s| s.success());
     ok.then(|| began.elapsed().as_secs_f64() * 1e6 / jobs as f64)
+}
+
+/// Runs `program args` (no shell) with output to /dev/null and returns
+/// its peak RSS in bytes as the sample (None if it failed).
+fn peak_rss(program: &Path, args: &[&str], env: &[(&str, &Path)]) -> Sample {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("MAKEFLAGS").env_remove("CARGO_MAKEFLAGS");
+    let reaped = cmd.spawn().ok().and_then(peak::reap);
+    let value = reaped.filter(|r| r.success).map(|r| r.peak_rss as f64);
+    Sample {
+        value,
+        extra: value
+            .map(|b| vec![("peak_mb", b / 1e6)])
+            .unwrap_or_default(),
+        ..Sample::default()
+    }
 }
 
 fn sample(us: Option<f64>) -> Sample {
@@ -140,6 +184,114 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
         }),
         CALLS,
     );
+    // Issue 13: 2 000 trivial jobs, item appended / through `{}`.
+    let many = format!("seq {BATCH_JOBS}");
+    let plain = BATCH_PLAIN.to_owned();
+    let permits_batch = |template: &str| {
+        permits.as_ref().map(|p| {
+            format!(
+                "{many} | {} batch -j 4 --no-progress {template} 2>/dev/null",
+                p.display()
+            )
+        })
+    };
+    add(
+        &plain,
+        "xargs_p4",
+        Some(format!("{many} | xargs -P 4 -n1 true")),
+        BATCH_JOBS,
+    );
+    // `-a -`: stdin holds the items although the template has no `{}`.
+    add(
+        &plain,
+        PERMITS_BATCH,
+        permits_batch("-a - -- true"),
+        BATCH_JOBS,
+    );
+    // Not captured: jobs write straight to our stdout, as under xargs.
+    add(
+        &plain,
+        "permits_batch_ungroup",
+        permits_batch("-u -a - -- true"),
+        BATCH_JOBS,
+    );
+    add(
+        &plain,
+        "gnu_parallel",
+        installed("parallel").then(|| format!("{many} | parallel --will-cite -j4 true")),
+        BATCH_JOBS,
+    );
+    let placeholder = BATCH_PLACEHOLDER.to_owned();
+    add(
+        &placeholder,
+        "xargs_p4_i",
+        Some(format!("{many} | xargs -P 4 -I{{}} true {{}}")),
+        BATCH_JOBS,
+    );
+    // Two words: run directly, as `xargs` does.
+    add(
+        &placeholder,
+        PERMITS_BATCH,
+        permits_batch("-- true {}"),
+        BATCH_JOBS,
+    );
+    add(
+        &placeholder,
+        "permits_batch_ungroup",
+        permits_batch("-u -- true {}"),
+        BATCH_JOBS,
+    );
+    add(
+        &placeholder,
+        "gnu_parallel",
+        installed("parallel").then(|| format!("{many} | parallel --will-cite -j4 true {{}}")),
+        BATCH_JOBS,
+    );
+    // One word: `sh -c` per job, the item single-quoted.
+    add(
+        &placeholder,
+        "permits_batch_sh",
+        permits_batch("-- 'true {}'"),
+        BATCH_JOBS,
+    );
+    add(
+        &placeholder,
+        "xargs_p4_i_sh",
+        Some(format!(
+            "{many} | xargs -P 4 -I{{}} sh -c 'true \"$1\"' sh {{}}"
+        )),
+        BATCH_JOBS,
+    );
+    // Issue 13: the peak RSS of one job printing 300 MB, output to /dev/null.
+    let job = format!("head -c {BIG_OUTPUT} /dev/zero");
+    let memory = BATCH_PEAK_RSS.to_owned();
+    if let Some(p) = permits.clone() {
+        let job = job.clone();
+        cells.push(Cell {
+            workload: memory.clone(),
+            id: PERMITS_BATCH,
+            run: Box::new(move || {
+                peak_rss(
+                    &p,
+                    &["batch", "-j", "1", "--no-progress", "--", &job],
+                    &state_env,
+                )
+            }),
+        });
+    }
+    if installed("parallel") {
+        cells.push(Cell {
+            workload: memory.clone(),
+            id: "gnu_parallel",
+            run: Box::new(move || {
+                peak_rss(
+                    Path::new("parallel"),
+                    &["--will-cite", "-j1", ":::", &job],
+                    &state_env,
+                )
+            }),
+        });
+    }
     let samples = interleave("processes", &mut cells, plan.reps);
     let specs = vec![
         Spec {
@@ -163,6 +315,47 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             reference: Some("permits_run"),
             floor_ratio: false,
             columns: Vec::new(),
+        },
+        Spec {
+            name: plain,
+            family: "processes",
+            title: format!("Processes: `permits batch` over {BATCH_JOBS} items, at most 4 at once"),
+            description: format!(
+                "Wall time per job for `seq {BATCH_JOBS} | … true` (each job runs `true N`): `xargs -P 4 -n1 true` (the reference), `permits batch -j 4 -a - -- true` (the item appended; `-a -` reads stdin although the template has no `{{}}`), `permits_batch_ungroup`: the same with `-u` (output not captured: jobs write straight to our stdout, as under xargs), `parallel -j4 true` (a row with no number: not installed). Issue 13's target: `permits_batch` ≤ 1.1× the reference."
+            ),
+            unit: Unit::Us,
+            reference: Some("xargs_p4"),
+            floor_ratio: false,
+            columns: Vec::new(),
+        },
+        Spec {
+            name: placeholder,
+            family: "processes",
+            title: format!("Processes: `permits batch` over {BATCH_JOBS} items through a `{{}}` template, at most 4 at once"),
+            description: format!(
+                "Wall time per job for `seq {BATCH_JOBS} | … true {{}}`: `xargs -P 4 -I{{}} true {{}}` (the reference), `permits batch -j 4 -- true {{}}` (a template of two words runs directly, without a shell, as xargs does), the same with `-u` (`permits_batch_ungroup`), `parallel -j4 true {{}}`. Then the one-word form, which runs `sh -c` per job with the item single-quoted: `permits batch -j 4 -- 'true {{}}'` (`permits_batch_sh`), next to `xargs -P 4 -I{{}} sh -c 'true \"$1\"' sh {{}}` (`xargs_p4_i_sh`). Issue 13's target: `permits_batch` ≤ 1.1× the reference."
+            ),
+            unit: Unit::Us,
+            reference: Some("xargs_p4_i"),
+            floor_ratio: false,
+            columns: Vec::new(),
+        },
+        Spec {
+            name: memory,
+            family: "processes",
+            title: "Processes: peak memory of a job printing 300 MB".into(),
+            description: format!(
+                "Peak RSS of the limiter process while one job (`head -c {BIG_OUTPUT} /dev/zero`) prints {} MB, its output grouped and sent to /dev/null: `permits batch -j 1 -- 'head -c …'` against `parallel -j1 ::: 'head -c …'` (the reference; it spools to temporary files). The figure is `ru_maxrss` from `wait4` when the process ends (its `VmHWM`; Linux takes the larger of it and its reaped jobs', a `head` of about 1 MB). Issue 13's target: ≤ 20 MB.",
+                BIG_OUTPUT / 1_000_000
+            ),
+            unit: Unit::Bytes,
+            reference: Some("gnu_parallel"),
+            floor_ratio: false,
+            columns: vec![Column {
+                key: "peak_mb",
+                header: "MB",
+                fmt: Fmt::Fixed(1),
+            }],
         },
     ];
     let workloads = collect(specs, &cells, &samples);

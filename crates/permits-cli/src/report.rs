@@ -430,3 +430,21 @@ impl Reporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{shorten, SHOWN};
+
+    /// Finding 7 of issue 13: the failure summary printed whole commands.
+    #[test]
+    fn shorten_keeps_short_commands_and_cuts_long_ones_on_a_char_boundary() {
+        assert_eq!(shorten("echo hi"), "echo hi");
+        let exact = "x".repeat(SHOWN);
+        assert_eq!(shorten(&exact), exact);
+        // Byte SHOWN falls inside a two-byte character.
+        let long = format!("a{}", "é".repeat(SHOWN));
+        let shown = shorten(&long);
+        let cut = format!("a{}", "é".repeat(SHOWN / 2 - 1));
+        assert_eq!(shown, format!("{cut}… ({} bytes)", long.len()));
+    }
+}

@@ -521,3 +521,45 @@ fn output_that_cannot_be_spooled_is_reported_lost() {
     assert!(!out.stdout.is_empty() && out.stdout.len() < 2_000_000);
     assert!(out.stdout.iter().all(|&b| b == 0));
 }
+
+/// Finding 7: the failure summary printed whole commands, even 1 MB ones
+/// (here 100 000 bytes: one argument may hold up to 128 KiB). A long
+/// command is now cut to about 200 bytes, with an ellipsis and its length
+/// in bytes; a short one is shown whole.
+#[test]
+fn the_failure_summary_shortens_long_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("long{}", "x".repeat(100_000));
+    let (_, err, code) = run(permits(dir.path())
+        .args(["batch", "--no-progress", "--", "sh", "-c", "exit 3", "sh"])
+        .args([":::", "short", &long]));
+    assert_eq!(code, Some(2), "two jobs failed: {err}");
+    let job = |n: usize| {
+        let prefix = format!("permits:   job {n} (exit 3): ");
+        err.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no summary line for job {n}: {err}"))
+            .to_owned()
+    };
+    let short = job(1);
+    assert!(short.ends_with("short"), "{short}");
+    assert!(
+        !short.contains('…'),
+        "a short command is shown whole: {short}"
+    );
+    let shown = job(2);
+    assert!(shown.len() < 300, "{} bytes shown", shown.len());
+    assert!(shown.contains("longxxx"), "{shown}");
+    let (head, tail) = shown.split_once("… (").expect("an ellipsis");
+    assert!(
+        head.len() <= 200,
+        "{} bytes before the ellipsis",
+        head.len()
+    );
+    let bytes: usize = tail
+        .strip_suffix(" bytes)")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the length in bytes: {shown}"));
+    assert!(bytes > long.len(), "the whole command's length: {bytes}");
+    assert!(err.len() < 1000, "stderr of {} bytes", err.len());
+}

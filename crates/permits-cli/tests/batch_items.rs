@@ -289,3 +289,47 @@ fn ctrl_c_labels_jobs_interrupted() {
     assert!(!stderr.contains("halt"), "{stderr}");
     let _ = std::io::stdout().flush();
 }
+
+/// Finding 3: `--json` replaced output that is not UTF-8 with U+FFFD. An
+/// `end` event still has `stdout` and `stderr` as (lossy) strings, and
+/// when either is not UTF-8 it also carries the exact bytes as an array
+/// of numbers (`stdout_bytes`, `stderr_bytes`); UTF-8 output has no such
+/// key.
+#[test]
+fn json_gives_output_that_is_not_utf8_as_exact_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = permits(dir.path())
+        .args(["batch", "--json", "-j", "1", "--"])
+        .args([r"printf 'a\377\376'; printf 'b\200' >&2", "echo é"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let events: Vec<serde_json::Value> = String::from_utf8(out)
+        .expect("--json prints UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let end = |job: u64| {
+        events
+            .iter()
+            .find(|e| e["event"] == "end" && e["job"] == job)
+            .unwrap_or_else(|| panic!("no end of job {job}: {events:?}"))
+    };
+    let bytes = |v: &serde_json::Value| -> Vec<u8> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("an array: {v}"))
+            .iter()
+            .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+            .collect()
+    };
+    let raw = end(1);
+    assert_eq!(bytes(&raw["stdout_bytes"]), b"a\xff\xfe", "{raw}");
+    assert_eq!(bytes(&raw["stderr_bytes"]), b"b\x80", "{raw}");
+    assert_eq!(raw["stdout"], "a\u{fffd}\u{fffd}", "{raw}");
+    let text = end(2);
+    assert_eq!(text["stdout"], "é\n", "{text}");
+    assert!(text.get("stdout_bytes").is_none(), "{text}");
+    assert!(text.get("stderr_bytes").is_none(), "{text}");
+}
