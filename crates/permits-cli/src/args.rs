@@ -362,7 +362,9 @@ pub struct BatchArgs {
     #[arg(short = 'u', long, conflicts_with = "json")]
     pub ungroup: bool,
     /// Print one JSON object per line for every job start and end, and a
-    /// summary, instead of the jobs' output and the summary text
+    /// summary, instead of the jobs' output and the summary text. Output
+    /// that is not UTF-8 is kept exactly: the end event then also carries
+    /// stdout_bytes / stderr_bytes, arrays of byte values
     #[arg(long)]
     pub json: bool,
     /// Draw no progress bar (one is drawn, with an ETA, when stderr is a
