@@ -376,11 +376,12 @@ fn async_and_cancellation() {
 
     drop(held.split(1).unwrap());
     println!(
-        "One permit returns; the task needs both, so it stays queued: {} available, {} held.",
+        "One permit returns and is set aside for the task at the head, which needs both \
+         and stays queued: {} available, {} held.",
         sem.available_permits(),
         sem.held_permits()
     );
-    assert_eq!((sem.available_permits(), sem.held_permits()), (1, 1));
+    assert_eq!((sem.available_permits(), sem.held_permits()), (0, 1));
 
     drop(task);
     println!(
@@ -395,16 +396,16 @@ fn async_and_cancellation() {
     assert!(poll_once(task.as_mut(), &flag).is_pending());
     drop(held);
     println!(
-        "Another task queues for 2; when the last permit returns it is woken (woken = {}) \
-         to take both ({} available).",
+        "Another task queues for 2; when the last permit returns both are handed to it and \
+         it is woken (woken = {}; {} available).",
         flag.0.load(Ordering::SeqCst),
         sem.available_permits()
     );
     assert!(flag.0.load(Ordering::SeqCst));
-    assert_eq!((sem.available_permits(), sem.held_permits()), (2, 0));
+    assert_eq!((sem.available_permits(), sem.held_permits()), (0, 2));
     let permit = match poll_once(task.as_mut(), &flag) {
         Poll::Ready(permit) => permit.unwrap(),
-        Poll::Pending => panic!("the woken head takes the permits"),
+        Poll::Pending => panic!("the woken head has its permits"),
     };
     println!("Polled again, it holds {}.", permit.num_permits());
     assert_eq!(sem.held_permits(), 2);
