@@ -219,8 +219,9 @@ fn forgetting() {
 
 /// Strict FIFO (`Policy::Fifo`): a large weighted request at the head
 /// collects permits as they return, and a small request behind it does not
-/// overtake it. (The default policy lets running threads barge for at most
-/// `Semaphore::FAIRNESS_BOUND` before the head is served.)
+/// overtake it. (The default policy lets running threads barge past a
+/// blocked thread at the head for at most `Semaphore::FAIRNESS_BOUND`
+/// before it is served; a task at the head is served in order.)
 fn fair_queue() {
     section("5. Strict FIFO: a large request is not overtaken");
     let sem = Semaphore::with_policy(3, 3, permits::Policy::Fifo);
