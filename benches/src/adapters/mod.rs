@@ -43,6 +43,7 @@ pub const COMPETITORS: &[(&str, &str)] = &[
     ("crossbeam-channel", "0.5.17"),
     ("jobserver", "0.1.35"),
     ("rsevents", "0.3.1"),
+    ("governor", "0.10.4"),
 ];
 
 /// How a semaphore serves a request for several permits.

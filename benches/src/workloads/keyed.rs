@@ -4,6 +4,10 @@
 //! what users write today, a `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`,
 //! and against the target's baseline: one `HashMap` lookup plus a single
 //! `permits::Semaphore`'s try_acquire + release.
+//!
+//! Also `refill_uncontended` (issue 15): the cost of one rate-limit check,
+//! `permits::refill::Refill` (`Accrual::Consumed`, try_acquire then drop)
+//! against `governor`'s GCRA `check()` and a plain `Semaphore` pair.
 
 use super::{collect, interleave, repeat, Cell, Plan, Sample, Spec};
 use crate::report::{Unit, Workload};
@@ -105,6 +109,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
     ];
     let samples = interleave("keyed", &mut cells, plan.reps);
     drop(keep);
+    let mut out = refill(plan);
     let specs = vec![Spec {
         name: workload.into(),
         family: "keyed",
@@ -118,6 +123,89 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
         ),
         unit: Unit::Ns,
         reference: Some(BASELINE),
+        floor_ratio: false,
+        columns: vec![],
+    }];
+    out.splice(0..0, collect(specs, &cells, &samples));
+    out
+}
+
+/// The reference row of `refill_uncontended`.
+pub const SEMAPHORE: &str = "semaphore";
+/// `Refill`, `Accrual::Consumed`.
+pub const REFILL: &str = "permits_refill";
+/// `governor`'s direct (unkeyed) rate limiter.
+pub const GOVERNOR: &str = "governor";
+
+/// One uncontended rate-limit check: never refused (a burst far larger
+/// than the loop), so each row measures the check itself.
+fn refill(plan: &Plan) -> Vec<Workload> {
+    use permits::refill::{Accrual, Refill};
+    let workload = "refill_uncontended";
+    let burst: u32 = 1 << 30;
+    let sem = permits::Semaphore::new(2);
+    let limiter = Refill::new(
+        burst as usize,
+        burst as usize,
+        1,
+        Duration::from_secs(1),
+        Accrual::Consumed,
+    );
+    let quota = governor::Quota::per_second(std::num::NonZeroU32::new(burst).expect("non-zero"));
+    let gcra = governor::RateLimiter::direct(quota);
+    let mut cells: Vec<Cell<'_>> = vec![
+        Cell {
+            workload: workload.into(),
+            id: SEMAPHORE,
+            run: Box::new(timed(plan.loop_time, |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let permit = sem.try_acquire().expect("uncontended");
+                    black_box(&permit);
+                    drop(permit);
+                }
+                start.elapsed()
+            })),
+        },
+        Cell {
+            workload: workload.into(),
+            id: REFILL,
+            run: Box::new(timed(plan.loop_time, |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let permit = limiter.try_acquire().expect("within the burst");
+                    black_box(&permit);
+                    drop(permit);
+                }
+                start.elapsed()
+            })),
+        },
+        Cell {
+            workload: workload.into(),
+            id: GOVERNOR,
+            run: Box::new(timed(plan.loop_time, |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    black_box(gcra.check()).expect("within the burst");
+                }
+                start.elapsed()
+            })),
+        },
+    ];
+    let samples = interleave("keyed", &mut cells, plan.reps);
+    let specs = vec![Spec {
+        name: workload.into(),
+        family: "keyed",
+        title: "One uncontended rate-limit check".into(),
+        description: format!(
+            "One thread; ns per check, never refused (a burst of 2^30). \
+             `{REFILL}`: `Refill` with `Accrual::Consumed` (a token bucket), `try_acquire` then drop the guard (which spends the permit); \
+             `{GOVERNOR}`: governor 0.10.4's direct `RateLimiter::check` (GCRA: one compare-and-swap on a timestamp, no queue); \
+             `{SEMAPHORE}` (the reference): a plain `Semaphore` try_acquire + release. \
+             What the extra cost buys: FIFO waiters woken by the accrual that serves them, and permits that can be held; GCRA only answers now or not."
+        ),
+        unit: Unit::Ns,
+        reference: Some(SEMAPHORE),
         floor_ratio: false,
         columns: vec![],
     }];
