@@ -9,7 +9,7 @@
 //! `permits::refill::Refill` (`Accrual::Consumed`, try_acquire then drop)
 //! against `governor`'s GCRA `check()` and a plain `Semaphore` pair.
 
-use super::{collect, interleave, repeat, Cell, Plan, Sample, Spec};
+use super::{collect, interleave, repeat, Cell, Plan, Spec};
 use crate::report::{Unit, Workload};
 use permits::keyed::KeyedSemaphore;
 use std::collections::HashMap;
@@ -28,8 +28,19 @@ pub const TOKIO_MAP: &str = "mutex_map_tokio";
 
 const KEY: &str = "crawl.example.com";
 
-fn timed(target: Duration, mut body: impl FnMut(u64) -> Duration) -> impl FnMut() -> Sample {
-    repeat::timed(target, 1.0, move |n| Some(body(n)))
+/// A cell of `workload` that times `op` run back to back (ns per run).
+fn cell<'a>(workload: &str, id: &'static str, plan: &Plan, mut op: impl FnMut() + 'a) -> Cell<'a> {
+    Cell {
+        workload: workload.into(),
+        id,
+        run: Box::new(repeat::timed(plan.loop_time, 1.0, move |n| {
+            let start = Instant::now();
+            for _ in 0..n {
+                op();
+            }
+            Some(start.elapsed())
+        })),
+    }
 }
 
 /// Runs workload 9.
@@ -42,70 +53,38 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
     let keep = live.try_acquire(KEY).expect("a fresh key has permits");
     let tokio_map: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>> = Mutex::new(HashMap::new());
     let mut cells: Vec<Cell<'_>> = vec![
-        Cell {
-            workload: workload.into(),
-            id: BASELINE,
-            run: Box::new(timed(plan.loop_time, |n| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    let sem = baseline.get(black_box(KEY)).expect("prebuilt");
-                    let permit = sem.try_acquire().expect("uncontended");
-                    black_box(&permit);
-                    drop(permit);
+        cell(workload, BASELINE, plan, || {
+            let sem = baseline.get(black_box(KEY)).expect("prebuilt");
+            let permit = sem.try_acquire().expect("uncontended");
+            black_box(&permit);
+            drop(permit);
+        }),
+        cell(workload, KEYED, plan, || {
+            let permit = keyed.try_acquire(black_box(KEY)).expect("uncontended");
+            black_box(&permit);
+            drop(permit);
+        }),
+        cell(workload, KEYED_LIVE, plan, || {
+            let permit = live.try_acquire(black_box(KEY)).expect("uncontended");
+            black_box(&permit);
+            drop(permit);
+        }),
+        cell(workload, TOKIO_MAP, plan, || {
+            let key = black_box(KEY);
+            let sem = {
+                let mut map = tokio_map.lock().expect("not poisoned");
+                match map.get(key) {
+                    Some(sem) => Arc::clone(sem),
+                    None => Arc::clone(
+                        map.entry(key.to_owned())
+                            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))),
+                    ),
                 }
-                start.elapsed()
-            })),
-        },
-        Cell {
-            workload: workload.into(),
-            id: KEYED,
-            run: Box::new(timed(plan.loop_time, |n| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    let permit = keyed.try_acquire(black_box(KEY)).expect("uncontended");
-                    black_box(&permit);
-                    drop(permit);
-                }
-                start.elapsed()
-            })),
-        },
-        Cell {
-            workload: workload.into(),
-            id: KEYED_LIVE,
-            run: Box::new(timed(plan.loop_time, |n| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    let permit = live.try_acquire(black_box(KEY)).expect("uncontended");
-                    black_box(&permit);
-                    drop(permit);
-                }
-                start.elapsed()
-            })),
-        },
-        Cell {
-            workload: workload.into(),
-            id: TOKIO_MAP,
-            run: Box::new(timed(plan.loop_time, |n| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    let key = black_box(KEY);
-                    let sem = {
-                        let mut map = tokio_map.lock().expect("not poisoned");
-                        match map.get(key) {
-                            Some(sem) => Arc::clone(sem),
-                            None => Arc::clone(
-                                map.entry(key.to_owned())
-                                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))),
-                            ),
-                        }
-                    };
-                    let permit = sem.try_acquire_owned().expect("uncontended");
-                    black_box(&permit);
-                    drop(permit);
-                }
-                start.elapsed()
-            })),
-        },
+            };
+            let permit = sem.try_acquire_owned().expect("uncontended");
+            black_box(&permit);
+            drop(permit);
+        }),
     ];
     let samples = interleave("keyed", &mut cells, plan.reps);
     drop(keep);
@@ -154,43 +133,19 @@ fn refill(plan: &Plan) -> Vec<Workload> {
     let quota = governor::Quota::per_second(std::num::NonZeroU32::new(burst).expect("non-zero"));
     let gcra = governor::RateLimiter::direct(quota);
     let mut cells: Vec<Cell<'_>> = vec![
-        Cell {
-            workload: workload.into(),
-            id: SEMAPHORE,
-            run: Box::new(timed(plan.loop_time, |n| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    let permit = sem.try_acquire().expect("uncontended");
-                    black_box(&permit);
-                    drop(permit);
-                }
-                start.elapsed()
-            })),
-        },
-        Cell {
-            workload: workload.into(),
-            id: REFILL,
-            run: Box::new(timed(plan.loop_time, |n| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    let permit = limiter.try_acquire().expect("within the burst");
-                    black_box(&permit);
-                    drop(permit);
-                }
-                start.elapsed()
-            })),
-        },
-        Cell {
-            workload: workload.into(),
-            id: GOVERNOR,
-            run: Box::new(timed(plan.loop_time, |n| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    black_box(gcra.check()).expect("within the burst");
-                }
-                start.elapsed()
-            })),
-        },
+        cell(workload, SEMAPHORE, plan, || {
+            let permit = sem.try_acquire().expect("uncontended");
+            black_box(&permit);
+            drop(permit);
+        }),
+        cell(workload, REFILL, plan, || {
+            let permit = limiter.try_acquire().expect("within the burst");
+            black_box(&permit);
+            drop(permit);
+        }),
+        cell(workload, GOVERNOR, plan, || {
+            black_box(gcra.check()).expect("within the burst");
+        }),
     ];
     let samples = interleave("keyed", &mut cells, plan.reps);
     let specs = vec![Spec {

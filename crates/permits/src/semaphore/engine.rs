@@ -319,13 +319,9 @@ impl RawSemaphore {
         if took == 0 {
             return false;
         }
-        let slot = inner.waiters.slot_mut(head);
-        slot.assigned += took;
-        inner.assigned += took;
-        if slot.assigned == slot.needed {
-            inner.assigned -= slot.needed;
-            wakes.push(inner.waiters.unlink(Which::Queue, head, Status::Granted));
-        }
+        // No debt while permits are available, and a task head is handed
+        // what it is given: `give` assigns all of it to the head.
+        self.give(inner, took, wakes);
         true
     }
 
