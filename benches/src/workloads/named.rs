@@ -6,7 +6,10 @@
 //!   binary re-executed): A gives back the lock it holds and blocks on the
 //!   other; B takes the one given back, pauses so that A is surely asleep,
 //!   stamps `CLOCK_MONOTONIC` and releases the one A waits for; A stamps
-//!   when it runs again. Rows: our `NamedSemaphore` (capacity 1),
+//!   when it runs again and acknowledges, and only then does B go on (a
+//!   lock that lets its releaser take it straight back, as `flock`, a
+//!   futex or a POSIX semaphore do, would otherwise let B run rounds ahead
+//!   of A, and A would pair its wake with a stale stamp). Rows: our `NamedSemaphore` (capacity 1),
 //!   `flock(2)` on a file, a POSIX named semaphore, and the reference: the
 //!   same between two threads of one process through `std` `Mutex` +
 //!   `Condvar` (a futex wake). Median µs per wake.
@@ -194,16 +197,26 @@ fn asleep(pid: u32) {
     }
 }
 
+/// How A and B talk besides the locks: B's "ready" and release stamps to
+/// A, A's acknowledgements to B.
+trait Link {
+    /// A: the next stamp from B.
+    fn stamp(&mut self) -> Option<u64>;
+    /// A: tells B that it holds the lock B released last.
+    fn ack(&mut self) -> bool;
+}
+
 /// A's side: holds lock 0 on entry (in `held`), waits for `ready`, then
 /// in round `k` gives back the lock held (`k % 2`) and waits for the other
-/// one; B releases it [`PAUSE`] later and reports when (`stamp`). The
-/// median over `rounds` (after `rounds / 8` warm-up ones) of the time from
-/// B's release to A running again, µs.
+/// one; B releases it [`PAUSE`] later and reports when (`stamp`); A
+/// acknowledges that it holds it, so that B cannot take it straight back.
+/// The median over `rounds` (after `rounds / 8` warm-up ones) of the time
+/// from B's release to A running again, µs.
 fn lead<'p, P: Pair>(
     pair: &'p P,
     held: &mut [Option<P::Guard<'p>>; 2],
     ready: impl FnOnce() -> bool,
-    mut stamp: impl FnMut() -> Option<u64>,
+    link: &mut impl Link,
     rounds: u64,
     deadline: Instant,
 ) -> Option<f64> {
@@ -217,7 +230,11 @@ fn lead<'p, P: Pair>(
         held[h] = None;
         held[1 - h] = Some(pair.take(1 - h, deadline)?);
         let woke = mono_ns();
-        let released = stamp()?;
+        let released = link.stamp()?;
+        // B waits for this before its next round (none after the last).
+        if k + 1 < warm + rounds && !link.ack() {
+            return None;
+        }
         if k >= warm {
             wakes.push(woke.saturating_sub(released) as f64 / 1e3);
         }
@@ -226,9 +243,10 @@ fn lead<'p, P: Pair>(
     wakes.get(wakes.len() / 2).copied()
 }
 
-/// B's side: takes lock 1, says ready; in round `k` takes the lock A gave
-/// back (`k % 2`), pauses, releases the other one and reports the time of
-/// that release (`stamp`).
+/// B's side: takes lock 1, says ready; in round `k` waits until A has
+/// acknowledged the previous round (`acked`: A holds what B released),
+/// takes the lock A gave back (`k % 2`), pauses, releases the other one
+/// and reports the time of that release (`stamp`).
 fn follow<P: Pair>(
     pair: &P,
     a_pid: u32,
@@ -236,6 +254,7 @@ fn follow<P: Pair>(
     deadline: Instant,
     ready: impl FnOnce(),
     mut stamp: impl FnMut(u64),
+    mut acked: impl FnMut() -> bool,
 ) -> bool {
     let mut held: [Option<P::Guard<'_>>; 2] = [None, pair.take(1, deadline)];
     if held[1].is_none() {
@@ -244,6 +263,9 @@ fn follow<P: Pair>(
     ready();
     for k in 0..rounds + rounds / 8 {
         let h = (k % 2) as usize;
+        if k > 0 && !acked() {
+            return false;
+        }
         held[h] = pair.take(h, deadline);
         if held[h].is_none() {
             return false;
@@ -257,12 +279,50 @@ fn follow<P: Pair>(
     true
 }
 
+/// [`Link`] between two threads.
+struct ThreadLink {
+    stamps: std::sync::mpsc::Receiver<u64>,
+    acks: std::sync::mpsc::Sender<()>,
+}
+
+impl Link for ThreadLink {
+    fn stamp(&mut self) -> Option<u64> {
+        self.stamps.recv().ok()
+    }
+    fn ack(&mut self) -> bool {
+        self.acks.send(()).is_ok()
+    }
+}
+
+/// [`Link`] to the child B: its stdout (lines) and stdin (one `\n` per
+/// acknowledgement).
+struct ChildLink {
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    acks: std::process::ChildStdin,
+}
+
+impl ChildLink {
+    fn line(&mut self) -> Option<String> {
+        self.lines.next()?.ok()
+    }
+}
+
+impl Link for ChildLink {
+    fn stamp(&mut self) -> Option<u64> {
+        self.line()?.parse().ok()
+    }
+    fn ack(&mut self) -> bool {
+        self.acks.write_all(b"\n").is_ok()
+    }
+}
+
 /// The reference: A and B as two threads.
 fn std_threads(rounds: u64) -> Option<f64> {
     let deadline = Instant::now() + LIMIT;
     let pair = Arc::new(StdPair::default());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stamp_tx, stamp_rx) = std::sync::mpsc::channel();
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel();
     let mut held = [pair.take(0, deadline), None];
     let b = {
         let pair = Arc::clone(&pair);
@@ -275,6 +335,7 @@ fn std_threads(rounds: u64) -> Option<f64> {
                 deadline,
                 || ready_tx.send(()).unwrap(),
                 |t| stamp_tx.send(t).unwrap(),
+                || ack_rx.recv().is_ok(),
             )
         })
     };
@@ -282,7 +343,10 @@ fn std_threads(rounds: u64) -> Option<f64> {
         &*pair,
         &mut held,
         || ready_rx.recv().is_ok(),
-        || stamp_rx.recv().ok(),
+        &mut ThreadLink {
+            stamps: stamp_rx,
+            acks: ack_tx,
+        },
         rounds,
         deadline,
     );
@@ -316,7 +380,7 @@ fn wake_processes(row: Wake, steps: u64, dir: &Path) -> Result<f64, String> {
             names[1]
         ),
     )
-    .stdin(Stdio::null())
+    .stdin(Stdio::piped())
     .stdout(Stdio::piped());
     match row {
         Wake::Named => {
@@ -372,19 +436,20 @@ fn a_side<P: Pair>(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the child: {e}"))?;
-    let mut lines = child.stdout.take().map(|s| BufReader::new(s).lines());
-    let mut next = move || lines.as_mut()?.next()?.ok();
-    // One reader in turn: the "ready" line first, then the stamps.
-    let ready = next().is_some_and(|l| l == "ready");
-    let took = lead(
-        pair,
-        &mut held,
-        || ready,
-        || next()?.parse().ok(),
-        rounds,
-        deadline,
-    );
+    let (Some(stdout), Some(acks)) = (child.stdout.take(), child.stdin.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("the child's pipes are missing".into());
+    };
+    let mut link = ChildLink {
+        lines: BufReader::new(stdout).lines(),
+        acks,
+    };
+    // The "ready" line first, then the stamps.
+    let ready = link.line().is_some_and(|l| l == "ready");
+    let took = lead(pair, &mut held, || ready, &mut link, rounds, deadline);
     drop(held);
+    drop(link);
     let status = child
         .wait()
         .map_err(|e| format!("waiting for the child: {e}"))?;
@@ -433,6 +498,13 @@ fn child(spec: &str) -> Result<(), String> {
     };
     let ready = || say("ready");
     let stamp = |t: u64| say(&t.to_string());
+    // A's acknowledgements: one line each on stdin.
+    let mut stdin = std::io::stdin().lock();
+    let mut ack_line = String::new();
+    let mut acked = move || {
+        ack_line.clear();
+        matches!(stdin.read_line(&mut ack_line), Ok(n) if n > 0)
+    };
     let ok = match row {
         Wake::Named => {
             let open = |n: &str| {
@@ -448,6 +520,7 @@ fn child(spec: &str) -> Result<(), String> {
                 deadline,
                 ready,
                 stamp,
+                &mut acked,
             )
         }
         Wake::Flock => {
@@ -465,6 +538,7 @@ fn child(spec: &str) -> Result<(), String> {
                 deadline,
                 ready,
                 stamp,
+                &mut acked,
             )
         }
         Wake::Posix => {
@@ -479,6 +553,7 @@ fn child(spec: &str) -> Result<(), String> {
                 deadline,
                 ready,
                 stamp,
+                &mut acked,
             )
         }
     };
