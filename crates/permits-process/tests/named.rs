@@ -55,6 +55,84 @@ fn acquire_try_timeout_and_status() {
     assert!(sem.acquire_deadline(Instant::now()).is_ok());
 }
 
+/// A release leaves the slot's record in place (clearing it was a file
+/// system write on every hand-off's critical path); the next holder's
+/// record replaces it whole, however much shorter it is, and a free slot's
+/// stale record is never shown.
+#[test]
+fn a_new_holder_record_replaces_the_last_one_whole() {
+    let dir = TempDir::new("named-record");
+    let with_label = |label: &str| {
+        NamedSemaphore::options("record")
+            .capacity(1)
+            .dir(dir.path())
+            .label(label)
+            .open()
+            .unwrap()
+    };
+    let long = with_label(&"long label ".repeat(20));
+    drop(long.acquire().unwrap());
+    let status = long.status().unwrap();
+    assert_eq!((status.held, status.holders.len()), (0, 0));
+    let short = with_label("s");
+    let _held = short.acquire().unwrap();
+    let status = short.status().unwrap();
+    assert_eq!(status.holders.len(), 1);
+    assert_eq!(status.holders[0].label.as_deref(), Some("s"));
+    assert_eq!(status.holders[0].pid, Some(std::process::id()));
+    let text = std::fs::read_to_string(dir.path().join("record/slot.0")).unwrap();
+    assert!(!text.contains("long label"), "{text:?}");
+}
+
+/// The `t-` ticket files in the queue of `name` under `dir`.
+fn ticket_files(dir: &TempDir, name: &str) -> usize {
+    std::fs::read_dir(dir.path().join(name).join("q"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("t-"))
+        .count()
+}
+
+/// A waiter that gets its slot leaves the queue at once (its ticket is
+/// unlocked, so no one counts it as waiting: a newcomer may take the
+/// other free slot), and its ticket's file is removed when it releases
+/// (the unlink is off the hand-off's critical path, not forgotten).
+#[test]
+fn a_served_waiter_leaves_the_queue_at_once_and_its_ticket_file_on_release() {
+    let dir = TempDir::new("named-leave");
+    let sem = open(&dir, "leave", 2).unwrap();
+    let first = sem.try_acquire().unwrap();
+    let second = sem.try_acquire().unwrap();
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| sem.acquire().unwrap());
+        until("the waiter to queue", || sem.status().unwrap().waiters == 1);
+        drop(first);
+        let served = waiter.join().unwrap();
+        // Served: no longer a waiter, though its ticket's file may stay
+        // until it releases.
+        assert_eq!(sem.status().unwrap().waiters, 0);
+        drop(second);
+        // The free slot goes to a newcomer: nobody is queued ahead of it.
+        let newcomer = sem.try_acquire().unwrap();
+        drop(newcomer);
+        drop(served);
+    });
+    // Capacity 1, and nothing scans the queue meanwhile: the served
+    // waiter's own release removes its ticket's file.
+    let sem = open(&dir, "leave1", 1).unwrap();
+    let held = sem.try_acquire().unwrap();
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| sem.acquire().unwrap());
+        until("the waiter to queue", || sem.status().unwrap().waiters == 1);
+        drop(held);
+        let served = waiter.join().unwrap();
+        assert_eq!(sem.status().unwrap().waiters, 0);
+        assert_eq!(ticket_files(&dir, "leave1"), 1);
+        drop(served);
+        assert_eq!(ticket_files(&dir, "leave1"), 0);
+    });
+}
+
 #[test]
 fn names_are_checked() {
     let dir = TempDir::new("named-names");

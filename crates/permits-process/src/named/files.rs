@@ -211,7 +211,7 @@ pub(super) fn reset(dir: &Path, capacity: usize, boot: &str, access: Access) -> 
 pub(super) struct Ticket {
     name: String,
     path: PathBuf,
-    _file: File,
+    file: File,
 }
 
 impl Ticket {
@@ -243,19 +243,32 @@ impl Ticket {
             if sys::link_count(&file)? > 0 {
                 use std::io::Write;
                 (&file).write_all(record.as_bytes())?;
-                return Ok(Ticket {
-                    name,
-                    path,
-                    _file: file,
-                });
+                return Ok(Ticket { name, path, file });
             }
         }
     }
 
     /// How many waiters that are not stopped are ahead of this one (0:
-    /// this one is the head).
-    pub(super) fn ahead(&self, queue: &Path) -> io::Result<usize> {
-        live_tickets(queue, Some(&self.name), Count::Active)
+    /// this one is the head), and whether none at all is, not even a
+    /// stopped one: then none ever will be (a later arrival's ticket sorts
+    /// after this one), and the waiter need not look again.
+    pub(super) fn ahead(&self, queue: &Path) -> io::Result<(usize, bool)> {
+        let (live, active) = scan(queue, Some(&self.name), Count::Active)?;
+        Ok((active, live == 0))
+    }
+
+    /// Leaves the queue at once, without a file-system write: the
+    /// ticket's lock goes, so from now on it reads as a departed waiter's
+    /// (everyone who looks skips it, and the next scan removes it). The
+    /// file itself goes when the ticket is dropped, or before, by a scan.
+    /// Its waiter got its slot: this keeps the removal (an unlink, several
+    /// microseconds on a journaling file system) off the hand-off's
+    /// critical path.
+    pub(super) fn leave(&self) {
+        // Unlocking a lock we hold cannot fail for any reason but a bad
+        // descriptor; if it did, the ticket would only read as live until
+        // it is dropped.
+        let _ = sys::unlock_file(&self.file);
     }
 }
 
@@ -278,10 +291,16 @@ pub(super) enum Count {
 /// Counts live tickets (those before `before` if given), removing the
 /// files of dead waiters (tickets whose lock nobody holds).
 pub(super) fn live_tickets(queue: &Path, before: Option<&str>, count: Count) -> io::Result<usize> {
+    Ok(scan(queue, before, count)?.1)
+}
+
+/// [`live_tickets`], also returning how many live tickets there are
+/// (stopped waiters included): `(live, counted)`.
+fn scan(queue: &Path, before: Option<&str>, count: Count) -> io::Result<(usize, usize)> {
     let entries = match fs::read_dir(queue) {
         Ok(entries) => entries,
         // Deleted: nobody is queued (a waiter recreates it).
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
         Err(e) => return Err(e),
     };
     let mut names: Vec<String> = entries
@@ -290,7 +309,7 @@ pub(super) fn live_tickets(queue: &Path, before: Option<&str>, count: Count) -> 
         .filter(|n| n.starts_with("t-"))
         .collect();
     names.sort_unstable();
-    let mut live = 0;
+    let (mut live, mut counted) = (0, 0);
     for name in names {
         if before.is_some_and(|b| name.as_str() >= b) {
             break;
@@ -304,11 +323,14 @@ pub(super) fn live_tickets(queue: &Path, before: Option<&str>, count: Count) -> 
         };
         if sys::lock_file(&file, LockKind::Shared, false)? {
             let _ = fs::remove_file(&path); // its owner is gone
-        } else if count == Count::Live || !stopped(file) {
+        } else {
             live += 1;
+            if count == Count::Live || !stopped(file) {
+                counted += 1;
+            }
         }
     }
-    Ok(live)
+    Ok((live, counted))
 }
 
 /// Whether the waiter that wrote this ticket is stopped now (a ticket

@@ -7,7 +7,7 @@ use crate::lock;
 use crate::sys;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -27,6 +27,9 @@ pub struct NamedPermit {
     /// Hooks letting children inherit the slot; disarmed before `file`
     /// closes.
     pub(super) inherited: Mutex<Vec<sys::InheritOnce>>,
+    /// The queue ticket this permit waited with, already out of the queue
+    /// (unlocked); its file is removed after the slot is released.
+    pub(super) ticket: Option<super::files::Ticket>,
 }
 
 impl NamedPermit {
@@ -71,6 +74,7 @@ impl NamedPermit {
     pub fn detach(mut self) {
         lock(&self.inherited).clear();
         drop(self.file.take());
+        drop(self.ticket.take());
     }
 
     /// Records `pid` as the holder shown by [`NamedSemaphore::status`]
@@ -93,9 +97,7 @@ impl NamedPermit {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        file.set_len(0)?;
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(text.as_bytes())
+        sys::rewrite_file(file, text.as_bytes())
     }
 }
 
@@ -103,7 +105,10 @@ impl Drop for NamedPermit {
     fn drop(&mut self) {
         lock(&self.inherited).clear(); // later spawns must not get a closed number
         if let Some(file) = self.file.take() {
-            let _ = file.set_len(0);
+            // The record stays: a free slot's record is never read (status
+            // reads only slots it finds locked), and the next holder
+            // rewrites it. Not clearing it keeps a file-system write off
+            // the hand-off's critical path.
             let _ = sys::unlock_file(&file);
             drop(file);
             // Wake waiters even if a forked child still shares the slot's
@@ -113,6 +118,8 @@ impl Drop for NamedPermit {
                 Some(self.sem.inner.access),
             );
         }
+        // Only now, with the slot handed on, the ticket's file goes.
+        drop(self.ticket.take());
     }
 }
 

@@ -296,11 +296,20 @@ impl NamedSemaphore {
         let record = record_text(sys::pid(), now_ms(), self.inner.label.as_deref());
         let ticket = Ticket::create(&self.inner.queue, self.inner.access, &record)?;
         let mut backoff = Duration::from_millis(10);
+        // Once no ticket at all is ahead, none ever will be: the queue is
+        // not read again (a read was a tenth of a hand-off's latency).
+        let mut first = false;
         loop {
-            let ahead = ticket.ahead(&self.inner.queue)?;
+            let ahead = if first {
+                0
+            } else {
+                let (ahead, none) = ticket.ahead(&self.inner.queue)?;
+                first = none;
+                ahead
+            };
             if ahead == 0 {
                 if let Some(permit) = self.try_slots()? {
-                    return Ok(permit);
+                    return Ok(with_ticket(permit, ticket));
                 }
             }
             // Behind someone: look again within PASS_OVER even without an
@@ -312,9 +321,9 @@ impl NamedSemaphore {
             let woke = wait_change(watch.get(), nap, &mut backoff)?;
             if !woke && deadline.is_some_and(|d| Instant::now() >= d) {
                 // Out of time: one last look, then leave the queue.
-                if ticket.ahead(&self.inner.queue)? == 0 {
+                if first || ticket.ahead(&self.inner.queue)?.0 == 0 {
                     if let Some(permit) = self.try_slots()? {
-                        return Ok(permit);
+                        return Ok(with_ticket(permit, ticket));
                     }
                 }
                 return Err(AcquireError::TimedOut);
@@ -370,6 +379,7 @@ impl NamedSemaphore {
                 since_ms: now_ms(),
                 sem: self.clone(),
                 inherited: Mutex::new(Vec::new()),
+                ticket: None,
             };
             permit.record()?;
             return Ok(Some(permit));
@@ -545,6 +555,15 @@ fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (a, None) => a,
         (None, b) => b,
     }
+}
+
+/// A waiter got `permit`: its ticket leaves the queue at once (unlocked,
+/// see [`Ticket::leave`]) and its file is removed when the permit is
+/// released, after the slot is handed on.
+fn with_ticket(mut permit: NamedPermit, ticket: Ticket) -> NamedPermit {
+    ticket.leave();
+    permit.ticket = Some(ticket);
+    permit
 }
 
 /// Waits for a change of the state directory, or the deadline; `false`

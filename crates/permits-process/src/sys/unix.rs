@@ -633,6 +633,15 @@ pub(crate) fn unlock_file(file: &File) -> io::Result<()> {
     retry(|| fs::flock(file, FlockOperation::Unlock))
 }
 
+/// Replaces `file`'s contents with `bytes`: written at offset 0, then cut
+/// to their length (two system calls; the file never reads as empty in
+/// between).
+pub(crate) fn rewrite_file(file: &File, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, 0)?;
+    file.set_len(bytes.len() as u64)
+}
+
 /// Sets `file`'s times to now (which needs only write access, not
 /// ownership, so it works in a shared directory), raising `IN_ATTRIB`: a
 /// wake-up for acquirers that does not wake [`DirWatch`]es made without
@@ -692,13 +701,19 @@ impl DirWatch {
     }
 
     /// Waits for at least one event, or the deadline; `true` if something
-    /// happened. Drains every queued event.
+    /// happened. Consumes what one read returns (any number of events up
+    /// to 4 KiB): events left over only make the next wait return at once,
+    /// and a woken waiter looks at the state anyway.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> io::Result<bool> {
         if wait_ready(&[(&self.fd, false)], deadline)? == 0 {
             return Ok(false);
         }
-        self.discard()?;
-        Ok(true)
+        let mut buf = [0u8; 4096];
+        match retry(|| rio::read(&self.fd, &mut buf)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// Drops every queued event without waiting.

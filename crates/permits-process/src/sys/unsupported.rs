@@ -150,6 +150,9 @@ pub(crate) fn lock_file(_file: &File, _kind: LockKind, _wait: bool) -> io::Resul
 pub(crate) fn unlock_file(_file: &File) -> io::Result<()> {
     unsupported()
 }
+pub(crate) fn rewrite_file(_file: &File, _bytes: &[u8]) -> io::Result<()> {
+    unsupported()
+}
 pub(crate) fn poke_file(_file: &File) -> io::Result<()> {
     unsupported()
 }
