@@ -262,6 +262,19 @@ pub fn targets(report: &Report) -> Vec<Target> {
         measured: measured.join("; "),
         met: all_met(&checks),
     });
+    // 8b. Keyed memory (issue 15): what departed keys leave behind.
+    {
+        use crate::workloads::keyed_memory::{CHURN, KEYED_CHURNED, LIVE, MAX_RATIO, WORKLOAD};
+        // The goal below names these numbers.
+        const _: () = assert!(LIVE == 100 && CHURN == 100_000 && MAX_RATIO == 2.0);
+        let w = report.workload(WORKLOAD);
+        let ratio = w.and_then(|w| w.ratio(w.row(KEYED_CHURNED)?));
+        out.push(Target {
+            goal: "keyed: heap after 100,000 keys passed through <= 2x the live keys' (100) alone",
+            measured: format!("{} ({LIVE} live keys)", opt(ratio, |x| format!("{x:.2}x"))),
+            met: ratio.map(|x| x <= MAX_RATIO),
+        });
+    }
     batch_targets(report, &mut out);
     out
 }

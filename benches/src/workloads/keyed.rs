@@ -106,6 +106,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
         columns: vec![],
     }];
     out.splice(0..0, collect(specs, &cells, &samples));
+    out.extend(super::keyed_memory::run(plan));
     out
 }
 

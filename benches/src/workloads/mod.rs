@@ -11,6 +11,7 @@ pub mod events;
 pub mod fleet;
 pub mod jobserver;
 pub mod keyed;
+pub mod keyed_memory;
 pub mod memory;
 pub mod named;
 pub mod processes;
