@@ -7,8 +7,12 @@
 //! the token A gave back, then gives back the one it held. Every step moves
 //! one token from A to B and one from B to A: two handoffs, each a release
 //! in one process that wakes an acquire in the other. (With one pool, A
-//! would race B for the token it had just given back.) A times its steps
-//! after a warm-up.
+//! would race B for the token it had just given back.) After each step A
+//! tells B (a byte through B's stdin) that it holds the token B gave back,
+//! and B waits for that before its next step: otherwise B, whose next
+//! step takes exactly that pool's token, could take it back first from a
+//! pool that does not queue and run ahead of A. A times its steps after a
+//! warm-up.
 //!
 //! Pools are made afresh for every run. Every wait has a deadline
 //! ([`RUN_LIMIT`]; the `jobserver` crate has no timed acquire, so a
@@ -42,7 +46,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(20);
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
 /// The workload's description.
-pub const DESCRIPTION: &str = "Two processes pass tokens back and forth through two pools of one token each: the benchmark gives back its token and waits for the other pool's; a child process (this binary, re-executed) takes the token given back, then gives back the one it held. µs per handoff, back to back (each step is two: one each way), so a wake-up may overlap the waker's own system call: this is the rate of handoffs, not the latency of one cold wake-up. `permits_process_client`: two `Server::new(2)` pools, the child joins them through `Server::configure` (`MAKEFLAGS`) with `Client::from_env_with`; `jobserver_crate`: two `jobserver::Client::new(1)`, `configure` and `from_env_ext`; `permits_named`: two `NamedSemaphore`s of 1; `posix_sem`: two POSIX named semaphores of 1, `sem_timedwait` + `sem_post`. Each repetition starts a fresh child and fresh pools (not timed).";
+pub const DESCRIPTION: &str = "Two processes pass tokens back and forth through two pools of one token each: the benchmark gives back its token and waits for the other pool's; a child process (this binary, re-executed) takes the token given back, then gives back the one it held; then the benchmark tells the child through a pipe that it holds that token, and only then does the child go on (without this, a pool that does not queue, such as a pipe or a POSIX semaphore, let the child take back the token it had just given and run steps ahead on its own: earlier runs timed that, about 0.2 µs per step, not handoffs). µs per handoff, back to back (each step is two handoffs, one each way, plus the acknowledgement), so a wake-up may overlap the waker's own system call: this is the rate of handoffs, not the latency of one cold wake-up. `permits_process_client`: two `Server::new(2)` pools, the child joins them through `Server::configure` (`MAKEFLAGS`) with `Client::from_env_with`; `jobserver_crate`: two `jobserver::Client::new(1)`, `configure` and `from_env_ext`; `permits_named`: two `NamedSemaphore`s of 1; `posix_sem`: two POSIX named semaphores of 1, `sem_timedwait` + `sem_post`. Each repetition starts a fresh child and fresh pools (not timed).";
 
 /// A row of the workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,11 +180,16 @@ fn follow_step<'p, P: Pools>(
 }
 
 /// Process A once B is started: waits for `ready`, runs `warm` steps,
-/// then times `steps` steps. A holds pool 0's token on entry.
+/// then times `steps` steps. A holds pool 0's token on entry. After each
+/// step but the last it acknowledges (`ack`) that it holds the token B
+/// gave back: B waits for that before its next step, or it could take
+/// that token straight back from a pool that does not queue (a pipe, a
+/// POSIX semaphore) and run steps ahead of A on its own.
 fn lead_steps<'p, P: Pools>(
     pools: &'p P,
     held: &mut Held<'p, P>,
     ready: impl FnOnce() -> Result<(), String>,
+    mut ack: impl FnMut() -> Result<(), String>,
     warm: u64,
     steps: u64,
     deadline: Instant,
@@ -188,26 +197,29 @@ fn lead_steps<'p, P: Pools>(
     ready()?;
     pools.opened();
     let lost = |i| format!("step {i}: a token did not come back in time");
-    for i in 0..warm {
+    let mut start = Instant::now();
+    for i in 0..warm + steps {
+        if i == warm {
+            start = Instant::now();
+        }
         if !lead_step(pools, held, i, deadline) {
             return Err(lost(i));
         }
-    }
-    let start = Instant::now();
-    for i in warm..warm + steps {
-        if !lead_step(pools, held, i, deadline) {
-            return Err(lost(i));
+        if i + 1 < warm + steps {
+            ack()?;
         }
     }
     Ok(start.elapsed())
 }
 
-/// Process B: takes pool 1's token, says `ready`, runs `steps` steps.
+/// Process B: takes pool 1's token, says `ready`, runs `steps` steps,
+/// each after A acknowledged the previous one (`acked`).
 fn follow<P: Pools>(
     pools: &P,
     steps: u64,
     deadline: Instant,
     ready: impl FnOnce() -> Result<(), String>,
+    mut acked: impl FnMut() -> Result<(), String>,
 ) -> Result<(), String> {
     let mut held: Held<'_, P> = [None, pools.acquire(1, deadline)];
     if held[1].is_none() {
@@ -215,6 +227,9 @@ fn follow<P: Pools>(
     }
     ready()?;
     for i in 0..steps {
+        if i > 0 {
+            acked()?;
+        }
         if !follow_step(pools, &mut held, i, deadline) {
             return Err(format!("step {i}: a token did not come in time"));
         }
@@ -235,11 +250,18 @@ fn lead<P: Pools>(
     if held[0].is_none() {
         return Err("the first acquire failed".into());
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the child: {e}"))?;
     let stdout = child.stdout.take();
+    let mut acks = child.stdin.take();
+    let ack = move || {
+        acks.as_mut()
+            .ok_or("no pipe to the child")?
+            .write_all(b"\n")
+            .map_err(|e| format!("writing to the child: {e}"))
+    };
     let ready = move || {
         let mut line = String::new();
         let stdout = stdout.ok_or("no pipe from the child")?;
@@ -252,7 +274,7 @@ fn lead<P: Pools>(
             Err("the child did not get ready".to_owned())
         }
     };
-    let result = lead_steps(pools, &mut held, ready, warm, steps, deadline);
+    let result = lead_steps(pools, &mut held, ready, ack, warm, steps, deadline);
     drop(held);
     match result {
         Ok(took) => match child.wait() {
@@ -447,34 +469,114 @@ fn follow_in_child<P: Pools>(pools: &P, steps: u64, deadline: Instant) -> Result
         eprintln!("permits-bench handoff child: deadline passed");
         std::process::exit(4);
     });
-    follow(pools, steps, deadline, || {
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    let acked = move || {
+        line.clear();
+        match stdin.read_line(&mut line) {
+            Ok(n) if n > 0 => Ok(()),
+            Ok(_) => Err("the parent closed the pipe".to_owned()),
+            Err(e) => Err(format!("reading from the parent: {e}")),
+        }
+    };
+    let ready = || {
         let mut out = std::io::stdout().lock();
         writeln!(out, "ready")
             .and_then(|()| out.flush())
             .map_err(|e| format!("writing to the parent: {e}"))
-    })
+    };
+    follow(pools, steps, deadline, ready, acked)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc::channel;
+    use std::sync::Mutex;
+    use std::thread::ThreadId;
 
-    /// Runs A here and B in a thread, as the two processes would.
-    fn pass<A: Pools, B: Pools>(a: &A, make_b: impl FnOnce() -> B + Send, steps: u64) {
+    /// Which thread gave each pool's token back last, seen by both sides.
+    type Givers = Arc<[Mutex<Option<ThreadId>>; 2]>;
+
+    /// Pools that check that every token taken was given back by the
+    /// other side: taking back one's own token is no hand-off (and, with a
+    /// pool that does not queue, what the side that released last would
+    /// do without the acknowledgements).
+    struct Checked<P> {
+        inner: P,
+        givers: Givers,
+    }
+
+    struct CheckedGuard<'a, G> {
+        guard: Option<G>,
+        pool: usize,
+        givers: &'a Givers,
+    }
+
+    impl<G> Drop for CheckedGuard<'_, G> {
+        fn drop(&mut self) {
+            *self.givers[self.pool].lock().unwrap() = Some(thread::current().id());
+            drop(self.guard.take());
+        }
+    }
+
+    impl<P: Pools> Pools for Checked<P> {
+        type Guard<'a>
+            = CheckedGuard<'a, P::Guard<'a>>
+        where
+            Self: 'a;
+
+        fn acquire(&self, pool: usize, deadline: Instant) -> Option<Self::Guard<'_>> {
+            let guard = self.inner.acquire(pool, deadline)?;
+            let giver = *self.givers[pool].lock().unwrap();
+            assert_ne!(
+                giver,
+                Some(thread::current().id()),
+                "took back the token it gave to pool {pool}"
+            );
+            Some(CheckedGuard {
+                guard: Some(guard),
+                pool,
+                givers: &self.givers,
+            })
+        }
+
+        fn opened(&self) {
+            self.inner.opened();
+        }
+    }
+
+    /// Runs A here and B in a thread, as the two processes would, with
+    /// the acknowledgements through a channel; every token must go to the
+    /// other side.
+    fn pass<A: Pools, B: Pools>(a: A, make_b: impl FnOnce() -> B + Send, steps: u64) {
+        let givers = Givers::default();
+        let a = Checked {
+            inner: a,
+            givers: Arc::clone(&givers),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut held: Held<'_, A> = [a.acquire(0, deadline), None];
+        let mut held: Held<'_, Checked<A>> = [a.acquire(0, deadline), None];
         assert!(held[0].is_some());
         let (tx, rx) = channel();
+        let (ack_tx, ack_rx) = channel();
         thread::scope(|s| {
             let b = s.spawn(move || {
-                let b = make_b();
-                follow(&b, 3 + steps, deadline, move || {
-                    tx.send(()).map_err(|e| e.to_string())
-                })
+                let b = Checked {
+                    inner: make_b(),
+                    givers,
+                };
+                follow(
+                    &b,
+                    3 + steps,
+                    deadline,
+                    move || tx.send(()).map_err(|e| e.to_string()),
+                    move || ack_rx.recv().map_err(|e| e.to_string()),
+                )
             });
             let ready = || rx.recv().map_err(|e| e.to_string());
-            let took = lead_steps(a, &mut held, ready, 3, steps, deadline);
+            let ack = || ack_tx.send(()).map_err(|e| e.to_string());
+            let took = lead_steps(&a, &mut held, ready, ack, 3, steps, deadline);
             assert!(took.is_ok(), "{took:?}");
             assert_eq!(b.join().unwrap(), Ok(()));
         });
@@ -493,7 +595,7 @@ mod tests {
             .collect();
         let a = OurPools(servers.each_ref().map(Server::client));
         pass(
-            &a,
+            a,
             || {
                 OurPools([0, 1].map(|i| {
                     let v = values[i].clone();
@@ -514,7 +616,7 @@ mod tests {
         let names = [0, 1].map(|i| format!("/permits-bench-test-{}-{i}", std::process::id()));
         let a = PosixPools(names.each_ref().map(|n| PosixSem::create(n, 1).unwrap()));
         pass(
-            &a,
+            a,
             || PosixPools(names.each_ref().map(|n| PosixSem::open(n).unwrap())),
             100,
         );
