@@ -777,8 +777,8 @@ impl CommandStats {
 /// id's first call, which cannot have a grant). Pinned exactly, so a call
 /// that creeps back on either side fails here: `fleet_uncontended` in the
 /// benchmarks times this pair, and each command inside a script costs
-/// about a microsecond of server time (Redis 7.0), a sixth of a `PING`
-/// round trip on a unix socket.
+/// over a microsecond of server time (Redis 7.0), about a fifth of a
+/// `PING` round trip on a unix socket (docs/benchmarks.md).
 const ONE_ACQUIRE_AND_RELEASE: &[(&str, u64)] = &[
     // the client's round trips
     ("evalsha", 2),
