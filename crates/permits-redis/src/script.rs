@@ -148,6 +148,11 @@ pub(crate) struct AcquireArgs<'a> {
     pub(crate) id: &'a str,
     pub(crate) n: u32,
     pub(crate) wait: bool,
+    /// A random id on its first call: nothing can have been granted to it
+    /// yet, so the script skips the look-up that makes retries idempotent.
+    /// False for an id the caller chose and for every later call (a retry
+    /// after an error must find a grant that landed).
+    pub(crate) fresh: bool,
     pub(crate) liveness: Duration,
     pub(crate) host: &'a str,
     pub(crate) pid: u32,
@@ -198,7 +203,8 @@ pub(crate) async fn acquire(
         .arg(args.liveness.as_millis().max(1) as u64)
         .arg(args.host)
         .arg(args.pid)
-        .arg(args.channel);
+        .arg(args.channel)
+        .arg(if args.fresh { "1" } else { "0" });
     let reply: Vec<String> = inv.invoke_async(con).await?;
     let what = "acquire";
     Ok(match reply.first().map(String::as_str) {
@@ -472,6 +478,7 @@ mod tests {
             id,
             n: 1,
             wait: false,
+            fresh: false,
             liveness: Duration::from_millis(100),
             host: "test",
             pid: 1,

@@ -608,11 +608,18 @@ fn count_ok(n: u32) -> bool {
     n >= 1
 }
 
-fn acquire_args<'a>(sem: &'a SemInner, id: &'a str, n: u32, wait: bool) -> AcquireArgs<'a> {
+fn acquire_args<'a>(
+    sem: &'a SemInner,
+    id: &'a str,
+    n: u32,
+    wait: bool,
+    fresh: bool,
+) -> AcquireArgs<'a> {
     AcquireArgs {
         id,
         n,
         wait,
+        fresh,
         liveness: sem.options.liveness(),
         host: &sem.client.inner.host,
         pid: sem.client.inner.pid,
@@ -677,15 +684,19 @@ async fn acquire_loop(
     // an older grant time is stale (a grant that lapsed before this request
     // queued again).
     let mut queued: Option<(Instant, u64)> = None;
+    // Only the first call of a random id: any later one (after a `Wait`,
+    // or an error that may hide a grant) must look the id up.
+    let mut fresh = !chosen;
     loop {
         let sent = Instant::now();
         let reply = script::acquire(
             &mut con,
             &sem.keys,
             sem.common(),
-            &acquire_args(&sem, &id, n, true),
+            &acquire_args(&sem, &id, n, true, fresh),
         )
         .await;
+        fresh = false;
         let reply_ok = reply.is_ok();
         let wait = match reply {
             Ok(AcquireReply::Granted(grant)) => {
@@ -795,7 +806,7 @@ async fn try_acquire_once(
         &mut con,
         &sem.keys,
         sem.common(),
-        &acquire_args(&sem, &id, n, false),
+        &acquire_args(&sem, &id, n, false, !chosen),
     )
     .await;
     undo.armed = false;
