@@ -926,6 +926,26 @@ impl<K: Hash + Eq + fmt::Debug> fmt::Debug for KeyedAcquire<K> {
     }
 }
 
+#[cfg(all(test, not(permits_loom)))]
+impl<K: Hash + Eq> KeyedPermit<K> {
+    /// Leaves as the last user of its entry (no global cap) but stops
+    /// short of delisting it: the entry is dead and still listed, as
+    /// another thread sees it between the last user's `Arc::into_inner`
+    /// and its delisting. The returned closure delists.
+    pub(crate) fn leave_but_delist_later(mut self) -> impl FnOnce() {
+        if let Held::Key(permits) = &mut self.held {
+            permits.release(&self.reg.entry().sem);
+        }
+        let entry = self.reg.entry.take();
+        // Holds no permit and no entry any more: nothing to drop.
+        core::mem::forget(self);
+        let entry = entry
+            .and_then(Arc::into_inner)
+            .expect("the entry's last user");
+        move || entry.delist()
+    }
+}
+
 #[cfg(all(test, permits_loom))]
 impl<K: Hash + Eq> KeyedPermit<K> {
     /// Whether this guard's entry is the one in the map for its key (the
