@@ -36,7 +36,9 @@
 //!
 //! The last user keeps the parts of its entry (both copies of the key,
 //! the idle semaphore) as a spare for the next fresh key, at most `SPARES`
-//! of them, so that churning keys allocate only their entries. The
+//! of them, so that churning keys allocate only their entries; a key that
+//! comes back while the latest spare holds its own parts (fixed capacity)
+//! is listed again in the critical section of its lookup. The
 //! uncontended acquire of a live key is the lock, one lookup, one upgrade
 //! and the semaphore's compare-and-swap; the guard keeps its permits as a
 //! count next to the entry (no `Arc` of the semaphore), so the release is
@@ -264,13 +266,54 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
         // delisting of a dead entry; its own atomicity is `Arc`'s: it fails
         // once the strong count reached zero, so it never revives an entry
         // being delisted.
-        if let Some(entry) = table.map.get(key).and_then(Weak::upgrade) {
+        let found = match table.map.get(key).map(Weak::upgrade) {
+            Some(Some(live)) => Some(live),
+            // Absent: maybe the key comes back to its own spare parts.
+            None => self.relist(&mut table, key),
+            // Dead, not delisted yet: `enter_slow` replaces it.
+            Some(None) => None,
+        };
+        if let Some(entry) = found {
             drop(table);
             return Registration::new(entry);
         }
         let spare = table.spares.pop();
         drop(table);
         self.enter_slow(key, spare)
+    }
+
+    /// A key that comes back while the latest spare holds its own parts
+    /// (fixed capacity, key absent from the map): lists a new entry made
+    /// of them in the caller's critical section, which saves a second one
+    /// and both key copies. The only user code it runs under the lock is
+    /// the keys' `Eq` and `Hash`, as any lookup does. `None`: no such
+    /// spare.
+    #[inline(never)]
+    fn relist<Q>(&self, table: &mut Table<K>, key: &Q) -> Option<Arc<Entry<K>>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if !matches!(self.shared.capacity, Capacity::Fixed(_))
+            || table.spares.last()?.map_key.borrow() != key
+        {
+            return None;
+        }
+        let Spare {
+            map_key,
+            entry_key,
+            sem,
+        } = table.spares.pop()?;
+        // Its semaphore is idle and of the fixed capacity; both keys are
+        // copies of `key`.
+        let entry = Arc::new(Entry {
+            key: entry_key,
+            sem,
+            shared: Arc::clone(&self.shared),
+        });
+        let displaced = table.map.insert(map_key, Arc::downgrade(&entry));
+        debug_assert!(displaced.is_none(), "the key was absent under this lock");
+        Some(entry)
     }
 
     #[cold]

@@ -1,7 +1,7 @@
 //! Allocations of [`permits::keyed::KeyedSemaphore`]'s uncontended paths,
-//! counted by a global allocator of this test binary (its own file, as a
-//! global allocator serves the whole binary; one test, so no other thread
-//! allocates while it counts).
+//! counted per thread by a global allocator of this test binary (its own
+//! file, as a global allocator serves the whole binary; per thread, as the
+//! test harness's own thread may allocate meanwhile).
 //!
 //! A key found alive allocates nothing; a fresh key, once entries have
 //! come and gone, reuses a delisted entry's key copies and semaphore and
@@ -10,18 +10,27 @@
 
 use permits::keyed::KeyedSemaphore;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::cell::Cell;
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Allocations made by this thread (const-initialised, no destructor:
+    /// the allocator may use it at any time).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() {
+    // After the thread's locals are gone (its exit) nothing is counted.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
 
 // SAFETY: every call is forwarded unchanged to `System`, which upholds the
 // `GlobalAlloc` contract; the counter has no effect on the memory.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Relaxed);
+        count();
         // SAFETY: the caller's contract for `alloc` is passed on as is.
         unsafe { System.alloc(layout) }
     }
@@ -32,7 +41,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Relaxed);
+        count();
         // SAFETY: the caller's contract for `realloc` is passed on as is.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -45,11 +54,11 @@ static GLOBAL: Counting = Counting;
 /// are those of the default build.
 const DIAGNOSTICS: bool = cfg!(feature = "diagnostics");
 
-/// Allocations made by `f`.
+/// Allocations made by `f` on this thread.
 fn allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Relaxed);
+    let before = ALLOCATIONS.with(Cell::get);
     f();
-    ALLOCATIONS.load(Relaxed) - before
+    ALLOCATIONS.with(Cell::get) - before
 }
 
 /// Regression test for the fresh-key cost: every fresh key used to
