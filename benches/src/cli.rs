@@ -59,7 +59,8 @@ pub enum Family {
     /// `permits batch --name`).
     Named,
     /// Workload 11: keyed semaphores (permits' KeyedSemaphore, a Mutex'd
-    /// HashMap of tokio semaphores, one lookup plus one semaphore).
+    /// HashMap and a DashMap of tokio semaphores, one lookup plus one
+    /// semaphore) and one rate-limit check (Refill, governor).
     Keyed,
 }
 

@@ -44,6 +44,7 @@ pub const COMPETITORS: &[(&str, &str)] = &[
     ("jobserver", "0.1.35"),
     ("rsevents", "0.3.1"),
     ("governor", "0.10.4"),
+    ("dashmap", "6.2.1"),
 ];
 
 /// How a semaphore serves a request for several permits.

@@ -1,8 +1,8 @@
 //! Workload 9, keyed: one thread, one key, `try_acquire` by key then drop
 //! the guard, for `permits::keyed::KeyedSemaphore` (an entry created and
 //! removed each time, and an entry kept alive by another holder) against
-//! what users write today, a `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`,
-//! and against the target's baseline: one `HashMap` lookup plus a single
+//! what users write today, a `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`
+//! or a `DashMap` of the same, and against the target's baseline: one `HashMap` lookup plus a single
 //! `permits::Semaphore`'s try_acquire + release.
 //!
 //! Also `refill_uncontended` (issue 15): the cost of one rate-limit check,
@@ -25,6 +25,8 @@ pub const KEYED: &str = "permits_keyed";
 pub const KEYED_LIVE: &str = "permits_keyed_live";
 /// `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`.
 pub const TOKIO_MAP: &str = "mutex_map_tokio";
+/// `dashmap::DashMap<String, Arc<tokio::sync::Semaphore>>`.
+pub const DASHMAP: &str = "dashmap_tokio";
 
 const KEY: &str = "crawl.example.com";
 
@@ -52,6 +54,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
     let live = KeyedSemaphore::<String>::new(2);
     let keep = live.try_acquire(KEY).expect("a fresh key has permits");
     let tokio_map: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>> = Mutex::new(HashMap::new());
+    let dash: dashmap::DashMap<String, Arc<tokio::sync::Semaphore>> = dashmap::DashMap::new();
     let mut cells: Vec<Cell<'_>> = vec![
         cell(workload, BASELINE, plan, || {
             let sem = baseline.get(black_box(KEY)).expect("prebuilt");
@@ -85,6 +88,21 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             black_box(&permit);
             drop(permit);
         }),
+        cell(workload, DASHMAP, plan, || {
+            let key = black_box(KEY);
+            // The shard's read lock is held only while cloning the `Arc`.
+            let found = dash.get(key).map(|sem| Arc::clone(&sem));
+            let sem = found.unwrap_or_else(|| {
+                Arc::clone(
+                    &dash
+                        .entry(key.to_owned())
+                        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))),
+                )
+            });
+            let permit = sem.try_acquire_owned().expect("uncontended");
+            black_box(&permit);
+            drop(permit);
+        }),
     ];
     let samples = interleave("keyed", &mut cells, plan.reps);
     drop(keep);
@@ -98,7 +116,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
              `{BASELINE}` is one `HashMap` lookup plus a single `permits::Semaphore` (the target's baseline); \
              `{KEYED}` creates and removes the key's entry every time (nobody else holds the key); \
              `{KEYED_LIVE}` finds it kept alive by another guard; \
-             `{TOKIO_MAP}` is what users write today (entries never removed)."
+             `{TOKIO_MAP}` and `{DASHMAP}` (dashmap 6.2.1, sharded read-write locks) are what users write today (entries never removed)."
         ),
         unit: Unit::Ns,
         reference: Some(BASELINE),

@@ -6,37 +6,58 @@
 //!
 //! # The entry life cycle
 //!
-//! The map (`key -> Entry`) is guarded by one mutex. An entry counts its
-//! **users**: every live guard, and every acquire (future, blocking wait or
-//! `try_*`) from the moment it looked the key up until it returns. Users
-//! are counted only under the map's lock. A user leaves without the lock
-//! while others remain (a compare-and-swap from `c >= 2` to `c - 1`); the
-//! last one (`c == 1`) leaves under the lock and removes the entry there.
-//! So the count reaches zero only under the lock, an acquirer that found
-//! an entry is counted before the lock is released, and the entry it found
-//! cannot be removed until it is done with it: no waiter ever queues on a
-//! semaphore that has left the map, and a new acquirer for the key always
-//! finds the one entry its holders and waiters use. (A lock-free leave
-//! racing a locked enter is harmless: both only move the count between
-//! values >= 1; a locked leave that finds the count raised by an enter in
-//! the meantime does not remove.) The lock is never held while waiting, while permits are
-//! released (wakers run) or while user code runs (the capacity function,
-//! a key's `Drop`).
+//! The map (`key -> Weak<Entry>`) is guarded by one mutex; each user of a
+//! key (every live guard, and every acquire, future, blocking wait or
+//! `try_*`, from the moment it looked the key up until it returns) holds
+//! one strong `Arc` of the key's entry, so the entry's strong count *is*
+//! its count of users and the map's `Weak` does not keep it alive.
+//!
+//! * **Enter** (under the lock): upgrade the key's `Weak`. That fails only
+//!   if the strong count already reached zero, and a count that reached
+//!   zero never rises again, so a successful upgrade holds an entry that
+//!   is live and listed. If it fails (no entry, or a dead one whose last
+//!   user is on its way to delist it), build a fresh entry unlocked and
+//!   list it under the lock, replacing the dead `Weak`, unless another
+//!   acquirer listed a live one meanwhile (then use theirs): a key has at
+//!   most one live entry, and it is the listed one.
+//! * **Leave** (no lock): drop the `Arc` with [`Arc::into_inner`], one
+//!   atomic decrement; exactly one user (the last) gets the entry back.
+//!   That one **delists** it: under the lock it removes the key's `Weak` if
+//!   that is dead (its own, or a later dead entry's; a live one listed by
+//!   an acquirer in between stays).
+//!
+//! So no waiter ever queues on a semaphore that has left the map, a new
+//! acquirer for the key always finds the one entry its holders and waiters
+//! use, and at rest the map holds exactly the keys with users. The lock is
+//! never held while waiting, while permits are released (wakers run) or
+//! while user code runs (the capacity function, a key's `Clone` and
+//! `Drop`; one exception: when an acquirer finds the key listed as it
+//! lists a fresh entry, its copy of the key drops under the lock).
+//!
+//! The last user keeps the parts of its entry (both copies of the key,
+//! the idle semaphore) as a spare for the next fresh key, at most `SPARES`
+//! of them, so that churning keys allocate only their entries; a key that
+//! comes back while the latest spare holds its own parts (fixed capacity)
+//! is listed again in the critical section of its lookup. The
+//! uncontended acquire of a live key is the lock, one lookup, one upgrade
+//! and the semaphore's compare-and-swap; the guard keeps its permits as a
+//! count next to the entry (no `Arc` of the semaphore), so the release is
+//! the semaphore's release and one decrement.
 
 use crate::all::{acquire_all_owned, try_acquire_all_owned, AcquireAllOwned, OwnedAllPermits};
 use crate::error::{AcquireError, AcquireTimeoutError, TryAcquireError};
-use crate::permit::OwnedPermit;
+use crate::permit::{Detached, OwnedPermit};
 use crate::semaphore::{AcquireOwned, Semaphore};
 use crate::state::Policy;
-use crate::sync::{lock, AtomicUsize, Mutex, Ordering};
+use crate::sync::{lock, Mutex};
 use core::borrow::Borrow;
 use core::fmt;
 use core::future::Future;
 use core::hash::Hash;
 use core::pin::Pin;
 use core::task::{Context, Poll};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{hash_map, HashMap};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// How many permits each key's semaphore has.
@@ -45,17 +66,39 @@ enum Capacity<K> {
     Of(Box<dyn Fn(&K) -> usize + Send + Sync>),
 }
 
-/// One key's semaphore, shared by the map and its users.
+/// One key's semaphore, owned by its users (strong `Arc`s) and listed in
+/// the map by a `Weak` (see the module docs).
 struct Entry<K> {
     key: K,
+    /// An `Arc` only for the futures, whose waits own their semaphore; a
+    /// guard that holds permits borrows it through the entry.
     sem: Arc<Semaphore>,
-    /// Its users (see the module docs): raised only under the map's lock,
-    /// brought to zero only under it.
-    users: AtomicUsize,
+    /// The map the entry is listed in, for the last user to delist it.
+    shared: Arc<Shared<K>>,
+}
+
+/// The parts of a delisted entry kept for the next fresh key: both copies
+/// of the key (overwritten with `clone_into`/`clone_from`, which reuse a
+/// `String`'s buffer) and the idle semaphore.
+struct Spare<K> {
+    map_key: K,
+    entry_key: K,
+    sem: Arc<Semaphore>,
+}
+
+/// At most this many [`Spare`]s are kept: enough for a fresh key per
+/// acquire to allocate nothing but its entry, while the memory held beyond
+/// the live keys stays bounded.
+const SPARES: usize = 8;
+
+/// What the lock guards.
+struct Table<K> {
+    map: HashMap<K, Weak<Entry<K>>>,
+    spares: Vec<Spare<K>>,
 }
 
 struct Shared<K> {
-    map: Mutex<HashMap<K, Arc<Entry<K>>>>,
+    table: Mutex<Table<K>>,
     capacity: Capacity<K>,
     global: Option<Arc<Semaphore>>,
     policy: Policy,
@@ -73,7 +116,10 @@ struct Shared<K> {
 ///   while its permits are held or someone is acquiring them (an acquire
 ///   future counts from its creation until it is dropped or completes), and
 ///   is removed by the last one to leave. See the module source for why the
-///   removal cannot race a new acquirer.
+///   removal cannot race a new acquirer. Besides the live keys' entries it
+///   keeps the parts of at most 8 removed ones (two copies of the key and
+///   an idle semaphore), which the next new keys reuse: after the first
+///   few, a new key allocates only its entry.
 /// * **Every guard is owned**: [`KeyedPermit`] and the futures keep the
 ///   shared state alive (`'static`), so they move into spawned threads and
 ///   tasks; there is no separate `_owned` API.
@@ -156,7 +202,10 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
     fn build(capacity: Capacity<K>) -> Self {
         KeyedSemaphore {
             shared: Arc::new(Shared {
-                map: Mutex::new(HashMap::new()),
+                table: Mutex::new(Table {
+                    map: HashMap::new(),
+                    spares: Vec::new(),
+                }),
                 capacity,
                 global: None,
                 policy: Policy::Fifo,
@@ -205,43 +254,93 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
         Arc::get_mut(&mut self.shared).expect("configure a KeyedSemaphore before using it")
     }
 
-    /// Counts a user of `key`'s entry, creating the entry if needed.
+    /// Becomes a user of `key`'s entry, creating the entry if needed.
+    #[inline]
     fn enter<Q>(&self, key: &Q) -> Registration<K>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if let Some(entry) = self.enter_existing(key) {
-            return self.registration(entry);
+        let mut table = lock(&self.shared.table);
+        // The upgrade happens under the lock, which orders it against the
+        // delisting of a dead entry; its own atomicity is `Arc`'s: it fails
+        // once the strong count reached zero, so it never revives an entry
+        // being delisted.
+        let found = match table.map.get(key).map(Weak::upgrade) {
+            Some(Some(live)) => Some(live),
+            // Absent: maybe the key comes back to its own spare parts.
+            None => self.relist(&mut table, key),
+            // Dead, not delisted yet: `enter_slow` replaces it.
+            Some(None) => None,
+        };
+        if let Some(entry) = found {
+            drop(table);
+            return Registration::new(entry);
         }
-        self.enter_slow(key)
+        let spare = table.spares.pop();
+        drop(table);
+        self.enter_slow(key, spare)
     }
 
-    fn enter_existing<Q>(&self, key: &Q) -> Option<Arc<Entry<K>>>
+    /// A key that comes back while the latest spare holds its own parts
+    /// (fixed capacity, key absent from the map): lists a new entry made
+    /// of them in the caller's critical section, which saves a second one
+    /// and both key copies. The only user code it runs under the lock is
+    /// the keys' `Eq` and `Hash`, as any lookup does. `None`: no such
+    /// spare.
+    #[inline(never)]
+    fn relist<Q>(&self, table: &mut Table<K>, key: &Q) -> Option<Arc<Entry<K>>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let map = lock(&self.shared.map);
-        let entry = map.get(key)?;
-        // Counted before the lock is released: the entry cannot be removed
-        // until this user leaves. Relaxed: the lock orders it against the
-        // locked leave that could bring the count to zero, and the
-        // lock-free leave is a read-modify-write of the same atomic, which
-        // sees every earlier increment (one modification order).
-        entry.users.fetch_add(1, Ordering::Relaxed);
-        Some(Arc::clone(entry))
+        if !matches!(self.shared.capacity, Capacity::Fixed(_))
+            || table.spares.last()?.map_key.borrow() != key
+        {
+            return None;
+        }
+        let Spare {
+            map_key,
+            entry_key,
+            sem,
+        } = table.spares.pop()?;
+        // Its semaphore is idle and of the fixed capacity; both keys are
+        // copies of `key`.
+        let entry = Arc::new(Entry {
+            key: entry_key,
+            sem,
+            shared: Arc::clone(&self.shared),
+        });
+        let displaced = table.map.insert(map_key, Arc::downgrade(&entry));
+        debug_assert!(displaced.is_none(), "the key was absent under this lock");
+        Some(entry)
     }
 
     #[cold]
     #[inline(never)]
-    fn enter_slow<Q>(&self, key: &Q) -> Registration<K>
+    fn enter_slow<Q>(&self, key: &Q, spare: Option<Spare<K>>) -> Registration<K>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        // User code (the capacity function, `to_owned`) runs unlocked.
-        let owned = key.to_owned();
+        // User code (the capacity function, `to_owned`, `clone`, the old
+        // keys' `Drop`) runs unlocked.
+        let (owned, entry_key, spare_sem) = match spare {
+            Some(Spare {
+                mut map_key,
+                mut entry_key,
+                sem,
+            }) => {
+                key.clone_into(&mut map_key);
+                entry_key.clone_from(&map_key);
+                (map_key, entry_key, Some(sem))
+            }
+            None => {
+                let owned = key.to_owned();
+                let entry_key = owned.clone();
+                (owned, entry_key, None)
+            }
+        };
         let capacity = match &self.shared.capacity {
             Capacity::Fixed(n) => *n,
             Capacity::Of(f) => f(&owned),
@@ -250,32 +349,48 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
             capacity <= Semaphore::MAX_PERMITS,
             "keyed semaphore capacity exceeds Semaphore::MAX_PERMITS"
         );
-        let fresh = Arc::new(Entry {
-            key: owned.clone(),
-            sem: Arc::new(Semaphore::with_policy(
+        let sem = match spare_sem {
+            // Idle (checked when it was kept), of the same policy.
+            Some(sem) if sem.capacity() == capacity => sem,
+            _ => Arc::new(Semaphore::with_policy(
                 capacity,
                 capacity,
                 self.shared.policy,
             )),
-            users: AtomicUsize::new(0),
-        });
-        let mut map = lock(&self.shared.map);
-        // Someone may have created the entry while the lock was free: use
-        // theirs, so a key has one entry.
-        let entry = map.entry(owned).or_insert_with(|| Arc::clone(&fresh));
-        // Under the lock, as in `enter_existing`.
-        entry.users.fetch_add(1, Ordering::Relaxed);
-        let entry = Arc::clone(entry);
-        drop(map);
-        // `fresh` (if unused) drops here, unlocked.
-        self.registration(entry)
-    }
-
-    fn registration(&self, entry: Arc<Entry<K>>) -> Registration<K> {
-        Registration {
+        };
+        let fresh = Arc::new(Entry {
+            key: entry_key,
+            sem,
             shared: Arc::clone(&self.shared),
-            entry,
-        }
+        });
+        let mut dead = None;
+        let mut table = lock(&self.shared.table);
+        let map = &mut table.map;
+        // One hash. (If the key is listed, `entry` drops `owned` here, under
+        // the lock: only when two acquirers create one key's entry at once,
+        // or one finds a dead entry not yet delisted.)
+        let theirs = match map.entry(owned) {
+            hash_map::Entry::Vacant(slot) => {
+                slot.insert(Arc::downgrade(&fresh));
+                None
+            }
+            // Someone listed a live entry while the lock was free: use
+            // theirs, so a key has one live entry.
+            hash_map::Entry::Occupied(mut slot) => match slot.get().upgrade() {
+                Some(theirs) => Some(theirs),
+                // A dead entry whose last user has not delisted it yet:
+                // replace it (that user then leaves ours alone).
+                None => {
+                    dead = Some(slot.insert(Arc::downgrade(&fresh)));
+                    None
+                }
+            },
+        };
+        drop(table);
+        // The dead `Weak` and an unused `fresh` (never listed, so a plain
+        // drop) go unlocked.
+        drop(dead);
+        Registration::new(theirs.unwrap_or(fresh))
     }
 
     /// Takes one permit of `key` (and of the global pool) if available now.
@@ -314,11 +429,13 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let reg = self.enter(key);
-        let sem = Arc::clone(&reg.entry.sem);
-        // On failure `reg` drops here and leaves (removing a fresh entry).
+        // On failure `reg` drops here and leaves (delisting a fresh entry).
         let held = match &self.shared.global {
-            None => Held::One(sem.try_acquire_many_owned(n)?),
-            Some(global) => Held::All(try_acquire_all_owned([(sem, n), (Arc::clone(global), n)])?),
+            None => Held::Key(reg.entry().sem.try_acquire_many(n)?.detach()),
+            Some(global) => Held::All(try_acquire_all_owned([
+                (Arc::clone(&reg.entry().sem), n),
+                (Arc::clone(global), n),
+            ])?),
         };
         Ok(KeyedPermit { held, reg })
     }
@@ -372,7 +489,7 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let reg = self.enter(key);
-        let sem = Arc::clone(&reg.entry.sem);
+        let sem = Arc::clone(&reg.entry().sem);
         let wait = match &self.shared.global {
             None => KeyWait::One(sem.acquire_many_owned(n)),
             Some(global) => KeyWait::All(acquire_all_owned([(sem, n), (Arc::clone(global), n)])),
@@ -485,24 +602,33 @@ impl<K: Hash + Eq + Clone> KeyedSemaphore<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let found = lock(&self.shared.map)
+        // The lock is released at the end of this statement, before `found`
+        // (a user, if it is the last) leaves.
+        let found = lock(&self.shared.table)
+            .map
             .get(key)
-            .map(|entry| entry.sem.available_permits());
-        found.unwrap_or_else(|| match &self.shared.capacity {
-            Capacity::Fixed(n) => *n,
-            Capacity::Of(f) => f(&key.to_owned()),
-        })
+            .and_then(Weak::upgrade)
+            .map(Registration::new);
+        found
+            .as_ref()
+            .map(|reg| reg.entry().sem.available_permits())
+            .unwrap_or_else(|| match &self.shared.capacity {
+                Capacity::Fixed(n) => *n,
+                Capacity::Of(f) => f(&key.to_owned()),
+            })
     }
 }
 
 impl<K> KeyedSemaphore<K> {
-    /// Number of keys with an entry (permits held or acquirers waiting).
+    /// Number of keys with an entry (permits held or acquirers waiting; a
+    /// snapshot, which may still count a key whose last user is leaving
+    /// right now).
     ///
     /// # Blocking
     ///
     /// Takes the map's lock briefly.
     pub fn len(&self) -> usize {
-        lock(&self.shared.map).len()
+        lock(&self.shared.table).map.len()
     }
 
     /// Whether no key has an entry: no permit held, nobody acquiring.
@@ -523,7 +649,12 @@ impl<K> KeyedSemaphore<K> {
     where
         K: Clone,
     {
-        lock(&self.shared.map).keys().cloned().collect()
+        lock(&self.shared.table)
+            .map
+            .iter()
+            .filter(|(_, entry)| entry.strong_count() > 0)
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// The global cap, if there is one.
@@ -540,7 +671,7 @@ impl<K> KeyedSemaphore<K> {
 impl<K> fmt::Debug for KeyedSemaphore<K> {
     /// Never blocks: `keys` shows `None` while the map is locked.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = crate::sync::try_lock(&self.shared.map).map(|map| map.len());
+        let keys = crate::sync::try_lock(&self.shared.table).map(|table| table.map.len());
         f.debug_struct("KeyedSemaphore")
             .field("keys", &keys)
             .field("global", &self.shared.global)
@@ -548,55 +679,95 @@ impl<K> fmt::Debug for KeyedSemaphore<K> {
     }
 }
 
-/// A counted user of one key's entry; leaving (on drop) removes the entry
-/// when it was the last user.
+/// A user of one key's entry: one strong `Arc`. The last to leave (on
+/// drop) delists the entry.
 struct Registration<K: Hash + Eq> {
-    shared: Arc<Shared<K>>,
-    entry: Arc<Entry<K>>,
+    /// `Some` until dropped.
+    entry: Option<Arc<Entry<K>>>,
+}
+
+impl<K: Hash + Eq> Registration<K> {
+    #[inline]
+    fn new(entry: Arc<Entry<K>>) -> Self {
+        Registration { entry: Some(entry) }
+    }
+
+    #[inline]
+    fn entry(&self) -> &Entry<K> {
+        self.entry
+            .as_ref()
+            .expect("a registration has its entry until dropped")
+    }
 }
 
 impl<K: Hash + Eq> Drop for Registration<K> {
     #[inline]
     fn drop(&mut self) {
-        let users = &self.entry.users;
-        let mut count = users.load(Ordering::Relaxed);
-        // Others remain: leave without the lock (never reaching zero here).
-        while count >= 2 {
-            match users.compare_exchange_weak(
-                count,
-                count - 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(now) => count = now,
-            }
+        // One decrement; `into_inner` gives the entry to exactly one user,
+        // the last (an upgrade under the lock can no longer succeed).
+        if let Some(entry) = self.entry.take().and_then(Arc::into_inner) {
+            entry.delist();
         }
-        self.leave_last();
     }
 }
 
-impl<K: Hash + Eq> Registration<K> {
-    /// Leaves under the lock; removes the entry if this was its last user
-    /// (an enter may have raised the count since it was read).
+impl<K: Hash + Eq> Entry<K> {
+    /// Called by the last user, once: removes the key's `Weak` from the map
+    /// if it is dead (this entry's, or that of a later entry that died
+    /// too), leaving a live one listed by an acquirer in between.
     #[cold]
-    fn leave_last(&self) {
-        let mut map = lock(&self.shared.map);
-        let removed = if self.entry.users.fetch_sub(1, Ordering::Relaxed) == 1 {
-            map.remove(&self.entry.key)
-        } else {
-            None
+    #[inline(never)]
+    fn delist(self) {
+        let Entry {
+            key,
+            mut sem,
+            shared,
+        } = self;
+        let mut table = lock(&shared.table);
+        // One hash in the usual case: take the key's `Weak` out, and put it
+        // back (rare) if it is a live entry listed since.
+        let mut removed = table.map.remove_entry(&key);
+        if let Some((key, listed)) = removed.take_if(|(_, e)| e.strong_count() > 0) {
+            table.map.insert(key, listed);
+        }
+        // Keep the parts for the next fresh key if there is room and the
+        // semaphore is as new: its users are gone, so nobody else holds it
+        // and all its permits are back (unless one was leaked with
+        // `mem::forget`, which keeps its entry alive and so never gets
+        // here); checked anyway, as it is cheap.
+        let reusable = Arc::get_mut(&mut sem).is_some()
+            && sem.available_permits() == sem.capacity()
+            && table.spares.len() < SPARES;
+        let Some((map_key, listed)) = removed else {
+            drop(table);
+            // `key`, `sem` and `shared` drop unlocked.
+            return;
         };
-        drop(map);
-        debug_assert!(removed.as_ref().is_none_or(|e| Arc::ptr_eq(e, &self.entry)));
-        // The key and the semaphore drop unlocked.
-        drop(removed);
+        let spare = Spare {
+            map_key,
+            entry_key: key,
+            sem,
+        };
+        let unused = if reusable {
+            table.spares.push(spare);
+            None
+        } else {
+            Some(spare)
+        };
+        drop(table);
+        // The map's `Weak` (freeing the entry's memory) and unkept parts
+        // drop unlocked, then `shared`.
+        drop((listed, unused));
     }
 }
 
 /// What a keyed guard holds: its key's permits, and the global ones.
 enum Held {
-    One(OwnedPermit),
+    /// Permits of the entry's semaphore, released through the entry.
+    Key(Detached),
+    /// The same, taken by a future (whose wait owns the semaphore).
+    Owned(OwnedPermit),
+    /// Permits of the entry's semaphore and of the global pool.
     All(OwnedAllPermits),
 }
 
@@ -609,24 +780,35 @@ enum Held {
 #[must_use = "the permits are released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct KeyedPermit<K: Hash + Eq> {
-    // Fields drop in order: the permits first, then the registration, so
-    // the entry is never removed while its permits are out (also when a
-    // waker panics during the release).
+    // `Drop` releases `Held::Key`; then fields drop in order: the other
+    // permits first, then the registration, so the entry is never delisted
+    // while its permits are out (also when a waker panics during the
+    // release).
     held: Held,
     reg: Registration<K>,
+}
+
+impl<K: Hash + Eq> Drop for KeyedPermit<K> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Held::Key(permits) = &mut self.held {
+            permits.release(&self.reg.entry().sem);
+        }
+    }
 }
 
 impl<K: Hash + Eq> KeyedPermit<K> {
     /// The key these permits belong to.
     pub fn key(&self) -> &K {
-        &self.reg.entry.key
+        &self.reg.entry().key
     }
 
     /// Number of permits of the key held (as many global ones are held with
     /// them under a global cap).
     pub fn num_permits(&self) -> usize {
         match &self.held {
-            Held::One(p) => p.num_permits(),
+            Held::Key(p) => p.num_permits(),
+            Held::Owned(p) => p.num_permits(),
             Held::All(all) => all.permits()[0].num_permits(),
         }
     }
@@ -741,8 +923,8 @@ impl<K: Hash + Eq> KeyedAcquire<K> {
     ) -> Result<KeyedPermit<K>, AcquireTimeoutError> {
         let wait = core::mem::replace(&mut self.wait, KeyWait::Done);
         let held = match (wait, deadline) {
-            (KeyWait::One(w), None) => Held::One(w.wait()?),
-            (KeyWait::One(w), Some(d)) => Held::One(w.wait_deadline(d)?),
+            (KeyWait::One(w), None) => Held::Owned(w.wait()?),
+            (KeyWait::One(w), Some(d)) => Held::Owned(w.wait_deadline(d)?),
             (KeyWait::All(w), None) => Held::All(w.wait()?),
             (KeyWait::All(w), Some(d)) => Held::All(w.wait_deadline(d)?),
             (KeyWait::Done, _) => panic!("keyed acquire future waited on after it completed"),
@@ -757,7 +939,7 @@ impl<K: Hash + Eq> Future for KeyedAcquire<K> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let held = match &mut this.wait {
-            KeyWait::One(w) => Pin::new(w).poll(cx).map(|r| r.map(Held::One)),
+            KeyWait::One(w) => Pin::new(w).poll(cx).map(|r| r.map(Held::Owned)),
             KeyWait::All(w) => Pin::new(w).poll(cx).map(|r| r.map(Held::All)),
             KeyWait::Done => panic!("keyed acquire future polled after it completed"),
         };
@@ -781,9 +963,29 @@ impl<K: Hash + Eq> Future for KeyedAcquire<K> {
 impl<K: Hash + Eq + fmt::Debug> fmt::Debug for KeyedAcquire<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedAcquire")
-            .field("key", &self.reg.as_ref().map(|r| &r.entry.key))
+            .field("key", &self.reg.as_ref().map(|r| &r.entry().key))
             .field("permits", &self.n)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(permits_loom)))]
+impl<K: Hash + Eq> KeyedPermit<K> {
+    /// Leaves as the last user of its entry (no global cap) but stops
+    /// short of delisting it: the entry is dead and still listed, as
+    /// another thread sees it between the last user's `Arc::into_inner`
+    /// and its delisting. The returned closure delists.
+    pub(crate) fn leave_but_delist_later(mut self) -> impl FnOnce() {
+        if let Held::Key(permits) = &mut self.held {
+            permits.release(&self.reg.entry().sem);
+        }
+        let entry = self.reg.entry.take();
+        // Holds no permit and no entry any more: nothing to drop.
+        core::mem::forget(self);
+        let entry = entry
+            .and_then(Arc::into_inner)
+            .expect("the entry's last user");
+        move || entry.delist()
     }
 }
 
@@ -792,8 +994,10 @@ impl<K: Hash + Eq> KeyedPermit<K> {
     /// Whether this guard's entry is the one in the map for its key (the
     /// removal race's invariant).
     pub(crate) fn entry_is_current(&self, ks: &KeyedSemaphore<K>) -> bool {
-        lock(&ks.shared.map)
-            .get(&self.reg.entry.key)
-            .is_some_and(|entry| Arc::ptr_eq(entry, &self.reg.entry))
+        let mine: *const Entry<K> = self.reg.entry();
+        lock(&ks.shared.table)
+            .map
+            .get(&self.reg.entry().key)
+            .is_some_and(|entry| core::ptr::eq(entry.as_ptr(), mine))
     }
 }

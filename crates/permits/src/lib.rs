@@ -99,7 +99,8 @@
 //! A crawler allows 2 requests per domain and 4 in total; a server limits
 //! each client. [`keyed::KeyedSemaphore`] creates a key's semaphore on first
 //! use and removes it when its last permit returns and nobody waits
-//! (memory follows the active keys), looks keys up borrowed (`&str` for
+//! (memory follows the active keys, plus the reusable parts of at most 8
+//! removed entries), looks keys up borrowed (`&str` for
 //! `String`), takes the global permit with the key's without hold-and-wait,
 //! and serves each key first come, first served:
 //!

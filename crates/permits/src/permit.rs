@@ -70,6 +70,54 @@ impl OwnedPermit {
     }
 }
 
+/// Permits of a semaphore held without a reference to it, for a holder
+/// that keeps the semaphore alive by other means (a keyed guard owns its
+/// key's entry, which owns the semaphore): a [`Permit`] minus the pointer,
+/// so that holder needs no `Arc` clone of its own. Dropped without
+/// [`release`](Self::release), the permits stay held (as with `mem::forget`
+/// on a guard).
+pub(crate) struct Detached {
+    permits: usize,
+    /// Its record in the semaphore's diagnostics (0: none).
+    #[cfg(feature = "diagnostics")]
+    record: crate::diag::RecordId,
+}
+
+impl Permit<'_> {
+    /// The permits without the reference: the caller must later
+    /// [`release`](Detached::release) them to this same semaphore.
+    #[inline]
+    pub(crate) fn detach(self) -> Detached {
+        let mut this = core::mem::ManuallyDrop::new(self);
+        Detached {
+            permits: core::mem::take(&mut this.permits),
+            #[cfg(feature = "diagnostics")]
+            record: core::mem::take(&mut this.record),
+        }
+    }
+}
+
+impl Detached {
+    /// Number of permits held.
+    #[inline]
+    pub(crate) fn num_permits(&self) -> usize {
+        self.permits
+    }
+
+    /// Returns the permits to `sem`, the semaphore they were taken from
+    /// (a logic precondition: another semaphore would gain permits it never
+    /// lent). Leaves none behind, so a second call returns nothing.
+    #[inline]
+    pub(crate) fn release(&mut self, sem: &Semaphore) {
+        #[cfg(feature = "diagnostics")]
+        sem.diag.remove(core::mem::take(&mut self.record));
+        // Zeroed before the release, which may wake (and so run) others'
+        // code: a panic there cannot make the holder release twice.
+        let n = core::mem::take(&mut self.permits);
+        sem.raw.release(n);
+    }
+}
+
 /// The guard methods both permit types share.
 macro_rules! permit_methods {
     ($ty:ident $(<$lt:lifetime>)?, $clone_sem:expr) => {

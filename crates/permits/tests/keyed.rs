@@ -172,6 +172,38 @@ fn a_guard_outlives_its_keyed_semaphore() {
     drop(p);
 }
 
+/// Keys coming back after their entries were removed are built from spare
+/// parts (their own, listed again at once, or another key's): each gets
+/// its own key and a whole, idle semaphore, also after a wait on it was
+/// cancelled, and a key's limit holds.
+#[test]
+fn keys_coming_back_to_spare_entries_get_whole_semaphores() {
+    let ks = KeyedSemaphore::<String>::new(2);
+    for _ in 0..3 {
+        for k in ["a", "b", "a", "a", "c", "b"] {
+            let p = ks.try_acquire_many(k, 2).unwrap();
+            assert_eq!(p.key(), k);
+            assert_eq!(ks.try_acquire(k).unwrap_err(), TryAcquireError::NoPermits);
+            assert_eq!(ks.active_keys(), [k.to_owned()]);
+            drop(p);
+            assert!(ks.is_empty());
+        }
+    }
+    let held = ks.try_acquire_many("a", 2).unwrap();
+    let mut queued = Task::new(ks.acquire("a"));
+    queued.assert_pending();
+    drop(queued);
+    drop(held);
+    assert!(ks.is_empty());
+    for k in ["a", "b"] {
+        let p = ks.try_acquire_many(k, 2).unwrap();
+        assert_eq!(ks.available_permits(k), 0);
+        drop(p);
+        assert_eq!(ks.available_permits(k), 2);
+    }
+    assert!(ks.is_empty());
+}
+
 /// The memory test: 10^6 distinct keys pass through (a few live
 /// at a time); the map ends empty, so memory follows the active keys.
 #[test]

@@ -2,7 +2,8 @@
 //! semaphore's entry life cycle (`keyed.rs`): two callers naming two
 //! semaphores in opposite orders never deadlock and conserve permits; an
 //! acquirer racing the removal of its key's entry never ends up on a
-//! removed entry, and the map is empty at rest.
+//! removed entry, spare entries move between keys intact, and the map is
+//! empty at rest.
 
 use super::loom_models::model;
 use crate::all::acquire_all_blocking;
@@ -123,12 +124,13 @@ fn keyed_concurrent_creation_shares_one_entry() {
     });
 }
 
-/// Two holders of key 0: one leaves on another thread (lock-free while
-/// the other still counts, or under the lock if it is last) while this
-/// thread enters, then both remaining users leave: the count never reaches
-/// zero outside the lock, an acquirer that got a permit holds the entry in
-/// the map, and the entry goes with its last user. (Three threads would
-/// also race the two leaves against the enter, but take loom minutes.)
+/// Two holders of key 0: one leaves on another thread (one lock-free
+/// decrement; the last user then delists under the lock) while this thread
+/// enters, then both remaining users leave: an enter never revives an
+/// entry whose count reached zero, an acquirer that got a permit holds the
+/// entry in the map, and the entry goes with its last user. (Three threads
+/// would also race the two leaves against the enter, but take loom
+/// minutes.)
 #[test]
 fn keyed_lock_free_leave_races_enter() {
     model(|| {
@@ -142,6 +144,30 @@ fn keyed_lock_free_leave_races_enter() {
         }
         assert_eq!(ks.len(), 1, "p2 still holds key 0");
         drop(p2);
+        t.join().unwrap();
+        assert!(ks.is_empty());
+    });
+}
+
+/// Two keys churn at once, starting with one spare entry: the spare kept by
+/// one key's last user may serve the other key's next entry. Each guard
+/// holds the listed entry of its own key, with its own capacity (a reused
+/// semaphore comes back idle), and at rest the map is empty.
+#[test]
+fn keyed_spares_move_between_keys() {
+    model(|| {
+        let ks = Arc::new(KeyedSemaphore::<u8>::new(1));
+        drop(ks.try_acquire(&9).unwrap());
+        let ks2 = Arc::clone(&ks);
+        let t = thread::spawn(move || {
+            let p = ks2.try_acquire(&1).unwrap();
+            assert!(p.entry_is_current(&ks2));
+            drop(p);
+        });
+        let p = ks.try_acquire(&0).unwrap();
+        assert!(p.entry_is_current(&ks));
+        assert!(ks.try_acquire(&0).is_err(), "capacity 1 per key");
+        drop(p);
         t.join().unwrap();
         assert!(ks.is_empty());
     });

@@ -1,4 +1,5 @@
-//! Unit tests of the internal pieces: the state word and the waiter slab.
+//! Unit tests of the internal pieces: the state word, the waiter slab and
+//! the keyed semaphore's entry life cycle at the points threads race.
 
 use crate::state::{self, Take, CLOSED, SLOW};
 use crate::sync::{AtomicU64, Ordering};
@@ -207,4 +208,33 @@ fn wake_list_with_one_waker_survives_its_panic() {
         "the discarded waker was dropped"
     );
     assert_eq!(Arc::strong_count(&kept), 1);
+}
+
+/// The window between the last user's `Arc::into_inner` and its delisting,
+/// taken apart deterministically (loom explores it in
+/// `keyed_try_races_removal`): an acquirer that finds the dead entry still
+/// listed creates and lists a fresh one, and the late delisting leaves the
+/// live one listed; the map ends empty.
+#[test]
+fn keyed_dead_entry_still_listed_is_replaced_and_the_late_delist_spares_the_live_one() {
+    use crate::keyed::KeyedSemaphore;
+    let ks = KeyedSemaphore::<String>::new(1);
+    let first = ks.try_acquire("k").unwrap();
+    let delist = first.leave_but_delist_later();
+    assert_eq!(ks.len(), 1, "dead but still listed");
+    assert!(ks.active_keys().is_empty(), "a dead entry is not active");
+    assert_eq!(ks.available_permits("k"), 1, "the dead entry is not used");
+    let second = ks.try_acquire("k").unwrap();
+    assert!(ks.try_acquire("k").is_err(), "one live entry, capacity 1");
+    delist();
+    assert_eq!(ks.active_keys(), ["k".to_owned()], "the live one stays");
+    drop(second);
+    assert!(ks.is_empty());
+
+    // And the other order: the late delisting removes the dead entry.
+    let delist = ks.try_acquire("k").unwrap().leave_but_delist_later();
+    delist();
+    assert!(ks.is_empty());
+    drop(ks.try_acquire("k").unwrap());
+    assert!(ks.is_empty());
 }
