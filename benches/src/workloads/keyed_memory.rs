@@ -8,12 +8,12 @@
 //! Rows: `KeyedSemaphore` holding only the live keys (the reference: what
 //! the live keys cost), `KeyedSemaphore` after the churn (target: the
 //! same), and what users write today, a
-//! `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`, after the same
-//! churn (it never removes an entry). Bytes are counted by the suite's
+//! `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>` and a `DashMap`
+//! of the same, after the same churn (they never remove an entry). Bytes are counted by the suite's
 //! allocator (`alloc.rs`), so the figures do not depend on the machine's
 //! load.
 
-use super::keyed::TOKIO_MAP;
+use super::keyed::{DASHMAP, TOKIO_MAP};
 use super::{collect, interleave, Cell, Plan, Sample, Spec};
 use crate::alloc::with_heap_meter;
 use crate::report::{Unit, Workload};
@@ -86,6 +86,32 @@ fn tokio_map() -> Option<f64> {
     })
 }
 
+/// The same with a `DashMap<String, Arc<tokio::sync::Semaphore>>`.
+fn dashmap() -> Option<f64> {
+    type Map = dashmap::DashMap<String, Arc<tokio::sync::Semaphore>>;
+    fn sem(map: &Map, key: &str) -> Arc<tokio::sync::Semaphore> {
+        if let Some(sem) = map.get(key) {
+            return Arc::clone(&sem);
+        }
+        Arc::clone(
+            &map.entry(key.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))),
+        )
+    }
+    with_heap_meter(|meter| {
+        let map = Map::new();
+        let held: Vec<_> = (0..LIVE)
+            .map(|i| sem(&map, &key(i)).try_acquire_owned().ok())
+            .collect::<Option<_>>()?;
+        for i in LIVE..LIVE + CHURN {
+            drop(sem(&map, &key(i)).try_acquire_owned().ok()?);
+        }
+        let grown = meter.grown();
+        drop(held);
+        Some(grown as f64)
+    })
+}
+
 /// A cell measuring `bytes`.
 fn cell<'a>(id: &'static str, mut bytes: impl FnMut() -> Option<f64> + 'a) -> Cell<'a> {
     Cell {
@@ -104,6 +130,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
         cell(LIVE_ONLY, || keyed(0)),
         cell(KEYED_CHURNED, || keyed(CHURN)),
         cell(TOKIO_MAP, tokio_map),
+        cell(DASHMAP, dashmap),
     ];
     let samples = interleave("keyed", &mut cells, plan.reps);
     let specs = vec![Spec {
@@ -114,7 +141,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             "{LIVE} keys stay held (2 permits per key) while {CHURN} other keys are acquired and released once each, on one thread; \
              the heap growth of the whole run in bytes (allocated minus freed, counted by the suite's allocator), with the held guards alive. \
              `{LIVE_ONLY}` (the reference) holds the live keys with no churn: what they cost; `{KEYED_CHURNED}` after the churn (target: the same, within one doubling of the hash table: {MAX_RATIO}x); \
-             `{TOKIO_MAP}`: a `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>` after the same churn, which keeps every key it saw."
+             `{TOKIO_MAP}` and `{DASHMAP}`: a `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>` and a `DashMap` of the same after the same churn, which keep every key they saw."
         ),
         unit: Unit::Bytes,
         reference: Some(LIVE_ONLY),
