@@ -41,17 +41,22 @@ fn key(i: usize) -> String {
     format!("host-{i}.example.com")
 }
 
-/// Heap growth, in bytes, of building a `KeyedSemaphore`, holding the
-/// live keys and passing `churn` more keys through it.
-fn keyed(churn: usize) -> Option<f64> {
+/// Heap growth, in bytes, of building a limiter with `make`, holding the
+/// live keys' guards (`take` of each key) and passing `churn` more keys
+/// through it (each guard dropped at once); read while the live guards
+/// are still held.
+fn churned<M, G>(
+    make: impl FnOnce() -> M,
+    take: impl Fn(&M, &str) -> Option<G>,
+    churn: usize,
+) -> Option<f64> {
     with_heap_meter(|meter| {
-        let sem = KeyedSemaphore::<String>::new(2);
-        let held: Vec<_> = (0..LIVE)
-            .map(|i| sem.try_acquire(key(i).as_str()))
-            .collect::<Result<_, _>>()
-            .ok()?;
+        let limiter = make();
+        let held: Vec<G> = (0..LIVE)
+            .map(|i| take(&limiter, &key(i)))
+            .collect::<Option<_>>()?;
         for i in LIVE..LIVE + churn {
-            drop(sem.try_acquire(key(i).as_str()).ok()?);
+            drop(take(&limiter, &key(i))?);
         }
         let grown = meter.grown();
         drop(held);
@@ -59,57 +64,47 @@ fn keyed(churn: usize) -> Option<f64> {
     })
 }
 
-/// The same with a `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`:
-/// a key's semaphore is made on first use and kept.
+/// `KeyedSemaphore`, 2 permits per key.
+fn keyed(churn: usize) -> Option<f64> {
+    churned(
+        || KeyedSemaphore::<String>::new(2),
+        |sem, key| sem.try_acquire(key).ok(),
+        churn,
+    )
+}
+
+/// A tokio semaphore of 2 permits, as the maps below make on first use.
+fn tokio_sem() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(2))
+}
+
+/// A `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`: a key's
+/// semaphore is made on first use and kept.
 fn tokio_map() -> Option<f64> {
     type Map = Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>;
-    fn sem(map: &Map, key: &str) -> Option<Arc<tokio::sync::Semaphore>> {
-        let mut map = map.lock().ok()?;
-        if let Some(sem) = map.get(key) {
-            return Some(Arc::clone(sem));
-        }
-        let sem = Arc::new(tokio::sync::Semaphore::new(2));
-        map.insert(key.to_owned(), Arc::clone(&sem));
-        Some(sem)
-    }
-    with_heap_meter(|meter| {
-        let map: Map = Mutex::new(HashMap::new());
-        let held: Vec<_> = (0..LIVE)
-            .map(|i| sem(&map, &key(i))?.try_acquire_owned().ok())
-            .collect::<Option<_>>()?;
-        for i in LIVE..LIVE + CHURN {
-            drop(sem(&map, &key(i))?.try_acquire_owned().ok()?);
-        }
-        let grown = meter.grown();
-        drop(held);
-        Some(grown as f64)
-    })
+    let take = |map: &Map, key: &str| {
+        let sem = {
+            let mut map = map.lock().ok()?;
+            match map.get(key) {
+                Some(sem) => Arc::clone(sem),
+                None => Arc::clone(map.entry(key.to_owned()).or_insert_with(tokio_sem)),
+            }
+        };
+        sem.try_acquire_owned().ok()
+    };
+    churned(|| Map::new(HashMap::new()), take, CHURN)
 }
 
 /// The same with a `DashMap<String, Arc<tokio::sync::Semaphore>>`.
 fn dashmap() -> Option<f64> {
     type Map = dashmap::DashMap<String, Arc<tokio::sync::Semaphore>>;
-    fn sem(map: &Map, key: &str) -> Arc<tokio::sync::Semaphore> {
-        if let Some(sem) = map.get(key) {
-            return Arc::clone(&sem);
-        }
-        Arc::clone(
-            &map.entry(key.to_owned())
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))),
-        )
-    }
-    with_heap_meter(|meter| {
-        let map = Map::new();
-        let held: Vec<_> = (0..LIVE)
-            .map(|i| sem(&map, &key(i)).try_acquire_owned().ok())
-            .collect::<Option<_>>()?;
-        for i in LIVE..LIVE + CHURN {
-            drop(sem(&map, &key(i)).try_acquire_owned().ok()?);
-        }
-        let grown = meter.grown();
-        drop(held);
-        Some(grown as f64)
-    })
+    let take = |map: &Map, key: &str| {
+        let found = map.get(key).map(|sem| Arc::clone(&sem));
+        let sem = found
+            .unwrap_or_else(|| Arc::clone(&map.entry(key.to_owned()).or_insert_with(tokio_sem)));
+        sem.try_acquire_owned().ok()
+    };
+    churned(Map::new, take, CHURN)
 }
 
 /// A cell measuring `bytes`.
