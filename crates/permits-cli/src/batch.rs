@@ -5,7 +5,8 @@
 //! one item at a time (a job starts as soon as its item arrives and a slot
 //! is free) and takes a slot for each job in input
 //! order, then runs the job on a thread of its own: the child's output is
-//! captured and printed in one piece when it ends (or in input order with
+//! captured (by that same thread, which drains both pipes in the `poll(2)`
+//! that waits for the child) and printed in one piece when it ends (or in input order with
 //! `--keep-order`). Slots come from, in this order of preference:
 //!
 //! 1. a named semaphore (`--name`), shared with other processes;
@@ -27,7 +28,7 @@ use crate::args::{default_jobs, BatchArgs, Halt, HaltOn, HaltWhen, Threshold};
 use crate::items::{self, has_replacement, Context, Source, Template, ITEMS_FOLLOW};
 use crate::joblog::{Joblog, Resume};
 use crate::make::Make;
-use crate::proc::{exit_code, Cancel, Running, Wake};
+use crate::proc::{exit_code, Cancel, Running, Stream, Wake};
 use crate::report::{Event, JobEnd, Reporter, Summary};
 use crate::spool::{Spool, IN_MEMORY};
 use crate::Failure;
@@ -36,7 +37,7 @@ use permits_process::named::{NamedPermit, NamedSemaphore};
 use permits_process::AcquireError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -752,19 +753,19 @@ fn run_job(
         command: command.to_owned(),
         pid: running.id(),
     });
-    let lines = (shared.output == OutputMode::Lines).then_some((index, events));
-    let stdout = capture(running.child_mut().stdout.take(), lines, false);
-    let stderr = capture(running.child_mut().stderr.take(), lines, true);
+    let mut capture = Capture::new(shared.output, index, events);
+    let out = &mut |stream: Stream, bytes: &[u8]| capture.take(stream, bytes);
+    running.capture_output();
     let deadline = shared.timeout.map(|t| started + t);
-    let status = match running.wait_until(deadline, Some(&shared.cancel)) {
+    let status = match running.wait_output_until(deadline, Some(&shared.cancel), out) {
         Ok(Wake::Exited(status)) => Ok(status),
         Ok(Wake::TimedOut) => {
             end.timed_out = true;
-            running.terminate()
+            running.terminate_output(out)
         }
         Ok(Wake::Cancelled) => {
             end.mark_stopped(shared);
-            running.terminate()
+            running.terminate_output(out)
         }
         Err(e) => Err(e),
     };
@@ -775,63 +776,105 @@ fn run_job(
         }
         Err(e) => {
             end.spawn_error = Some(format!("cannot wait for the job: {e}"));
-            let _ = running.terminate();
+            let _ = running.terminate_output(out);
         }
     }
-    end.stdout = stdout.join().unwrap_or_default();
-    end.stderr = stderr.join().unwrap_or_default();
+    // The rest of the output, up to the pipes' end (a read error ends
+    // them early, as it ends a stream; what was read is kept).
+    let _ = running.finish_output(out);
+    (end.stdout, end.stderr) = capture.finish();
     end.duration = started.elapsed();
     end
 }
 
-/// Reads a pipe to its end on a thread of its own: into a spool, or
-/// (`lines`: the job's index and where to send them) passed on a whole
-/// line at a time; then the spool holds nothing, but counts the bytes.
-fn capture<R: Read + Send + 'static>(
-    pipe: Option<R>,
-    lines: Option<(usize, &mpsc::Sender<Event>)>,
-    stderr: bool,
-) -> thread::JoinHandle<Spool> {
-    let lines = lines.map(|(index, tx)| (index, tx.clone()));
-    thread::spawn(move || {
-        let Some(mut pipe) = pipe else {
-            return Spool::new();
-        };
-        let Some((index, tx)) = lines else {
-            return Spool::drain(&mut pipe);
-        };
-        let send = |bytes: Vec<u8>| {
-            let _ = tx.send(Event::Lines {
+/// Where a job's captured output goes, in the job's own thread: into a
+/// spool per stream, or (`--line-buffer`) passed on a whole line at a
+/// time; then the spools hold nothing, but count the bytes.
+enum Capture<'a> {
+    /// Each stream kept whole, to print when the job ends.
+    Group { spools: [Spool; 2] },
+    /// Whole lines sent as they come; the rest of a line held back.
+    Lines {
+        index: usize,
+        events: &'a mpsc::Sender<Event>,
+        partial: [Vec<u8>; 2],
+        counts: [Spool; 2],
+    },
+}
+
+impl<'a> Capture<'a> {
+    fn new(output: OutputMode, index: usize, events: &'a mpsc::Sender<Event>) -> Capture<'a> {
+        match output {
+            OutputMode::Lines => Capture::Lines {
                 index,
-                stderr,
-                bytes,
-            });
-        };
-        let mut count = Spool::new();
-        let mut partial = Vec::new();
-        let mut buf = vec![0; 64 * 1024];
-        loop {
-            let n = match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            count.count_only(n);
-            partial.extend_from_slice(&buf[..n]);
-            match partial.iter().rposition(|&b| b == b'\n') {
-                Some(last) => {
-                    let rest = partial.split_off(last + 1);
-                    send(std::mem::replace(&mut partial, rest));
-                }
-                // A line too long to hold goes out in pieces.
-                None if partial.len() > IN_MEMORY => send(std::mem::take(&mut partial)),
-                None => {}
+                events,
+                partial: Default::default(),
+                counts: Default::default(),
+            },
+            // Ungrouped output is not captured: nothing arrives here.
+            OutputMode::Group | OutputMode::Ungroup => Capture::Group {
+                spools: Default::default(),
+            },
+        }
+    }
+
+    /// Takes one read from `stream`.
+    fn take(&mut self, stream: Stream, bytes: &[u8]) {
+        let at = stream as usize;
+        match self {
+            Capture::Group { spools } => spools[at].take(bytes),
+            Capture::Lines {
+                index,
+                events,
+                partial,
+                counts,
+            } => {
+                counts[at].count_only(bytes.len());
+                let partial = &mut partial[at];
+                partial.extend_from_slice(bytes);
+                let send = match partial.iter().rposition(|&b| b == b'\n') {
+                    Some(last) => {
+                        let rest = partial.split_off(last + 1);
+                        std::mem::replace(partial, rest)
+                    }
+                    // A line too long to hold goes out in pieces.
+                    None if partial.len() > IN_MEMORY => std::mem::take(partial),
+                    None => return,
+                };
+                send_lines(events, *index, stream, send);
             }
         }
-        if !partial.is_empty() {
-            send(partial);
-        }
-        count
-    })
+    }
+
+    /// The spools of stdout and stderr, once both pipes reached their end
+    /// (with `--line-buffer`, after the last unfinished lines went out).
+    fn finish(self) -> (Spool, Spool) {
+        let [out, err] = match self {
+            Capture::Group { spools } => spools,
+            Capture::Lines {
+                index,
+                events,
+                partial,
+                counts,
+            } => {
+                let streams = [Stream::Stdout, Stream::Stderr];
+                for (bytes, stream) in partial.into_iter().zip(streams) {
+                    if !bytes.is_empty() {
+                        send_lines(events, index, stream, bytes);
+                    }
+                }
+                counts
+            }
+        };
+        (out, err)
+    }
+}
+
+/// Passes lines of job `index`'s output to the output thread.
+fn send_lines(events: &mpsc::Sender<Event>, index: usize, stream: Stream, bytes: Vec<u8>) {
+    let _ = events.send(Event::Lines {
+        index,
+        stderr: stream == Stream::Stderr,
+        bytes,
+    });
 }
