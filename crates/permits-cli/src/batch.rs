@@ -4,7 +4,8 @@
 //! one argument ([`crate::items`]). The dispatcher (the main thread) reads
 //! one item at a time (a job starts as soon as its item arrives and a slot
 //! is free) and takes a slot for each job in input
-//! order, then runs the job on a thread of its own: the child's output is
+//! order, then runs the job on a thread of its own (a thread whose job
+//! ended takes the next one, see [`Workers`]): the child's output is
 //! captured (by that same thread, which drains both pipes in the `poll(2)`
 //! that waits for the child) and printed in one piece when it ends (or in input order with
 //! `--keep-order`). Slots come from, in this order of preference:
@@ -333,6 +334,72 @@ impl InFlight {
     }
 }
 
+/// A job, as its thread runs it.
+type Work = Box<dyn FnOnce() + Send>;
+
+/// The threads that run jobs: a thread whose job ended waits for the next
+/// one instead of exiting, so a batch spawns about as many threads as
+/// jobs run at once, not one per job. A job is handed to an idle thread
+/// or, when none is idle, to a new one: it never waits for a thread.
+#[derive(Default)]
+struct Workers {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: std::collections::VecDeque<Work>,
+    /// Threads waiting for a job (each takes one queued job at most).
+    idle: usize,
+    /// No more jobs: idle threads exit.
+    closed: bool,
+}
+
+impl Workers {
+    /// Runs `work` on an idle thread, or on a new one.
+    fn run(self: &Arc<Self>, work: Work) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.idle > queue.jobs.len() {
+            queue.jobs.push_back(work);
+            drop(queue);
+            self.ready.notify_one();
+            return;
+        }
+        drop(queue);
+        let workers = Arc::clone(self);
+        thread::spawn(move || {
+            work();
+            while let Some(work) = workers.next() {
+                work();
+            }
+        });
+    }
+
+    /// The next job for a thread whose job ended; `None` once closed.
+    fn next(&self) -> Option<Work> {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.idle += 1;
+        loop {
+            if let Some(work) = queue.jobs.pop_front() {
+                queue.idle -= 1;
+                return Some(work);
+            }
+            if queue.closed {
+                queue.idle -= 1;
+                return None;
+            }
+            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Lets the idle threads exit (every job has ended).
+    fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.ready.notify_all();
+    }
+}
+
 /// Slot numbers for `{%}`: the lowest free one is handed out.
 #[derive(Default)]
 struct SlotNumbers(Mutex<BTreeSet<usize>>);
@@ -487,6 +554,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     let started = Instant::now();
     let running = Arc::new(InFlight::default());
     let numbers = Arc::new(SlotNumbers::default());
+    let workers = Arc::new(Workers::default());
     let finite = source.len().is_some();
     let mut not_started = Vec::new();
     let mut index = 0;
@@ -538,7 +606,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
         );
         running.add();
         let job = index - 1;
-        thread::spawn(move || {
+        workers.run(Box::new(move || {
             let mut attempts = 0;
             let mut end = loop {
                 attempts += 1;
@@ -570,9 +638,10 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             drop(slot);
             let _ = tx.send(Event::Ended(Box::new(end)));
             running.done();
-        });
+        }));
     }
     running.wait_for_none();
+    workers.close();
     drop(tx);
     let reporter = printer
         .join()
@@ -877,4 +946,33 @@ fn send_lines(events: &mpsc::Sender<Event>, index: usize, stream: Stream, bytes:
         stderr: stream == Stream::Stderr,
         bytes,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every job runs, whether handed out one after another (then
+    /// mostly to a thread that is idle again) or many at once: a job
+    /// queued for an idle thread is never left behind. (Which thread runs
+    /// which job is timing, so it is not asserted.)
+    #[test]
+    fn workers_run_every_job_queued_or_on_a_new_thread() {
+        let workers = Arc::new(Workers::default());
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..20 {
+            let tx = tx.clone();
+            workers.run(Box::new(move || tx.send(thread::current().id()).unwrap()));
+            rx.recv().unwrap();
+        }
+        for _ in 0..200 {
+            let tx = tx.clone();
+            workers.run(Box::new(move || tx.send(thread::current().id()).unwrap()));
+        }
+        let ran = rx.iter().take(200).count();
+        assert_eq!(ran, 200);
+        workers.close();
+        let queue = workers.queue.lock().unwrap();
+        assert!(queue.jobs.is_empty());
+    }
 }
