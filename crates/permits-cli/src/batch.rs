@@ -4,8 +4,10 @@
 //! one argument ([`crate::items`]). The dispatcher (the main thread) reads
 //! one item at a time (a job starts as soon as its item arrives and a slot
 //! is free) and takes a slot for each job in input
-//! order, then runs the job on a thread of its own: the child's output is
-//! captured and printed in one piece when it ends (or in input order with
+//! order, then runs the job on a thread of its own (a thread whose job
+//! ended takes the next one, see [`Workers`]): the child's output is
+//! captured (by that same thread, which drains both pipes in the `poll(2)`
+//! that waits for the child) and printed in one piece when it ends (or in input order with
 //! `--keep-order`). Slots come from, in this order of preference:
 //!
 //! 1. a named semaphore (`--name`), shared with other processes;
@@ -27,7 +29,7 @@ use crate::args::{default_jobs, BatchArgs, Halt, HaltOn, HaltWhen, Threshold};
 use crate::items::{self, has_replacement, Context, Source, Template, ITEMS_FOLLOW};
 use crate::joblog::{Joblog, Resume};
 use crate::make::Make;
-use crate::proc::{exit_code, Cancel, Running, Wake};
+use crate::proc::{exit_code, Cancel, Running, Stream, Wake};
 use crate::report::{Event, JobEnd, Reporter, Summary};
 use crate::spool::{Spool, IN_MEMORY};
 use crate::Failure;
@@ -36,7 +38,7 @@ use permits_process::named::{NamedPermit, NamedSemaphore};
 use permits_process::AcquireError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -332,6 +334,72 @@ impl InFlight {
     }
 }
 
+/// A job, as its thread runs it.
+type Work = Box<dyn FnOnce() + Send>;
+
+/// The threads that run jobs: a thread whose job ended waits for the next
+/// one instead of exiting, so a batch spawns about as many threads as
+/// jobs run at once, not one per job. A job is handed to an idle thread
+/// or, when none is idle, to a new one: it never waits for a thread.
+#[derive(Default)]
+struct Workers {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: std::collections::VecDeque<Work>,
+    /// Threads waiting for a job (each takes one queued job at most).
+    idle: usize,
+    /// No more jobs: idle threads exit.
+    closed: bool,
+}
+
+impl Workers {
+    /// Runs `work` on an idle thread, or on a new one.
+    fn run(self: &Arc<Self>, work: Work) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.idle > queue.jobs.len() {
+            queue.jobs.push_back(work);
+            drop(queue);
+            self.ready.notify_one();
+            return;
+        }
+        drop(queue);
+        let workers = Arc::clone(self);
+        thread::spawn(move || {
+            work();
+            while let Some(work) = workers.next() {
+                work();
+            }
+        });
+    }
+
+    /// The next job for a thread whose job ended; `None` once closed.
+    fn next(&self) -> Option<Work> {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.idle += 1;
+        loop {
+            if let Some(work) = queue.jobs.pop_front() {
+                queue.idle -= 1;
+                return Some(work);
+            }
+            if queue.closed {
+                queue.idle -= 1;
+                return None;
+            }
+            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Lets the idle threads exit (every job has ended).
+    fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.ready.notify_all();
+    }
+}
+
 /// Slot numbers for `{%}`: the lowest free one is handed out.
 #[derive(Default)]
 struct SlotNumbers(Mutex<BTreeSet<usize>>);
@@ -486,6 +554,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     let started = Instant::now();
     let running = Arc::new(InFlight::default());
     let numbers = Arc::new(SlotNumbers::default());
+    let workers = Arc::new(Workers::default());
     let finite = source.len().is_some();
     let mut not_started = Vec::new();
     let mut index = 0;
@@ -537,7 +606,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
         );
         running.add();
         let job = index - 1;
-        thread::spawn(move || {
+        workers.run(Box::new(move || {
             let mut attempts = 0;
             let mut end = loop {
                 attempts += 1;
@@ -569,9 +638,10 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             drop(slot);
             let _ = tx.send(Event::Ended(Box::new(end)));
             running.done();
-        });
+        }));
     }
     running.wait_for_none();
+    workers.close();
     drop(tx);
     let reporter = printer
         .join()
@@ -752,19 +822,19 @@ fn run_job(
         command: command.to_owned(),
         pid: running.id(),
     });
-    let lines = (shared.output == OutputMode::Lines).then_some((index, events));
-    let stdout = capture(running.child_mut().stdout.take(), lines, false);
-    let stderr = capture(running.child_mut().stderr.take(), lines, true);
+    let mut capture = Capture::new(shared.output, index, events);
+    let out = &mut |stream: Stream, bytes: &[u8]| capture.take(stream, bytes);
+    running.capture_output();
     let deadline = shared.timeout.map(|t| started + t);
-    let status = match running.wait_until(deadline, Some(&shared.cancel)) {
+    let status = match running.wait_output_until(deadline, Some(&shared.cancel), out) {
         Ok(Wake::Exited(status)) => Ok(status),
         Ok(Wake::TimedOut) => {
             end.timed_out = true;
-            running.terminate()
+            running.terminate_output(out)
         }
         Ok(Wake::Cancelled) => {
             end.mark_stopped(shared);
-            running.terminate()
+            running.terminate_output(out)
         }
         Err(e) => Err(e),
     };
@@ -775,63 +845,134 @@ fn run_job(
         }
         Err(e) => {
             end.spawn_error = Some(format!("cannot wait for the job: {e}"));
-            let _ = running.terminate();
+            let _ = running.terminate_output(out);
         }
     }
-    end.stdout = stdout.join().unwrap_or_default();
-    end.stderr = stderr.join().unwrap_or_default();
+    // The rest of the output, up to the pipes' end (a read error ends
+    // them early, as it ends a stream; what was read is kept).
+    let _ = running.finish_output(out);
+    (end.stdout, end.stderr) = capture.finish();
     end.duration = started.elapsed();
     end
 }
 
-/// Reads a pipe to its end on a thread of its own: into a spool, or
-/// (`lines`: the job's index and where to send them) passed on a whole
-/// line at a time; then the spool holds nothing, but counts the bytes.
-fn capture<R: Read + Send + 'static>(
-    pipe: Option<R>,
-    lines: Option<(usize, &mpsc::Sender<Event>)>,
-    stderr: bool,
-) -> thread::JoinHandle<Spool> {
-    let lines = lines.map(|(index, tx)| (index, tx.clone()));
-    thread::spawn(move || {
-        let Some(mut pipe) = pipe else {
-            return Spool::new();
-        };
-        let Some((index, tx)) = lines else {
-            return Spool::drain(&mut pipe);
-        };
-        let send = |bytes: Vec<u8>| {
-            let _ = tx.send(Event::Lines {
+/// Where a job's captured output goes, in the job's own thread: into a
+/// spool per stream, or (`--line-buffer`) passed on a whole line at a
+/// time; then the spools hold nothing, but count the bytes.
+enum Capture<'a> {
+    /// Each stream kept whole, to print when the job ends.
+    Group { spools: [Spool; 2] },
+    /// Whole lines sent as they come; the rest of a line held back.
+    Lines {
+        index: usize,
+        events: &'a mpsc::Sender<Event>,
+        partial: [Vec<u8>; 2],
+        counts: [Spool; 2],
+    },
+}
+
+impl<'a> Capture<'a> {
+    fn new(output: OutputMode, index: usize, events: &'a mpsc::Sender<Event>) -> Capture<'a> {
+        match output {
+            OutputMode::Lines => Capture::Lines {
                 index,
-                stderr,
-                bytes,
-            });
-        };
-        let mut count = Spool::new();
-        let mut partial = Vec::new();
-        let mut buf = vec![0; 64 * 1024];
-        loop {
-            let n = match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            count.count_only(n);
-            partial.extend_from_slice(&buf[..n]);
-            match partial.iter().rposition(|&b| b == b'\n') {
-                Some(last) => {
-                    let rest = partial.split_off(last + 1);
-                    send(std::mem::replace(&mut partial, rest));
-                }
-                // A line too long to hold goes out in pieces.
-                None if partial.len() > IN_MEMORY => send(std::mem::take(&mut partial)),
-                None => {}
+                events,
+                partial: Default::default(),
+                counts: Default::default(),
+            },
+            // Ungrouped output is not captured: nothing arrives here.
+            OutputMode::Group | OutputMode::Ungroup => Capture::Group {
+                spools: Default::default(),
+            },
+        }
+    }
+
+    /// Takes one read from `stream`.
+    fn take(&mut self, stream: Stream, bytes: &[u8]) {
+        let at = stream as usize;
+        match self {
+            Capture::Group { spools } => spools[at].take(bytes),
+            Capture::Lines {
+                index,
+                events,
+                partial,
+                counts,
+            } => {
+                counts[at].count_only(bytes.len());
+                let partial = &mut partial[at];
+                partial.extend_from_slice(bytes);
+                let send = match partial.iter().rposition(|&b| b == b'\n') {
+                    Some(last) => {
+                        let rest = partial.split_off(last + 1);
+                        std::mem::replace(partial, rest)
+                    }
+                    // A line too long to hold goes out in pieces.
+                    None if partial.len() > IN_MEMORY => std::mem::take(partial),
+                    None => return,
+                };
+                send_lines(events, *index, stream, send);
             }
         }
-        if !partial.is_empty() {
-            send(partial);
+    }
+
+    /// The spools of stdout and stderr, once both pipes reached their end
+    /// (with `--line-buffer`, after the last unfinished lines went out).
+    fn finish(self) -> (Spool, Spool) {
+        let [out, err] = match self {
+            Capture::Group { spools } => spools,
+            Capture::Lines {
+                index,
+                events,
+                partial,
+                counts,
+            } => {
+                let streams = [Stream::Stdout, Stream::Stderr];
+                for (bytes, stream) in partial.into_iter().zip(streams) {
+                    if !bytes.is_empty() {
+                        send_lines(events, index, stream, bytes);
+                    }
+                }
+                counts
+            }
+        };
+        (out, err)
+    }
+}
+
+/// Passes lines of job `index`'s output to the output thread.
+fn send_lines(events: &mpsc::Sender<Event>, index: usize, stream: Stream, bytes: Vec<u8>) {
+    let _ = events.send(Event::Lines {
+        index,
+        stderr: stream == Stream::Stderr,
+        bytes,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every job runs, whether handed out one after another (then
+    /// mostly to a thread that is idle again) or many at once: a job
+    /// queued for an idle thread is never left behind. (Which thread runs
+    /// which job is timing, so it is not asserted.)
+    #[test]
+    fn workers_run_every_job_queued_or_on_a_new_thread() {
+        let workers = Arc::new(Workers::default());
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..20 {
+            let tx = tx.clone();
+            workers.run(Box::new(move || tx.send(thread::current().id()).unwrap()));
+            rx.recv().unwrap();
         }
-        count
-    })
+        for _ in 0..200 {
+            let tx = tx.clone();
+            workers.run(Box::new(move || tx.send(thread::current().id()).unwrap()));
+        }
+        let ran = rx.iter().take(200).count();
+        assert_eq!(ran, 200);
+        workers.close();
+        let queue = workers.queue.lock().unwrap();
+        assert!(queue.jobs.is_empty());
+    }
 }

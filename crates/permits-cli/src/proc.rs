@@ -3,6 +3,9 @@
 //! `poll(2)`, and signals always reach the right process (a pidfd cannot
 //! point at a recycled PID; a process group is signalled only while its
 //! leader is not yet reaped, so its id cannot be recycled either).
+//! A child's captured stdout and stderr are drained in that same `poll(2)`
+//! (see [`Running::capture_output`]): no thread per pipe, and neither pipe
+//! can fill up and block the child while we wait on the other.
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::fd::{AsFd, OwnedFd};
@@ -20,7 +23,24 @@ pub struct Running {
     pidfd: OwnedFd,
     /// Signal the whole process group (the child leads its own group).
     group: bool,
+    /// The child's stdout and stderr, once captured, until their end.
+    pipes: [Option<OwnedFd>; 2],
+    /// Where a read from a pipe lands (empty until output is captured).
+    buf: Vec<u8>,
 }
+
+/// One of a child's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout = 0,
+    Stderr = 1,
+}
+
+/// Receives a captured child's output, a read at a time.
+pub type Sink<'a> = dyn FnMut(Stream, &[u8]) + 'a;
+
+/// How many bytes one read from a pipe takes at most.
+const READ_SIZE: usize = 64 * 1024;
 
 /// Why [`Running::wait_until`] returned.
 pub enum Wake {
@@ -43,17 +63,26 @@ impl Running {
             child,
             pidfd,
             group,
+            pipes: [None, None],
+            buf: Vec::new(),
         })
+    }
+
+    /// Takes the child's piped stdout and stderr (those that are pipes):
+    /// from now on the waits drain them into their sink, together.
+    pub fn capture_output(&mut self) {
+        self.pipes = [
+            self.child.stdout.take().map(OwnedFd::from),
+            self.child.stderr.take().map(OwnedFd::from),
+        ];
+        if self.pipes.iter().any(Option::is_some) {
+            self.buf = vec![0; READ_SIZE];
+        }
     }
 
     /// The child's process id.
     pub fn id(&self) -> u32 {
         self.child.id()
-    }
-
-    /// Mutable access to the child (for its pipes).
-    pub fn child_mut(&mut self) -> &mut Child {
-        &mut self.child
     }
 
     /// A handle that can signal the child from another thread while this
@@ -90,6 +119,19 @@ impl Running {
         deadline: Option<Instant>,
         cancel: Option<&Cancel>,
     ) -> io::Result<Wake> {
+        self.wait_output_until(deadline, cancel, &mut |_, _| {})
+    }
+
+    /// [`wait_until`](Self::wait_until), passing what the child writes to
+    /// its captured pipes ([`capture_output`](Self::capture_output)) to
+    /// `out` meanwhile. When it returns, the pipes may still hold output:
+    /// [`finish_output`](Self::finish_output) drains it.
+    pub fn wait_output_until(
+        &mut self,
+        deadline: Option<Instant>,
+        cancel: Option<&Cancel>,
+        out: &mut Sink<'_>,
+    ) -> io::Result<Wake> {
         loop {
             let timeout = match deadline {
                 None => None,
@@ -104,9 +146,18 @@ impl Running {
                     })
                 }
             };
-            let mut fds = vec![PollFd::new(&self.pidfd, PollFlags::IN)];
+            let mut fds = Vec::with_capacity(4);
+            fds.push(PollFd::new(&self.pidfd, PollFlags::IN));
             if let Some(cancel) = cancel {
                 fds.push(PollFd::new(&cancel.fd, PollFlags::IN));
+            }
+            let first_pipe = fds.len();
+            let mut polled = [false; 2];
+            for (open, pipe) in polled.iter_mut().zip(&self.pipes) {
+                if let Some(pipe) = pipe {
+                    fds.push(PollFd::new(pipe, PollFlags::IN));
+                    *open = true;
+                }
             }
             match poll(&mut fds, timeout.as_ref()) {
                 Err(e) if e == rustix::io::Errno::INTR => continue,
@@ -114,13 +165,72 @@ impl Running {
                 Ok(_) => {}
             }
             let exited = !fds[0].revents().is_empty();
-            let cancelled = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+            let cancelled = cancel.is_some() && !fds[1].revents().is_empty();
+            let mut ready = [false; 2];
+            let mut at = first_pipe;
+            for (ready, open) in ready.iter_mut().zip(polled) {
+                if open {
+                    *ready = !fds[at].revents().is_empty();
+                    at += 1;
+                }
+            }
             drop(fds);
+            // Output first: it was written before the exit we may report.
+            self.read_ready(ready, out);
             if exited {
                 return Ok(Wake::Exited(self.child.wait()?));
             }
             if cancelled {
                 return Ok(Wake::Cancelled);
+            }
+        }
+    }
+
+    /// Drains the captured pipes to their end (after the child exited: a
+    /// process it left behind may still hold them open). Retries `EINTR`.
+    pub fn finish_output(&mut self, out: &mut Sink<'_>) -> io::Result<()> {
+        while self.pipes.iter().any(Option::is_some) {
+            let mut fds = Vec::with_capacity(2);
+            let mut polled = [false; 2];
+            for (open, pipe) in polled.iter_mut().zip(&self.pipes) {
+                if let Some(pipe) = pipe {
+                    fds.push(PollFd::new(pipe, PollFlags::IN));
+                    *open = true;
+                }
+            }
+            match poll(&mut fds, None) {
+                Err(e) if e == rustix::io::Errno::INTR => continue,
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            let mut ready = [false; 2];
+            let mut at = 0;
+            for (ready, open) in ready.iter_mut().zip(polled) {
+                if open {
+                    *ready = !fds[at].revents().is_empty();
+                    at += 1;
+                }
+            }
+            drop(fds);
+            self.read_ready(ready, out);
+        }
+        Ok(())
+    }
+
+    /// Reads once from each pipe that `poll` found ready (so the read
+    /// does not block); closes a pipe at its end or on a read error.
+    fn read_ready(&mut self, ready: [bool; 2], out: &mut Sink<'_>) {
+        let streams = [Stream::Stdout, Stream::Stderr];
+        for ((pipe, ready), stream) in self.pipes.iter_mut().zip(ready).zip(streams) {
+            let Some(fd) = pipe.as_ref().filter(|_| ready) else {
+                continue;
+            };
+            match rustix::io::read(fd, &mut self.buf[..]) {
+                Ok(0) => *pipe = None,
+                Ok(n) => out(stream, &self.buf[..n]),
+                Err(e) if e == rustix::io::Errno::INTR || e == rustix::io::Errno::AGAIN => {}
+                // A read error ends the stream (what was read is kept).
+                Err(_) => *pipe = None,
             }
         }
     }
@@ -132,8 +242,15 @@ impl Running {
 
     /// Stops the child: SIGTERM, then SIGKILL after [`GRACE`]; reaps it.
     pub fn terminate(&mut self) -> io::Result<ExitStatus> {
+        self.terminate_output(&mut |_, _| {})
+    }
+
+    /// [`terminate`](Self::terminate), passing captured output to `out`
+    /// during the grace period (a child cleaning up may write a lot).
+    pub fn terminate_output(&mut self, out: &mut Sink<'_>) -> io::Result<ExitStatus> {
         self.signal(Signal::TERM)?;
-        if let Wake::Exited(status) = self.wait_until(Some(Instant::now() + GRACE), None)? {
+        let grace = Some(Instant::now() + GRACE);
+        if let Wake::Exited(status) = self.wait_output_until(grace, None, out)? {
             return Ok(status);
         }
         self.signal(Signal::KILL)?;

@@ -26,11 +26,6 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// An empty spool.
-    pub fn new() -> Spool {
-        Spool::default()
-    }
-
     /// Appends `bytes`, spilling to a temporary file past [`IN_MEMORY`].
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.len += bytes.len() as u64;
@@ -78,30 +73,21 @@ impl Spool {
         Ok(all)
     }
 
-    /// Reads `pipe` to its end into a new spool. A read error ends it
-    /// early (what was read is kept).
-    pub fn drain(pipe: &mut dyn Read) -> Spool {
-        let mut spool = Spool::new();
-        let mut buf = vec![0; 64 * 1024];
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                // After a loss, only count: what is kept stays a prefix.
-                Ok(n) if spool.lost.is_some() => spool.count_only(n),
-                Ok(n) => {
-                    if let Err(e) = spool.write(&buf[..n]) {
-                        // Keep reading, so the job is not blocked on a full
-                        // pipe; this part of its output is lost.
-                        spool.lost.get_or_insert_with(|| {
-                            format!("cannot spool it to {}: {e}", std::env::temp_dir().display())
-                        });
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
+    /// Appends `bytes` read from a job's pipe. A failure to spool them
+    /// is recorded in [`lost`](Self::lost), not returned: the pipe must
+    /// still be drained, so the job is not blocked on it. After a loss,
+    /// bytes are only counted, so what is kept stays a prefix.
+    pub fn take(&mut self, bytes: &[u8]) {
+        if self.lost.is_some() {
+            self.count_only(bytes.len());
+            return;
         }
-        spool
+        if let Err(e) = self.write(bytes) {
+            self.lost = Some(format!(
+                "cannot spool it to {}: {e}",
+                std::env::temp_dir().display()
+            ));
+        }
     }
 }
 
@@ -136,12 +122,12 @@ mod tests {
 
     #[test]
     fn small_output_stays_in_memory_and_large_output_spills_in_order() {
-        let mut small = Spool::new();
+        let mut small = Spool::default();
         small.write(b"hello").unwrap();
         assert!(small.file.is_none());
         assert_eq!(small.read_all().unwrap(), b"hello");
 
-        let mut big = Spool::new();
+        let mut big = Spool::default();
         let chunk: Vec<u8> = (0..=255).collect();
         let mut expected = Vec::new();
         while expected.len() <= IN_MEMORY * 2 {
