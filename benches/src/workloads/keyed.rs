@@ -30,6 +30,34 @@ pub const DASHMAP: &str = "dashmap_tokio";
 
 const KEY: &str = "crawl.example.com";
 
+/// What users write today: a map of tokio semaphores, 2 permits per key,
+/// each made on first use and kept.
+pub type TokioMap = Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>;
+
+/// The same on a `DashMap`.
+pub type TokioDashMap = dashmap::DashMap<String, Arc<tokio::sync::Semaphore>>;
+
+/// `key`'s semaphore in `map`, made if missing (`None`: lock poisoned).
+pub fn tokio_map_sem(map: &TokioMap, key: &str) -> Option<Arc<tokio::sync::Semaphore>> {
+    let mut map = map.lock().ok()?;
+    Some(match map.get(key) {
+        Some(sem) => Arc::clone(sem),
+        None => Arc::clone(map.entry(key.to_owned()).or_insert_with(tokio_sem)),
+    })
+}
+
+/// `key`'s semaphore in `map`, made if missing. The shard's read lock is
+/// held only while cloning the `Arc`.
+pub fn dashmap_sem(map: &TokioDashMap, key: &str) -> Arc<tokio::sync::Semaphore> {
+    let found = map.get(key).map(|sem| Arc::clone(&sem));
+    found.unwrap_or_else(|| Arc::clone(&map.entry(key.to_owned()).or_insert_with(tokio_sem)))
+}
+
+/// A tokio semaphore of 2 permits, as the maps make on first use.
+fn tokio_sem() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(2))
+}
+
 /// A cell of `workload` that times `op` run back to back (ns per run).
 fn cell<'a>(workload: &str, id: &'static str, plan: &Plan, mut op: impl FnMut() + 'a) -> Cell<'a> {
     Cell {
@@ -53,8 +81,8 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
     let keyed = KeyedSemaphore::<String>::new(2);
     let live = KeyedSemaphore::<String>::new(2);
     let keep = live.try_acquire(KEY).expect("a fresh key has permits");
-    let tokio_map: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>> = Mutex::new(HashMap::new());
-    let dash: dashmap::DashMap<String, Arc<tokio::sync::Semaphore>> = dashmap::DashMap::new();
+    let tokio_map = TokioMap::default();
+    let dash = TokioDashMap::new();
     let mut cells: Vec<Cell<'_>> = vec![
         cell(workload, BASELINE, plan, || {
             let sem = baseline.get(black_box(KEY)).expect("prebuilt");
@@ -73,33 +101,15 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             drop(permit);
         }),
         cell(workload, TOKIO_MAP, plan, || {
-            let key = black_box(KEY);
-            let sem = {
-                let mut map = tokio_map.lock().expect("not poisoned");
-                match map.get(key) {
-                    Some(sem) => Arc::clone(sem),
-                    None => Arc::clone(
-                        map.entry(key.to_owned())
-                            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))),
-                    ),
-                }
-            };
+            let sem = tokio_map_sem(&tokio_map, black_box(KEY)).expect("not poisoned");
             let permit = sem.try_acquire_owned().expect("uncontended");
             black_box(&permit);
             drop(permit);
         }),
         cell(workload, DASHMAP, plan, || {
-            let key = black_box(KEY);
-            // The shard's read lock is held only while cloning the `Arc`.
-            let found = dash.get(key).map(|sem| Arc::clone(&sem));
-            let sem = found.unwrap_or_else(|| {
-                Arc::clone(
-                    &dash
-                        .entry(key.to_owned())
-                        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))),
-                )
-            });
-            let permit = sem.try_acquire_owned().expect("uncontended");
+            let permit = dashmap_sem(&dash, black_box(KEY))
+                .try_acquire_owned()
+                .expect("uncontended");
             black_box(&permit);
             drop(permit);
         }),

@@ -13,13 +13,11 @@
 //! allocator (`alloc.rs`), so the figures do not depend on the machine's
 //! load.
 
-use super::keyed::{DASHMAP, TOKIO_MAP};
+use super::keyed::{dashmap_sem, tokio_map_sem, TokioDashMap, TokioMap, DASHMAP, TOKIO_MAP};
 use super::{collect, interleave, Cell, Plan, Sample, Spec};
 use crate::alloc::with_heap_meter;
 use crate::report::{Unit, Workload};
 use permits::keyed::KeyedSemaphore;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 /// The workload id.
 pub const WORKLOAD: &str = "keyed_memory";
@@ -73,38 +71,17 @@ fn keyed(churn: usize) -> Option<f64> {
     )
 }
 
-/// A tokio semaphore of 2 permits, as the maps below make on first use.
-fn tokio_sem() -> Arc<tokio::sync::Semaphore> {
-    Arc::new(tokio::sync::Semaphore::new(2))
-}
-
 /// A `Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>`: a key's
 /// semaphore is made on first use and kept.
 fn tokio_map() -> Option<f64> {
-    type Map = Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>;
-    let take = |map: &Map, key: &str| {
-        let sem = {
-            let mut map = map.lock().ok()?;
-            match map.get(key) {
-                Some(sem) => Arc::clone(sem),
-                None => Arc::clone(map.entry(key.to_owned()).or_insert_with(tokio_sem)),
-            }
-        };
-        sem.try_acquire_owned().ok()
-    };
-    churned(|| Map::new(HashMap::new()), take, CHURN)
+    let take = |map: &TokioMap, key: &str| tokio_map_sem(map, key)?.try_acquire_owned().ok();
+    churned(TokioMap::default, take, CHURN)
 }
 
 /// The same with a `DashMap<String, Arc<tokio::sync::Semaphore>>`.
 fn dashmap() -> Option<f64> {
-    type Map = dashmap::DashMap<String, Arc<tokio::sync::Semaphore>>;
-    let take = |map: &Map, key: &str| {
-        let found = map.get(key).map(|sem| Arc::clone(&sem));
-        let sem = found
-            .unwrap_or_else(|| Arc::clone(&map.entry(key.to_owned()).or_insert_with(tokio_sem)));
-        sem.try_acquire_owned().ok()
-    };
-    churned(Map::new, take, CHURN)
+    let take = |map: &TokioDashMap, key: &str| dashmap_sem(map, key).try_acquire_owned().ok();
+    churned(TokioDashMap::new, take, CHURN)
 }
 
 /// A cell measuring `bytes`.

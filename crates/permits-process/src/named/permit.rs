@@ -74,7 +74,6 @@ impl NamedPermit {
     pub fn detach(mut self) {
         lock(&self.inherited).clear();
         drop(self.file.take());
-        drop(self.ticket.take());
     }
 
     /// Records `pid` as the holder shown by [`NamedSemaphore::status`]

@@ -708,24 +708,24 @@ impl DirWatch {
         if wait_ready(&[(&self.fd, false)], deadline)? == 0 {
             return Ok(false);
         }
-        let mut buf = [0u8; 4096];
-        match retry(|| rio::read(&self.fd, &mut buf)) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
-            Err(e) => Err(e),
-        }
+        self.read_events()?;
+        Ok(true)
     }
 
     /// Drops every queued event without waiting.
     pub(crate) fn discard(&self) -> io::Result<()> {
+        while self.read_events()? {}
+        Ok(())
+    }
+
+    /// Consumes the events one read returns, without waiting; `false` if
+    /// there were none.
+    fn read_events(&self) -> io::Result<bool> {
         let mut buf = [0u8; 4096];
-        loop {
-            match retry(|| rio::read(&self.fd, &mut buf)) {
-                Ok(0) => return Ok(()),
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
+        match retry(|| rio::read(&self.fd, &mut buf)) {
+            Ok(n) => Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
