@@ -55,6 +55,7 @@ impl Queue {
 
     /// Runs `f` under the lock on the waiters; boxes them if `f` leaves
     /// any behind where there were none.
+    #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         let mut guard = lock(&self.0);
         if let Some(inner) = guard.as_deref_mut() {

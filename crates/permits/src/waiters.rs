@@ -219,6 +219,7 @@ impl Waiters {
     ///
     /// Call only after every check that can fail: this may allocate (the
     /// slab grows), and an allocation failure aborts rather than unwinds.
+    #[inline]
     pub(crate) fn push_back(
         &mut self,
         which: Which,
@@ -227,36 +228,43 @@ impl Waiters {
         assigned: usize,
         waker: Waker,
     ) -> Key {
-        let slot = Slot {
-            prev: NIL,
-            next: NIL,
-            needed,
-            assigned,
-            status,
-            waker: Some(waker),
-            patience: Patience::new(),
-            thread: false,
-        };
+        let tail = self.list(which).tail;
         let key = if self.free == NIL {
             let key = Key::try_from(self.slots.len())
                 .ok()
                 .filter(|&k| k != NIL)
                 .expect("more than 2^32 - 1 waiters on one object");
-            self.slots.push(slot);
+            self.slots.push(Slot {
+                prev: tail,
+                next: NIL,
+                needed,
+                assigned,
+                status,
+                waker: Some(waker),
+                patience: Patience::new(),
+                thread: false,
+            });
             key
         } else {
+            // A free slot was reset by `free`: only what differs is written.
             let key = self.free;
-            self.free = self.slots[key as usize].next;
-            self.slots[key as usize] = slot;
+            let slot = &mut self.slots[key as usize];
+            self.free = slot.next;
+            slot.prev = tail;
+            slot.next = NIL;
+            slot.needed = needed;
+            slot.assigned = assigned;
+            slot.status = status;
+            slot.waker = Some(waker);
+            slot.patience = Patience::new();
+            slot.thread = false;
             key
         };
         self.live += 1;
-        let list = *self.list(which);
-        self.slots[key as usize].prev = list.tail;
-        if list.tail == NIL {
+        if tail == NIL {
             self.list(which).head = key;
         } else {
-            self.slots[list.tail as usize].next = key;
+            self.slots[tail as usize].next = key;
         }
         let list = self.list(which);
         list.tail = key;
@@ -266,6 +274,7 @@ impl Waiters {
 
     /// Unlinks `key` from `which` and gives it `status`; the slot stays
     /// owned by its waiter. Returns the waker to wake (outside the lock).
+    #[inline]
     pub(crate) fn unlink(&mut self, which: Which, key: Key, status: Status) -> Option<Waker> {
         let (prev, next) = (self.slots[key as usize].prev, self.slots[key as usize].next);
         if prev == NIL {
@@ -288,6 +297,7 @@ impl Waiters {
 
     /// Returns an unlinked slot to the free list. Returns its waker so the
     /// caller can drop it after unlocking.
+    #[inline]
     pub(crate) fn free(&mut self, key: Key) -> Option<Waker> {
         let slot = &mut self.slots[key as usize];
         debug_assert!(!matches!(

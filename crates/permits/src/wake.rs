@@ -69,15 +69,21 @@ impl WakeList {
     /// unwinds, the rest are still woken (a second panic then aborts, as
     /// any panic during unwinding does).
     #[inline]
-    pub(crate) fn wake_all(mut self) {
+    pub(crate) fn wake_all(self) {
         if !self.spill.is_empty() {
             return self.wake_spilled();
         }
-        // The common case. Waking first: if it panics, unwinding still
-        // drops `drop`, which is all that one needed.
-        if let Some(waker) = self.wake.take() {
+        // The common case, taken apart so that nothing is left to drop but
+        // the (empty, unallocated) spill. Waking first: if it panics,
+        // unwinding still drops `drop`, which is all that one needed.
+        let WakeList { wake, drop, spill } = self;
+        // Nothing was ever pushed to it, so it never allocated.
+        debug_assert_eq!(spill.capacity(), 0);
+        core::mem::forget(spill);
+        if let Some(waker) = wake {
             waker.wake();
         }
+        core::mem::drop(drop);
     }
 
     #[cold]

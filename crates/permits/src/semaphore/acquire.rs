@@ -82,9 +82,20 @@ impl Waiting {
         waker: &Waker,
         spin: bool,
     ) -> Poll<Result<(), AcquireError>> {
-        // The fast path: nothing to wake, so no list to build.
+        // The fast paths: nothing to wake, so no list to build.
         if let Some(done) = self.take_at_once(sem) {
             return Poll::Ready(done);
+        }
+        if let (Phase::Queued(key), false) = (self.phase, spin) {
+            if let Some(polled) = sem.poll_queued(key, waker) {
+                let Poll::Ready((status, old)) = polled else {
+                    return Poll::Pending;
+                };
+                let result = self.settled(outcome(status, self.n));
+                // Dropped once the outcome is recorded: it may panic.
+                drop(old);
+                return Poll::Ready(result);
+            }
         }
         let mut wakes = WakeList::new();
         let result = self.poll_phase(sem, waker, spin, &mut wakes);

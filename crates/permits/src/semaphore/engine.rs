@@ -38,6 +38,10 @@ use crate::waiters::{self, Key, Status, Which};
 use crate::wake::WakeList;
 use core::task::{Poll, Waker};
 
+/// A finished wait's final status, and the waker its slot still held (to
+/// drop once the outcome is recorded: dropping a waker may run user code).
+pub(crate) type Finished = (Status, Option<Waker>);
+
 /// Result of trying to join the queue.
 pub(crate) enum Enqueued {
     /// The permits were available after all; nothing was queued.
@@ -140,6 +144,7 @@ impl RawSemaphore {
 
     /// Runs `f` under the lock, then settles the state; whoever `f` and
     /// the settling collected in `wakes` is for the caller to wake.
+    #[inline]
     pub(crate) fn locked<R>(
         &self,
         wakes: &mut WakeList,
@@ -155,6 +160,7 @@ impl RawSemaphore {
     /// [`locked`](Self::locked), waking what it collected right after
     /// unlocking: for operations that have no outcome of their own to
     /// record first.
+    #[inline]
     pub(crate) fn locked_then_wake<R>(
         &self,
         f: impl FnOnce(&Self, &mut Inner, &mut WakeList) -> R,
@@ -327,12 +333,41 @@ impl RawSemaphore {
 
     /// Ends every locked operation: completes idle waiters if nothing is
     /// held, and sets `SLOW` exactly when releases must take the lock.
+    #[inline]
     fn settle(&self, inner: &mut Inner, wakes: &mut WakeList) {
         // Acquire: pairs with the lock-free acquire/release CASes. While
         // `SLOW` is set only acquires run lock-free, and they only raise
         // `held`; while it is clear (throughput policy, `Notified` head),
         // releases too, and the CAS below notices them.
-        let mut s = self.state.load(Ordering::Acquire);
+        let s = self.state.load(Ordering::Acquire);
+        if self.settled_already(inner, s) {
+            return;
+        }
+        self.settle_from(inner, s, wakes);
+    }
+
+    /// The common case of a contended semaphore, decided without a write:
+    /// acquirers are queued, nobody waits for idle, both `SLOW` and
+    /// `QUEUED` are set, and there is nothing a head could be woken for
+    /// (fifo, or nothing available and no thread head competing).
+    /// [`settle_from`](Self::settle_from) would then change nothing: the
+    /// idle list is empty, a task head has nothing to sweep, no head is
+    /// notified (it needs at least one permit), and `SLOW` stays set
+    /// because the queue is non-empty and its head does not compete.
+    #[inline]
+    fn settled_already(&self, inner: &Inner, s: u64) -> bool {
+        if s & (SLOW | QUEUED) != SLOW | QUEUED || inner.waiters.len(Which::Idle) != 0 {
+            return false;
+        }
+        let Some(head) = inner.waiters.front(Which::Queue) else {
+            return false;
+        };
+        s & BARGE == 0
+            || (state::available(s) == 0 && inner.waiters.slot(head).status != Status::Notified)
+    }
+
+    #[cold]
+    fn settle_from(&self, inner: &mut Inner, mut s: u64, wakes: &mut WakeList) {
         loop {
             if inner.waiters.len(Which::Idle) > 0 && self.held_at(inner, s) == 0 {
                 while let Some(key) = inner.waiters.front(Which::Idle) {
@@ -387,6 +422,7 @@ impl RawSemaphore {
 
     /// Takes `n >= 1` permits, or joins the back of the queue with whatever
     /// is available assigned to it. Checks closed and capacity first.
+    #[inline]
     pub(crate) fn enqueue(
         &self,
         n: usize,
@@ -477,6 +513,28 @@ impl RawSemaphore {
         });
         wakes.discard(waker);
         result
+    }
+
+    /// The usual poll of a queued task, in one short lock round trip: a
+    /// finished slot is freed and its final status returned, with the
+    /// waker it still held (to drop after unlocking); a waiting one whose
+    /// registered waker still wakes `waker` stays as it is. `None` when the
+    /// slot needs [`poll_slot`](Self::poll_slot) (a competing head, or a
+    /// waker to replace).
+    #[inline]
+    pub(crate) fn poll_queued(&self, key: Key, waker: &Waker) -> Option<Poll<Finished>> {
+        self.queue.with(|inner| {
+            let slot = inner.waiters.slot(key);
+            match slot.status {
+                Status::Queued if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) => {
+                    Some(Poll::Pending)
+                }
+                status @ (Status::Granted | Status::Closed | Status::TooLarge { .. }) => {
+                    Some(Poll::Ready((status, inner.waiters.free(key))))
+                }
+                _ => None,
+            }
+        })
     }
 
     /// Polls a slot: `Pending` while it waits (re-registering `waker` if it
