@@ -37,25 +37,26 @@ pub(crate) fn block_until<W: Wait>(wait: &mut W, deadline: Option<Instant>) -> O
         return Some(block(wait));
     };
     let waker = thread_waker();
+    // loom has no clock: a timed wait there expires right after it
+    // queued, which models a timeout racing every grant.
+    #[cfg(permits_loom)]
+    {
+        let _ = deadline;
+        match wait.poll_wait(&waker) {
+            Poll::Ready(out) => Some(out),
+            Poll::Pending => wait.expire(),
+        }
+    }
+    #[cfg(not(permits_loom))]
     loop {
         if let Poll::Ready(out) = wait.poll_wait(&waker) {
             return Some(out);
         }
-        // loom has no clock: a timed wait there expires right after it
-        // queued, which models a timeout racing every grant.
-        #[cfg(permits_loom)]
-        {
-            let _ = deadline;
+        let now = Instant::now();
+        if now >= deadline {
             return wait.expire();
         }
-        #[cfg(not(permits_loom))]
-        {
-            let now = Instant::now();
-            if now >= deadline {
-                return wait.expire();
-            }
-            thread::park_timeout(deadline - now);
-        }
+        thread::park_timeout(deadline - now);
     }
 }
 
