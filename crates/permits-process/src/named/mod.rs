@@ -152,6 +152,7 @@
 
 mod error;
 mod files;
+mod hint;
 mod location;
 mod options;
 mod permit;

@@ -73,7 +73,11 @@ impl NamedPermit {
     /// would.
     pub fn detach(mut self) {
         lock(&self.inherited).clear();
-        drop(self.file.take());
+        if self.file.take().is_some() {
+            // Released now if no child shares the slot: wake hinted waiters
+            // (if a child does, they look, find it held and sleep again).
+            self.sem.inner.hint.wake();
+        }
     }
 
     /// Records `pid` as the holder shown by [`NamedSemaphore::status`]
@@ -109,6 +113,9 @@ impl Drop for NamedPermit {
             // rewrites it. Not clearing it keeps a file-system write off
             // the hand-off's critical path.
             let _ = sys::unlock_file(&file);
+            // The fast wake: waiters sleeping on the hint run now (see
+            // `hint.rs`); the inotify events below are for the others.
+            self.sem.inner.hint.wake();
             drop(file);
             // Wake waiters even if a forked child still shares the slot's
             // description (then our close above raised no event).
@@ -116,6 +123,7 @@ impl Drop for NamedPermit {
                 &self.sem.inner.dir.join("wake"),
                 Some(self.sem.inner.access),
             );
+            self.sem.inner.hint.follow();
         }
         // Only now, with the slot handed on, the ticket's file goes.
         drop(self.ticket.take());

@@ -7,7 +7,9 @@
 //! other threads may be spawning unrelated children, is the only way to
 //! keep the jobserver's descriptors out of every other process), and
 //! [`home_dir`]'s `getpwuid_r(3)` (no safe wrapper reads the user
-//! database through NSS).
+//! database through NSS). [`SharedWord`] (the named semaphore's futex wake
+//! hint) also needs it, for `mmap`, `munmap` and `futex(2)` on a shared
+//! file mapping.
 #![allow(unsafe_code)]
 
 use super::{Access, FileId, FileKind, LockKind};
@@ -718,6 +720,15 @@ impl DirWatch {
         Ok(())
     }
 
+    /// Drops every queued event without waiting; whether there was any.
+    pub(crate) fn take_pending(&self) -> io::Result<bool> {
+        let mut any = false;
+        while self.read_events()? {
+            any = true;
+        }
+        Ok(any)
+    }
+
     /// Consumes the events one read returns, without waiting; `false` if
     /// there were none.
     fn read_events(&self) -> io::Result<bool> {
@@ -727,5 +738,199 @@ impl DirWatch {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// How many bytes of a [`SharedWord`]'s file are used: one `u32`.
+pub(crate) const SHARED_WORD_LEN: u64 = 4;
+
+/// A `u32` at offset 0 of a regular file, mapped `MAP_SHARED`, used as a
+/// futex between processes (the futex key of a shared file mapping is the
+/// file's inode and offset, the same in every process that maps it).
+///
+/// The mapped word is **never touched from user space**, only by the
+/// kernel (`futex(2)`) and through the descriptor (`pread`): whoever can
+/// write the file can truncate it, and a user-space access to a mapped page
+/// beyond the end of the file raises `SIGBUS`, while the kernel's accesses
+/// fail with `EFAULT` and the descriptor's reads come up short. So a
+/// truncated or replaced file costs wake-ups, never the process. For the
+/// same reason the mapping is kept as a raw pointer, never as a Rust
+/// reference (which would promise dereferenceable memory).
+#[derive(Debug)]
+pub(crate) struct SharedWord {
+    file: File,
+    /// Start of the mapping: `SHARED_WORD_LEN` bytes of `file` at offset 0,
+    /// read-write, `MAP_SHARED`; unmapped in `Drop`.
+    addr: std::ptr::NonNull<u32>,
+}
+
+// SAFETY: `addr` is only passed to `futex(2)` and `munmap` (system calls,
+// safe from any thread) and never dereferenced in user space; the mapping
+// belongs to the process, not to a thread, so moving or sharing the handle
+// between threads is sound.
+unsafe impl Send for SharedWord {}
+// SAFETY: as for `Send`: no method reads or writes through `addr` in user
+// space, so concurrent `&self` calls cannot race on the memory.
+unsafe impl Sync for SharedWord {}
+
+/// How [`SharedWord::wait`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WordWait {
+    /// Woken by [`SharedWord::bump_and_wake`], or the word no longer held
+    /// the expected value (or a spurious wake): look again.
+    Changed,
+    /// The deadline passed with no wake.
+    TimedOut,
+}
+
+impl SharedWord {
+    /// Maps the word of `file`. `Ok(None)` (use something else to wait)
+    /// when `file` is not a regular file or is shorter than
+    /// [`SHARED_WORD_LEN`]: an empty file (just created) is first extended
+    /// to that length, nothing else is ever resized.
+    pub(crate) fn map(file: File) -> io::Result<Option<SharedWord>> {
+        let st = fs::fstat(&file)?;
+        if FileType::from_raw_mode(st.st_mode as _) != FileType::RegularFile {
+            return Ok(None);
+        }
+        if st.st_size == 0 {
+            // Extending an empty file to the length cannot clobber a word
+            // someone else set meanwhile: `ftruncate` to a file's current
+            // length changes nothing.
+            file.set_len(SHARED_WORD_LEN)?;
+        }
+        #[allow(clippy::unnecessary_cast)]
+        let len = fs::fstat(&file)?.st_size as u64;
+        if len < SHARED_WORD_LEN {
+            return Ok(None);
+        }
+        // SAFETY: a new mapping at an address the kernel chooses (null
+        // hint, no MAP_FIXED), so no existing memory is replaced; `file` is
+        // an open read-write descriptor, and the mapping covers only bytes
+        // the file had when checked just above. It is unmapped exactly once,
+        // in `Drop`.
+        let addr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                SHARED_WORD_LEN as usize,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                &file,
+                0,
+            )?
+        };
+        let addr = std::ptr::NonNull::new(addr.cast::<u32>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Some(SharedWord { file, addr }))
+    }
+
+    /// The word's value now, read through the descriptor (`pread`, which
+    /// sees the same page as the mapping); `None` if the file was cut
+    /// shorter than the word.
+    pub(crate) fn load(&self) -> io::Result<Option<u32>> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = [0u8; SHARED_WORD_LEN as usize];
+        let mut got = 0;
+        while got < bytes.len() {
+            match self.file.read_at(&mut bytes[got..], got as u64) {
+                Ok(0) => return Ok(None),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(u32::from_ne_bytes(bytes)))
+    }
+
+    /// Adds 1 to the word and wakes every process waiting on it, in one
+    /// `FUTEX_WAKE_OP`: the kernel does the add atomically on the shared
+    /// page *under the futex hash-bucket lock* that [`wait`](Self::wait)'s
+    /// compare also takes, so a waiter either compares after the add
+    /// (returns at once) or is already queued and is woken. Fails with
+    /// `EFAULT` (no signal) if the file was truncated under the mapping.
+    pub(crate) fn bump_and_wake(&self) -> io::Result<usize> {
+        // FUTEX_OP(FUTEX_OP_ADD, 1, FUTEX_OP_CMP_EQ, 0): `*uaddr2 += 1`;
+        // the comparison only decides whether to wake `nr_wake2` (0) more.
+        let op = ((libc::FUTEX_OP_ADD as u32) << 28)
+            | ((libc::FUTEX_OP_CMP_EQ as u32) << 24)
+            | (1 << 12);
+        let addr = self.addr.as_ptr();
+        // SAFETY: `addr` is our live mapping of the word (unmapped only in
+        // `Drop`, which cannot run during this call); the kernel accesses it
+        // with fault handling, so a page gone beyond the end of a truncated
+        // file yields `EFAULT`, not a signal. `nr_wake2` (0) travels in the
+        // timeout argument's place, as `futex(2)` specifies for this
+        // operation; no Rust reference to the word exists.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                addr,
+                libc::FUTEX_WAKE_OP,
+                i32::MAX,
+                0usize,
+                addr,
+                op,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(rc).unwrap_or(0))
+    }
+
+    /// Sleeps while the word holds `expected`, until woken or `deadline`
+    /// (`EINTR` is retried against the same deadline). Fails (`EFAULT`, no
+    /// signal) if the file was truncated under the mapping.
+    pub(crate) fn wait(&self, expected: u32, deadline: Instant) -> io::Result<WordWait> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(WordWait::TimedOut);
+            }
+            let ts = libc::timespec {
+                tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_nsec: libc::c_long::try_from(left.subsec_nanos()).unwrap_or(0),
+            };
+            // SAFETY: `addr` is our live mapping of the word (see
+            // `bump_and_wake`); `ts` outlives the call. The timeout is
+            // relative (CLOCK_MONOTONIC); no PRIVATE flag, so the futex is
+            // keyed by the file's inode and offset and shared with every
+            // process mapping it.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.addr.as_ptr(),
+                    libc::FUTEX_WAIT,
+                    expected,
+                    &ts as *const libc::timespec,
+                    std::ptr::null::<u32>(),
+                    0u32,
+                )
+            };
+            if rc == 0 {
+                return Ok(WordWait::Changed);
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) => return Ok(WordWait::Changed),
+                Some(libc::ETIMEDOUT) => continue,
+                Some(libc::EINTR) => continue,
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Whether `path` still names the file this word is mapped from.
+    pub(crate) fn is_at(&self, path: &Path) -> io::Result<bool> {
+        is_at(&self.file, path)
+    }
+}
+
+impl Drop for SharedWord {
+    fn drop(&mut self) {
+        // SAFETY: `addr` and the length are those of the mapping made in
+        // `map`, unmapped nowhere else; `&mut self` means no `wait` or
+        // `bump_and_wake` is using it.
+        let _ = unsafe { rustix::mm::munmap(self.addr.as_ptr().cast(), SHARED_WORD_LEN as usize) };
     }
 }
