@@ -53,6 +53,9 @@ pub(super) struct Hint {
     /// futex path carried a wake).
     #[cfg(test)]
     pub(super) hinted: std::sync::atomic::AtomicU64,
+    /// How many futex sleeps this handle's waiters began.
+    #[cfg(test)]
+    pub(super) sleeps: std::sync::atomic::AtomicU64,
 }
 
 impl Hint {
@@ -63,6 +66,8 @@ impl Hint {
             state: Mutex::new(State::Unmapped),
             #[cfg(test)]
             hinted: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(test)]
+            sleeps: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -147,6 +152,11 @@ pub(super) fn wait(
     loop {
         let now = Instant::now();
         let slice_end = earlier(deadline, now.checked_add(SLICE)).unwrap_or(now);
+        // Release: pairs with the Acquire load in the tests, which release
+        // a slot only after seeing this, so after `seen` was read.
+        #[cfg(test)]
+        hint.sleeps
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         match word.wait(seen, slice_end) {
             Ok(WordWait::Changed) => {
                 // Relaxed: a statistic; the test reads it after joining this
@@ -172,5 +182,191 @@ pub(super) fn wait(
             // No watch: a slice is a rescan (as the inotify-less nap).
             None => return Ok(true),
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux", not(permits_unsupported)))]
+mod tests {
+    use super::*;
+    use crate::named::{NamedSemaphore, NamedStatus};
+    use crate::AcquireError;
+    use std::fs::{self, File};
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    /// A private directory for one test, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let path =
+                std::env::temp_dir().join(format!("permits-hint-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir(&path).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+            Dir(path)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn open(dir: &Dir, name: &str) -> NamedSemaphore {
+        NamedSemaphore::options(name)
+            .capacity(1)
+            .dir(&dir.0)
+            .open()
+            .unwrap()
+    }
+
+    /// Yields until `sem`'s waiters began `n` futex sleeps in all.
+    fn until_sleeping(sem: &NamedSemaphore, n: u64) {
+        // Acquire: pairs with the Release add in `wait`, made after the
+        // waiter read the counter it sleeps on.
+        while sem.inner.hint.sleeps.load(Ordering::Acquire) < n {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Waits (yielding) until `sem` shows `n` queued waiters.
+    fn until_queued(sem: &NamedSemaphore, n: usize) {
+        while sem.status().map(|s: NamedStatus| s.waiters).unwrap_or(0) < n {
+            std::thread::yield_now();
+        }
+    }
+
+    /// The point of the hint (issue 12): a release in one handle reaches a
+    /// waiter of another handle (its own mapping of `futex`, as another
+    /// process's would be) through the futex, not through inotify. Before
+    /// the hint existed every wake came from an inotify event.
+    #[test]
+    fn a_release_wakes_a_waiter_through_the_futex() {
+        let dir = Dir::new("wake");
+        let holder = open(&dir, "wake");
+        let waiter = open(&dir, "wake");
+        let permit = holder.try_acquire().unwrap();
+        std::thread::scope(|s| {
+            let got = s.spawn(|| waiter.acquire_timeout(Duration::from_secs(60)));
+            until_sleeping(&waiter, 1);
+            drop(permit);
+            let got = got.join().unwrap().unwrap();
+            assert!(holder.try_acquire().unwrap_err().is_no_permits());
+            drop(got);
+        });
+        assert!(waiter.inner.hint.hinted.load(Ordering::Relaxed) >= 1);
+    }
+
+    /// A `futex` file cut to nothing under the mappings: touching the
+    /// mapped page from user space would raise SIGBUS; the kernel's futex
+    /// calls report EFAULT instead and `pread` comes up short, so nothing
+    /// crashes, and the waiter is handed the slot through inotify with
+    /// the bound of one holder kept.
+    #[test]
+    fn a_truncated_futex_file_neither_crashes_nor_lets_two_in() {
+        let dir = Dir::new("trunc");
+        let holder = open(&dir, "trunc");
+        let waiter = open(&dir, "trunc");
+        let path = holder.path().join("futex");
+        holder.inner.hint.wake(); // maps it
+        let word = waiter.inner.hint.for_wait().unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+
+        assert_eq!(word.load().unwrap(), None);
+        assert!(word.bump_and_wake().is_err());
+        let soon = Instant::now() + Duration::from_secs(5);
+        assert!(word.wait(0, soon).is_err());
+        holder.inner.hint.wake(); // must not crash either
+
+        let permit = holder.try_acquire().unwrap();
+        std::thread::scope(|s| {
+            let got = s.spawn(|| waiter.acquire_timeout(Duration::from_secs(60)));
+            until_queued(&holder, 1);
+            assert!(holder.try_acquire().unwrap_err().is_no_permits());
+            drop(permit);
+            let got = got.join().unwrap().unwrap();
+            assert!(holder.try_acquire().unwrap_err().is_no_permits());
+            assert_eq!(holder.status().unwrap().held, 1);
+            drop(got);
+        });
+        // The next handle extends the empty file again: the hint works.
+        let late = open(&dir, "trunc");
+        let word = late.inner.hint.for_wait().unwrap();
+        assert!(word.load().unwrap().is_some());
+    }
+
+    /// A `futex` file replaced (deleted and recreated) while handles have
+    /// the old one mapped: a waiter maps the new one when it starts
+    /// waiting, a releaser follows it after its wake, and the hand-off
+    /// keeps the bound.
+    #[test]
+    fn a_replaced_futex_file_is_followed() {
+        let dir = Dir::new("replace");
+        let holder = open(&dir, "replace");
+        let waiter = open(&dir, "replace");
+        let path = holder.path().join("futex");
+        holder.inner.hint.wake();
+        let old = waiter.inner.hint.for_wait().unwrap();
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, [7u8; 4]).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let new = waiter.inner.hint.for_wait().unwrap();
+        assert!(!old.is_at(&path).unwrap());
+        assert!(new.is_at(&path).unwrap());
+        assert_eq!(new.load().unwrap(), Some(u32::from_ne_bytes([7; 4])));
+
+        let permit = holder.try_acquire().unwrap();
+        std::thread::scope(|s| {
+            let got = s.spawn(|| waiter.acquire_timeout(Duration::from_secs(60)));
+            until_sleeping(&waiter, 1);
+            drop(permit);
+            let got = got.join().unwrap().unwrap();
+            assert!(holder.try_acquire().unwrap_err().is_no_permits());
+            drop(got);
+        });
+        // The holder's release followed the file: its handle maps the new one.
+        let State::Mapped(word) = &*lock(&holder.inner.hint.state) else {
+            panic!("the releaser lost its mapping");
+        };
+        assert!(word.is_at(&path).unwrap());
+    }
+
+    /// What is not a 4-byte regular file is refused (never mapped beyond
+    /// its end): waits then use inotify alone, and still hand slots on.
+    #[test]
+    fn a_short_or_odd_futex_file_falls_back_to_inotify() {
+        let dir = Dir::new("short");
+        let holder = open(&dir, "short");
+        let path = holder.path().join("futex");
+        fs::write(&path, [1u8; 2]).unwrap();
+        let file = sys::open_file(&path, None).unwrap();
+        assert!(SharedWord::map(file).unwrap().is_none());
+        let waiter = open(&dir, "short");
+        assert!(waiter.inner.hint.for_wait().is_none());
+
+        let permit = holder.try_acquire().unwrap();
+        std::thread::scope(|s| {
+            let got = s.spawn(|| waiter.acquire_timeout(Duration::from_secs(60)));
+            until_queued(&holder, 1);
+            drop(permit);
+            let got = got.join().unwrap();
+            assert!(matches!(got, Ok(_)), "{got:?}");
+            assert!(matches!(holder.try_acquire(), Err(AcquireError::NoPermits)));
+        });
+        assert_eq!(waiter.inner.hint.hinted.load(Ordering::Relaxed), 0);
+
+        // A directory in its place is refused too.
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        let other = open(&dir, "short");
+        assert!(other.inner.hint.for_wait().is_none());
     }
 }

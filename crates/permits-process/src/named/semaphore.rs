@@ -593,7 +593,6 @@ pub(super) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant>
     }
 }
 
-
 /// Waits for a change of the state directory, or the deadline; `false`
 /// once the deadline passed. Without a watch (no inotify instance left),
 /// naps 10 to 100 ms instead.
