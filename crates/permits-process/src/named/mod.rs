@@ -152,7 +152,6 @@
 
 mod error;
 mod files;
-mod hint;
 mod location;
 mod options;
 mod permit;

@@ -73,11 +73,7 @@ impl NamedPermit {
     /// would.
     pub fn detach(mut self) {
         lock(&self.inherited).clear();
-        if self.file.take().is_some() {
-            // Released now if no child shares the slot: wake hinted waiters
-            // (if a child does, they look, find it held and sleep again).
-            self.sem.inner.hint.wake();
-        }
+        drop(self.file.take());
     }
 
     /// Records `pid` as the holder shown by [`NamedSemaphore::status`]
@@ -113,9 +109,6 @@ impl Drop for NamedPermit {
             // rewrites it. Not clearing it keeps a file-system write off
             // the hand-off's critical path.
             let _ = sys::unlock_file(&file);
-            // The fast wake: waiters sleeping on the hint run now (see
-            // `hint.rs`); the inotify events below are for the others.
-            self.sem.inner.hint.wake();
             drop(file);
             // Wake waiters even if a forked child still shares the slot's
             // description (then our close above raised no event).
@@ -123,7 +116,6 @@ impl Drop for NamedPermit {
                 &self.sem.inner.dir.join("wake"),
                 Some(self.sem.inner.access),
             );
-            self.sem.inner.hint.follow();
         }
         // Only now, with the slot handed on, the ticket's file goes.
         drop(self.ticket.take());

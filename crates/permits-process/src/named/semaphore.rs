@@ -3,7 +3,6 @@
 //! waiting on inotify) and looking inside (status, wait for idle).
 
 use super::files::{self, Ticket};
-use super::hint::{self, Hint};
 use super::location::{base_dir, checked, exists, into_io};
 use super::status::{now_ms, record_text};
 use super::watch::Watches;
@@ -72,8 +71,6 @@ pub(super) struct Inner {
     poker: Mutex<Option<File>>,
     /// Inotify watches lent to blocking acquires (see `watch.rs`).
     watches: Watches,
-    /// The futex wake hint (see `hint.rs`).
-    pub(super) hint: Hint,
 }
 
 impl NamedSemaphore {
@@ -194,7 +191,6 @@ impl NamedSemaphore {
         Ok(NamedSemaphore {
             inner: Arc::new(Inner {
                 name,
-                hint: Hint::new(&dir, access),
                 dir,
                 queue,
                 capacity,
@@ -297,7 +293,6 @@ impl NamedSemaphore {
         }
         // Watch before queueing, so no release after this point is missed.
         let watch = self.lend_watch()?;
-        let word = self.inner.hint.for_wait();
         let record = record_text(sys::pid(), now_ms(), self.inner.label.as_deref());
         let ticket = Ticket::create(&self.inner.queue, self.inner.access, &record)?;
         let mut backoff = Duration::from_millis(10);
@@ -305,13 +300,6 @@ impl NamedSemaphore {
         // not read again (a read was a tenth of a hand-off's latency).
         let mut first = false;
         loop {
-            // The hint's counter, read before the look below: a release
-            // after the look bumps it, so the wait below cannot miss it.
-            // `None` (no hint, or its file cut short): inotify alone.
-            let seen = match &word {
-                Some(word) => word.load().ok().flatten().map(|seen| (word, seen)),
-                None => None,
-            };
             let ahead = if first {
                 0
             } else {
@@ -321,7 +309,7 @@ impl NamedSemaphore {
             };
             if ahead == 0 {
                 if let Some(permit) = self.try_slots()? {
-                    return Ok(self.with_ticket(permit, ticket));
+                    return Ok(with_ticket(permit, ticket));
                 }
             }
             // Behind someone: look again within PASS_OVER even without an
@@ -330,40 +318,17 @@ impl NamedSemaphore {
                 0 => deadline,
                 _ => earlier(deadline, Instant::now().checked_add(PASS_OVER)),
             };
-            let woke = match seen {
-                Some((word, seen)) => {
-                    hint::wait(&self.inner.hint, word, seen, watch.get(), nap, &mut backoff)?
-                }
-                None => wait_change(watch.get(), nap, &mut backoff)?,
-            };
+            let woke = wait_change(watch.get(), nap, &mut backoff)?;
             if !woke && deadline.is_some_and(|d| Instant::now() >= d) {
                 // Out of time: one last look, then leave the queue.
                 if first || ticket.ahead(&self.inner.queue)?.0 == 0 {
                     if let Some(permit) = self.try_slots()? {
-                        return Ok(self.with_ticket(permit, ticket));
+                        return Ok(with_ticket(permit, ticket));
                     }
                 }
-                // Those behind may now be first: tell the hinted ones.
-                drop(ticket);
-                self.inner.hint.wake();
                 return Err(AcquireError::TimedOut);
             }
         }
-    }
-
-    /// A waiter got `permit`: its ticket leaves the queue at once
-    /// (unlocked, see [`Ticket::leave`]) and its file is removed when the
-    /// permit is released, after the slot is handed on. With more than one
-    /// slot, the waiter behind may now be first while another slot is
-    /// free; an unlock raises no inotify event, so it is woken through the
-    /// hint.
-    fn with_ticket(&self, mut permit: NamedPermit, ticket: Ticket) -> NamedPermit {
-        ticket.leave();
-        if self.inner.capacity > 1 {
-            self.inner.hint.wake();
-        }
-        permit.ticket = Some(ticket);
-        permit
     }
 
     /// Whether any waiter that is not stopped is queued (dead tickets are
@@ -452,7 +417,6 @@ impl NamedSemaphore {
             }
         }
         if probed_free {
-            self.inner.hint.wake();
             let wake = sys::open_file(&self.inner.dir.join("wake"), Some(self.inner.access))?;
             sys::poke_file(&wake)?;
             // Closing `wake` (opened read-write) would raise IN_CLOSE_WRITE
@@ -585,7 +549,7 @@ impl NamedSemaphore {
 pub const PASS_OVER: Duration = Duration::from_secs(1);
 
 /// The earlier of two optional deadlines (`None`: never).
-pub(super) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
@@ -593,10 +557,19 @@ pub(super) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant>
     }
 }
 
+/// A waiter got `permit`: its ticket leaves the queue at once (unlocked,
+/// see [`Ticket::leave`]) and its file is removed when the permit is
+/// released, after the slot is handed on.
+fn with_ticket(mut permit: NamedPermit, ticket: Ticket) -> NamedPermit {
+    ticket.leave();
+    permit.ticket = Some(ticket);
+    permit
+}
+
 /// Waits for a change of the state directory, or the deadline; `false`
 /// once the deadline passed. Without a watch (no inotify instance left),
 /// naps 10 to 100 ms instead.
-pub(super) fn wait_change(
+fn wait_change(
     watch: Option<&sys::DirWatch>,
     deadline: Option<Instant>,
     backoff: &mut Duration,

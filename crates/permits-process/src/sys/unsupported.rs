@@ -177,41 +177,4 @@ impl DirWatch {
     pub(crate) fn discard(&self) -> io::Result<()> {
         match *self {}
     }
-    pub(crate) fn take_pending(&self) -> io::Result<bool> {
-        match *self {}
-    }
-}
-
-/// How many bytes of a [`SharedWord`]'s file are used.
-#[allow(dead_code)]
-pub(crate) const SHARED_WORD_LEN: u64 = 4;
-
-/// No shared word can exist on an unsupported platform.
-#[derive(Debug)]
-pub(crate) enum SharedWord {}
-
-/// How [`SharedWord::wait`] ended.
-#[allow(dead_code)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WordWait {
-    Changed,
-    TimedOut,
-}
-
-impl SharedWord {
-    pub(crate) fn map(_file: File) -> io::Result<Option<SharedWord>> {
-        unsupported()
-    }
-    pub(crate) fn load(&self) -> io::Result<Option<u32>> {
-        match *self {}
-    }
-    pub(crate) fn bump_and_wake(&self) -> io::Result<usize> {
-        match *self {}
-    }
-    pub(crate) fn wait(&self, _expected: u32, _deadline: Instant) -> io::Result<WordWait> {
-        match *self {}
-    }
-    pub(crate) fn is_at(&self, _path: &Path) -> io::Result<bool> {
-        match *self {}
-    }
 }
