@@ -95,10 +95,12 @@ fn ticket_files(dir: &TempDir, name: &str) -> usize {
 
 /// A waiter that gets its slot leaves the queue at once (its ticket is
 /// unlocked, so no one counts it as waiting: a newcomer may take the
-/// other free slot), and its ticket's file is removed when it releases
-/// (the unlink is off the hand-off's critical path, not forgotten).
+/// other free slot), and its ticket's file is removed after it released,
+/// at its handle's next acquire or when the handle is dropped (the unlink
+/// is off the hand-off's critical path, both the acquire's and the
+/// release's, and not forgotten).
 #[test]
-fn a_served_waiter_leaves_the_queue_at_once_and_its_ticket_file_on_release() {
+fn a_served_waiter_leaves_the_queue_at_once_and_its_ticket_file_after_release() {
     let dir = TempDir::new("named-leave");
     let sem = open(&dir, "leave", 2).unwrap();
     let first = sem.try_acquire().unwrap();
@@ -118,19 +120,27 @@ fn a_served_waiter_leaves_the_queue_at_once_and_its_ticket_file_on_release() {
         drop(served);
     });
     // Capacity 1, and nothing scans the queue meanwhile: the served
-    // waiter's own release removes its ticket's file.
-    let sem = open(&dir, "leave1", 1).unwrap();
-    let held = sem.try_acquire().unwrap();
-    std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| sem.acquire().unwrap());
-        until("the waiter to queue", || sem.status().unwrap().waiters == 1);
-        drop(held);
-        let served = waiter.join().unwrap();
-        assert_eq!(sem.status().unwrap().waiters, 0);
-        assert_eq!(ticket_files(&dir, "leave1"), 1);
-        drop(served);
+    // waiter's handle removes its ticket's file, at its next acquire or
+    // when it is dropped.
+    for next_acquire in [true, false] {
+        let sem = open(&dir, "leave1", 1).unwrap();
+        let held = sem.try_acquire().unwrap();
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| sem.acquire().unwrap());
+            until("the waiter to queue", || sem.status().unwrap().waiters == 1);
+            drop(held);
+            let served = waiter.join().unwrap();
+            assert_eq!(sem.status().unwrap().waiters, 0);
+            assert_eq!(ticket_files(&dir, "leave1"), 1);
+            drop(served);
+        });
+        if next_acquire {
+            drop(sem.try_acquire().unwrap());
+        } else {
+            drop(sem);
+        }
         assert_eq!(ticket_files(&dir, "leave1"), 0);
-    });
+    }
 }
 
 #[test]

@@ -90,6 +90,23 @@
 //!   acquire, made a hand-off several times slower than the work it
 //!   guarded. A kept instance holds kernel state only (nothing on disk),
 //!   so nothing is left behind after a `SIGKILL`.
+//! * **What a hand-off costs.** A release unlocks the slot, closes it
+//!   (the `IN_CLOSE_WRITE` that wakes the waiters) and opens and closes
+//!   `wake`; the woken head locks the slot, checks it is still the slot's
+//!   file, writes its record (cut to length only if the old one was
+//!   longer) and unlocks its ticket. A ticket's file is removed by the
+//!   handle that waited with it, at its next acquire or when it is dropped
+//!   (or by any scan, as a departed waiter's): an unlink is a journal
+//!   write, and neither the release nor the woken waiter pays for it. In
+//!   the `named_wake` benchmark the two processes ran on one CPU (`perf
+//!   sched`), so the waiter ran only once the releaser was done: the
+//!   latency is these system calls, not the wake-up itself. A futex in a
+//!   shared mapping of a state file was tried as a faster wake (issue 12)
+//!   and measured hardly better (11.1 µs against 12.0 µs without it, one
+//!   quick run each, within the noise), while every release that cannot
+//!   bump it (a holder killed, a `permits run --bg` command exiting) would
+//!   have cost a waiter up to its polling slice instead of an immediate
+//!   inotify event; it was left out.
 //! * **The capacity is never changed under holders.** The capacity is
 //!   recorded in `meta`. A handle that asks for a different one gets
 //!   [`NamedError::CapacityMismatch`] (naming the capacity in force)

@@ -92,11 +92,18 @@ impl NamedPermit {
 
     /// Writes pid, time and label into the slot file.
     pub(super) fn record(&mut self) -> io::Result<()> {
+        self.record_over(None)
+    }
+
+    /// [`record`](Self::record) over a file known to be `old_len` bytes
+    /// long: a record at least that long is not followed by a truncation
+    /// (a journal write on ext4, on the acquire's critical path).
+    pub(super) fn record_over(&mut self, old_len: Option<u64>) -> io::Result<()> {
         let text = record_text(self.holder, self.since_ms, self.sem.inner.label.as_deref());
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        sys::rewrite_file(file, text.as_bytes())
+        sys::rewrite_file(file, text.as_bytes(), old_len)
     }
 }
 
@@ -117,8 +124,12 @@ impl Drop for NamedPermit {
                 Some(self.sem.inner.access),
             );
         }
-        // Only now, with the slot handed on, the ticket's file goes.
-        drop(self.ticket.take());
+        // The ticket's file goes at this handle's next acquire, or when
+        // the handle is dropped (see `Inner::spent`): not on the way of the
+        // waiter this release wakes.
+        if let Some(ticket) = self.ticket.take() {
+            lock(&self.sem.inner.spent).push(ticket);
+        }
     }
 }
 

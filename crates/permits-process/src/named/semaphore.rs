@@ -71,6 +71,11 @@ pub(super) struct Inner {
     poker: Mutex<Option<File>>,
     /// Inotify watches lent to blocking acquires (see `watch.rs`).
     watches: Watches,
+    /// Tickets of this handle's released permits, whose files are removed
+    /// at its next acquire (or when it is dropped): an unlink is a journal
+    /// write, kept off the release that hands the slot on. An unlocked
+    /// ticket already reads as a departed waiter's.
+    pub(super) spent: Mutex<Vec<Ticket>>,
 }
 
 impl NamedSemaphore {
@@ -202,6 +207,7 @@ impl NamedSemaphore {
                 idle: Mutex::new((0..capacity).map(|_| None).collect()),
                 poker: Mutex::new(None),
                 watches: Watches::default(),
+                spent: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -234,6 +240,7 @@ impl NamedSemaphore {
     /// [`AcquireError::NoPermits`] (also when running waiters are queued:
     /// it does not barge), [`AcquireError::Io`].
     pub fn try_acquire(&self) -> Result<NamedPermit, AcquireError> {
+        self.remove_spent_tickets();
         if self.queue_has_live_tickets()? {
             return Err(AcquireError::NoPermits);
         }
@@ -286,6 +293,7 @@ impl NamedSemaphore {
     }
 
     fn acquire_until(&self, deadline: Option<Instant>) -> Result<NamedPermit, AcquireError> {
+        self.remove_spent_tickets();
         if !self.queue_has_live_tickets()? {
             if let Some(permit) = self.try_slots()? {
                 return Ok(permit);
@@ -331,6 +339,13 @@ impl NamedSemaphore {
         }
     }
 
+    /// Removes the files of the tickets this handle's released permits
+    /// waited with (see `Inner::spent`), outside the lock.
+    fn remove_spent_tickets(&self) {
+        let spent = std::mem::take(&mut *lock(&self.inner.spent));
+        drop(spent);
+    }
+
     /// Whether any waiter that is not stopped is queued (dead tickets are
     /// removed): then a newcomer does not take a free slot.
     fn queue_has_live_tickets(&self) -> io::Result<bool> {
@@ -366,12 +381,12 @@ impl NamedSemaphore {
                 }
                 return Ok(None);
             }
-            if !sys::is_at(&file, &path)? {
+            let Some(len) = sys::len_if_at(&file, &path)? else {
                 // Not the slot any more: let go, then open what the path
                 // names now (or create it).
                 sys::unlock_file(&file)?;
                 continue;
-            }
+            };
             let mut permit = NamedPermit {
                 slot,
                 file: Some(file),
@@ -381,7 +396,7 @@ impl NamedSemaphore {
                 inherited: Mutex::new(Vec::new()),
                 ticket: None,
             };
-            permit.record()?;
+            permit.record_over(Some(len))?;
             return Ok(Some(permit));
         }
     }

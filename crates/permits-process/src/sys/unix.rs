@@ -585,12 +585,16 @@ pub(crate) fn create_new_file(path: &Path, access: Access) -> io::Result<File> {
 }
 
 /// Whether `path` names the very file `file` has open now (same device
-/// and inode); `false` if the path is gone or names another file.
-pub(crate) fn is_at(file: &File, path: &Path) -> io::Result<bool> {
+/// and inode): then `Some` of the open file's length in bytes (from the
+/// same `fstat`); `None` if the path is gone or names another file.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn len_if_at(file: &File, path: &Path) -> io::Result<Option<u64>> {
     let open = fs::fstat(file)?;
     match fs::lstat(path) {
-        Ok(named) => Ok(open.st_dev == named.st_dev && open.st_ino == named.st_ino),
-        Err(Errno::NOENT) => Ok(false),
+        Ok(named) if open.st_dev == named.st_dev && open.st_ino == named.st_ino => {
+            Ok(Some(open.st_size as u64))
+        }
+        Ok(_) | Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -634,12 +638,16 @@ pub(crate) fn unlock_file(file: &File) -> io::Result<()> {
 }
 
 /// Replaces `file`'s contents with `bytes`: written at offset 0, then cut
-/// to their length (two system calls; the file never reads as empty in
-/// between).
-pub(crate) fn rewrite_file(file: &File, bytes: &[u8]) -> io::Result<()> {
+/// to their length (the file never reads as empty in between). The cut (a
+/// second system call, and a journal write on ext4) is left out when the
+/// caller knows the file was `old_len` bytes long, no longer than `bytes`.
+pub(crate) fn rewrite_file(file: &File, bytes: &[u8], old_len: Option<u64>) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     file.write_all_at(bytes, 0)?;
-    file.set_len(bytes.len() as u64)
+    if old_len.is_none_or(|old| old > bytes.len() as u64) {
+        file.set_len(bytes.len() as u64)?;
+    }
+    Ok(())
 }
 
 /// Sets `file`'s times to now (which needs only write access, not

@@ -135,7 +135,7 @@ pub(crate) fn open_file(_path: &Path, _create: Option<Access>) -> io::Result<Fil
 pub(crate) fn create_new_file(_path: &Path, _access: Access) -> io::Result<File> {
     unsupported()
 }
-pub(crate) fn is_at(_file: &File, _path: &Path) -> io::Result<bool> {
+pub(crate) fn len_if_at(_file: &File, _path: &Path) -> io::Result<Option<u64>> {
     unsupported()
 }
 pub(crate) fn open_dir(_path: &Path) -> io::Result<File> {
@@ -150,7 +150,7 @@ pub(crate) fn lock_file(_file: &File, _kind: LockKind, _wait: bool) -> io::Resul
 pub(crate) fn unlock_file(_file: &File) -> io::Result<()> {
     unsupported()
 }
-pub(crate) fn rewrite_file(_file: &File, _bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn rewrite_file(_file: &File, _bytes: &[u8], _old_len: Option<u64>) -> io::Result<()> {
     unsupported()
 }
 pub(crate) fn poke_file(_file: &File) -> io::Result<()> {
