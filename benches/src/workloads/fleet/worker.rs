@@ -219,8 +219,9 @@ fn worker(spec: &str) -> Result<(), String> {
             let started = now_ns();
             // The hold blocks this thread on purpose: nothing else of this
             // process needs to run while it holds the permit (the keepalive
-            // is due only after a third of a 15 s lease; distributed-lock-
-            // redis's extension task is aborted by the release unpolled).
+            // is due only after a third of a 15 s lease; the extension
+            // task of distributed-lock-redis is aborted, never polled, by
+            // the release).
             if !spec.hold.is_zero() {
                 std::thread::sleep(spec.hold);
             }
