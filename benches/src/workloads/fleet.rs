@@ -1,6 +1,8 @@
 //! Workload 9, fleet: the Redis fleet semaphore (`permits-redis`) against a
-//! private `redis-server`, next to a Redis `PING` and a 10 ms-polling
-//! sorted-set semaphore (`zset.rs`, the reference of what users run today).
+//! private `redis-server`, next to a Redis `PING`, a 10 ms-polling
+//! sorted-set semaphore (`zset.rs`, the reference of what users run today)
+//! and the crate a Rust user would pick, `distributed-lock-redis`
+//! (`dlr.rs`: a sorted set polled with a 10–200 ms backoff).
 //!
 //! * `fleet_uncontended`: one process, acquire + release with nobody else
 //!   around; µs per pair, and a `PING` round trip on the same connection.
@@ -16,6 +18,7 @@
 //! this binary re-executed (`worker.rs`); each repetition starts fresh
 //! workers on a fresh semaphore name (not timed).
 
+mod dlr;
 mod server;
 mod worker;
 mod zset;
@@ -30,18 +33,20 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use worker::{now_ns, Under, OURS, ZSET};
+use worker::{now_ns, Under, DLR, OURS, ZSET};
 
 /// The reference row of `fleet_uncontended`.
 pub const PING: &str = "redis_ping";
 /// Rows of `fleet_uncontended`, in report order.
-pub const UNCONTENDED_ROWS: [&str; 3] = [OURS, PING, ZSET];
+pub const UNCONTENDED_ROWS: [&str; 4] = [OURS, PING, ZSET, DLR];
 /// Rows of the process workloads, in report order.
-pub const PROCESS_ROWS: [&str; 2] = [OURS, ZSET];
+pub const PROCESS_ROWS: [&str; 3] = [OURS, ZSET, DLR];
 /// The row the fleet targets are about.
 pub const FLEET_OURS: &str = OURS;
 /// The polling reference's row.
 pub const FLEET_REFERENCE: &str = ZSET;
+/// The crates.io semaphore's row (a comparison, not a target's reference).
+pub const FLEET_CRATE: &str = DLR;
 
 /// Processes and capacity of the contended workload.
 const CONTENDED_PROCS: usize = 12;
@@ -448,6 +453,14 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
         "`{ZSET}`: a sorted-set semaphore written in the bench as the reference of what users run today (swarthy's redis-semaphore design): per attempt one pipeline of `ZREMRANGEBYSCORE` (leases older than 15 s), `ZADD` (client clock, ms), `ZRANK`; rank < capacity is a grant, else `ZREM`, sleep {} ms, retry; release is `ZREM`.",
         zset::POLL.as_millis()
     );
+    let dlr_how = format!(
+        "`{DLR}`: distributed-lock-redis {}'s `RedisDistributedSemaphore` with its defaults, on its own fred client over the same unix socket: per attempt one `EVAL` of a script (`TIME`, drop expired tickets, `ZCARD` < capacity → `ZADD`, `PEXPIRE`); a failed attempt sleeps {} ms, doubling up to {} ms; release is one `EVAL` of `ZREM`; {} s ticket expiry, extended every {} s by a task that release aborts before it runs here.",
+        dlr::VERSION,
+        dlr::FIRST_BACKOFF.as_millis(),
+        dlr::MAX_BACKOFF.as_millis(),
+        dlr::EXPIRY.as_secs(),
+        dlr::EXTEND_EVERY.as_secs()
+    );
     let ours_how = "`permits_redis`: `RedisSemaphore::acquire().await` and `RedisPermit::release().await` (waits for Redis to confirm), default 15 s lease, restart quarantine off (it would pause a fresh server's first grants for one lease).";
     let specs = vec![
         Spec {
@@ -455,7 +468,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             family: "fleet",
             title: "Fleet: uncontended acquire + release on a private Redis".into(),
             description: format!(
-                "One process, nobody else on the semaphore (capacity {CONTENDED_CAPACITY}), redis-server on a unix socket of the same machine; µs per acquire + release. `{PING}`: one `PING` round trip on the permits-redis `Client`'s own connection (the reference: the target is ≤ 3× it). {ours_how} {zset_how}"
+                "One process, nobody else on the semaphore (capacity {CONTENDED_CAPACITY}), redis-server on a unix socket of the same machine; µs per acquire + release. `{PING}`: one `PING` round trip on the permits-redis `Client`'s own connection (the reference: the target is ≤ 3× it). {ours_how} {zset_how} {dlr_how}"
             ),
             unit: Unit::Us,
             reference: Some(PING),
@@ -467,7 +480,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             family: "fleet",
             title: "Fleet: hand-off from one process's release to the next process's start".into(),
             description: format!(
-                "Two worker processes on capacity 1: each holds {} ms, releases, waits {} ms, asks again, so at every release the other process is already waiting. Value: per repetition, the median over its hand-offs of (the waiting process's `acquire` returns) − (the other process calls release), on the system clock both share; p99 and the count of hand-offs alongside (medians over repetitions). {ours_how} {zset_how}",
+                "Two worker processes on capacity 1: each holds {} ms, releases, waits {} ms, asks again, so at every release the other process is already waiting. Value: per repetition, the median over its hand-offs of (the waiting process's `acquire` returns) − (the other process calls release), on the system clock both share; p99 and the count of hand-offs alongside (medians over repetitions). {ours_how} {zset_how} {dlr_how}",
                 HANDOFF_HOLD.as_millis(),
                 HANDOFF_THINK.as_millis()
             ),
@@ -492,7 +505,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
             family: "fleet",
             title: "Fleet: 12 processes on capacity 3".into(),
             description: format!(
-                "{CONTENDED_PROCS} worker processes loop acquire → hold {} ms → release on capacity {CONTENDED_CAPACITY} for {} ms. Value: grants released inside the window per second; slowest ÷ mean: the slowest process's grants ÷ the mean. Redis calls per grant: `CONFIG RESETSTAT` once every worker has connected, `INFO commandstats` after they exit, divided by all grants (those finishing after the window too); commands run inside a Lua script are not calls (only the `EVALSHA` that runs it is), so a scripted row counts its script calls plus connection commands; releases count. Most holders: the most grants between `acquire` returning and release being called at once, on the shared clock (a lower bound of the real overlap). {ours_how} {zset_how}",
+                "{CONTENDED_PROCS} worker processes loop acquire → hold {} ms → release on capacity {CONTENDED_CAPACITY} for {} ms. Value: grants released inside the window per second; slowest ÷ mean: the slowest process's grants ÷ the mean. Redis calls per grant: `CONFIG RESETSTAT` once every worker has connected, `INFO commandstats` after they exit, divided by all grants (those finishing after the window too); commands run inside a Lua script are not calls (only the `EVALSHA` that runs it is), so a scripted row counts its script calls plus connection commands; releases count. Most holders: the most grants between `acquire` returning and release being called at once, on the shared clock (a lower bound of the real overlap). {ours_how} {zset_how} {dlr_how}",
                 CONTENDED_HOLD.as_millis(),
                 contended_window.as_millis()
             ),

@@ -8,7 +8,9 @@
 //! [`Under`] is the semaphore under test, the same for workers and for the
 //! in-process uncontended rows.
 
+use super::dlr::DlrSemaphore;
 use super::zset::ZsetSemaphore;
+use distributed_lock_redis::RedisSemaphoreHandle;
 use permits_redis::{Client, Options, RedisPermit, RedisSemaphore};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -24,6 +26,8 @@ pub const URL_ENV: &str = "PERMITS_BENCH_FLEET_URL";
 pub const OURS: &str = "permits_redis";
 /// The polling reference's row.
 pub const ZSET: &str = "zset_poll_10ms";
+/// The crate row: `distributed-lock-redis`.
+pub const DLR: &str = "distributed_lock_redis";
 
 /// Now on the system clock, ns since the Unix epoch.
 pub fn now_ns() -> u64 {
@@ -38,6 +42,8 @@ pub enum Under {
     Ours(Client, RedisSemaphore),
     /// The 10 ms-polling sorted set.
     Zset(ZsetSemaphore),
+    /// `distributed_lock_redis::RedisDistributedSemaphore`.
+    Dlr(DlrSemaphore),
 }
 
 /// A grant of [`Under`].
@@ -46,6 +52,8 @@ pub enum Held {
     Ours(RedisPermit),
     /// The sorted set's member id.
     Zset(String),
+    /// `distributed-lock-redis`'s ticket.
+    Dlr(RedisSemaphoreHandle),
 }
 
 impl Under {
@@ -68,6 +76,9 @@ impl Under {
                 .await
                 .map(Under::Zset)
                 .map_err(|e| format!("zset connect: {e}")),
+            DLR => DlrSemaphore::connect(url, name, capacity)
+                .await
+                .map(Under::Dlr),
             _ => Err(format!("unknown row {id}")),
         }
     }
@@ -85,6 +96,7 @@ impl Under {
                 .await
                 .map(Held::Zset)
                 .map_err(|e| format!("zset acquire: {e}")),
+            Under::Dlr(sem) => sem.acquire().await.map(Held::Dlr),
         }
     }
 
@@ -100,6 +112,7 @@ impl Under {
                 .release(&id)
                 .await
                 .map_err(|e| format!("zset release: {e}")),
+            (Under::Dlr(_), Held::Dlr(handle)) => DlrSemaphore::release(handle).await,
             _ => Err("a grant of another semaphore".into()),
         }
     }
@@ -206,7 +219,9 @@ fn worker(spec: &str) -> Result<(), String> {
             let started = now_ns();
             // The hold blocks this thread on purpose: nothing else of this
             // process needs to run while it holds the permit (the keepalive
-            // is due only after a third of a 15 s lease).
+            // is due only after a third of a 15 s lease; the extension
+            // task of distributed-lock-redis is aborted, never polled, by
+            // the release).
             if !spec.hold.is_zero() {
                 std::thread::sleep(spec.hold);
             }
