@@ -45,6 +45,7 @@ pub const COMPETITORS: &[(&str, &str)] = &[
     ("rsevents", "0.3.1"),
     ("governor", "0.10.4"),
     ("dashmap", "6.2.1"),
+    ("distributed-lock-redis", "0.2.0"),
 ];
 
 /// How a semaphore serves a request for several permits.
