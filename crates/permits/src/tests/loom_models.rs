@@ -365,6 +365,49 @@ panicking_waker_racing_grant_and_release, |policy| {
         assert_at_rest(&sem, 2);
 });
 
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct Counting(loom::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+both_policies!(
+/// A queued task re-polled with a new waker while a release hands it the
+/// permit: either the re-poll finds the grant (the short path that frees a
+/// finished slot) or the release comes after the re-registration and wakes
+/// the new waker. The grant is never lost and no permit stays behind.
+repoll_with_a_new_waker_racing_a_grant, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(1, 1, policy));
+        let held = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let mut a = Box::pin(Arc::clone(&sem).acquire_owned());
+        assert!(a.as_mut().poll(&mut noop_cx()).is_pending());
+        let woken = Arc::new(Counting::default());
+        let waker = Waker::from(Arc::clone(&woken));
+        let t = thread::spawn(move || drop(held));
+        let first = a.as_mut().poll(&mut Context::from_waker(&waker));
+        t.join().unwrap();
+        let permit = match first {
+            Poll::Ready(permit) => permit.unwrap(),
+            Poll::Pending => {
+                assert_eq!(woken.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+                match a.as_mut().poll(&mut noop_cx()) {
+                    Poll::Ready(permit) => permit.unwrap(),
+                    Poll::Pending => panic!("woken for a grant, yet still pending"),
+                }
+            }
+        };
+        drop(permit);
+        drop(a);
+        assert_at_rest(&sem, 1);
+});
+
 both_policies!(
 /// Two semaphores, one swapped over the other while a waiter of the first
 /// was leaked: the waiter moves with its semaphore, and a release racing a
