@@ -246,7 +246,8 @@ impl Waiters {
             });
             key
         } else {
-            // A free slot was reset by `free`: only what differs is written.
+            // Written field by field rather than as a whole new slot; its
+            // waker is `None` (`free` took it), so nothing runs user code.
             let key = self.free;
             let slot = &mut self.slots[key as usize];
             self.free = slot.next;
