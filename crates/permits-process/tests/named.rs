@@ -724,3 +724,111 @@ fn a_kept_watch_is_replaced_when_the_queue_was_deleted() {
     assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(0));
     waiter.join().unwrap();
 }
+
+/// A waiter thread of this process, blocked in `acquire`.
+struct Waiter {
+    done: mpsc::Receiver<Result<(), AcquireError>>,
+}
+
+impl Waiter {
+    /// Starts a thread that acquires a permit of `sem` (no deadline: a
+    /// timed acquire takes a last look at the slots when its time is up,
+    /// which would hide a lost wake-up) and drops it; returns once the
+    /// thread sleeps in the kernel's `poll`, i.e. after its last look at
+    /// the slots.
+    #[allow(unsafe_code)] // gettid has no safe wrapper in std
+    fn blocked(sem: &NamedSemaphore) -> Waiter {
+        let sem = sem.clone();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            let _ = done_tx.send(sem.acquire().map(drop));
+        });
+        let tid = tid_rx.recv().unwrap();
+        until("the waiter to sleep in poll", || in_poll(tid));
+        Waiter { done }
+    }
+
+    /// Whether the waiter got its permit: `false` if it was still asleep
+    /// after 30 s (a lost wake-up; the thread is left blocked).
+    fn woken(self) -> bool {
+        matches!(self.done.recv_timeout(Duration::from_secs(30)), Ok(Ok(())))
+    }
+}
+
+/// Whether thread `tid` of this process is inside `poll`/`ppoll` now.
+fn in_poll(tid: i32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else {
+        return false;
+    };
+    let nr: Option<libc::c_long> = text.split(' ').next().and_then(|n| n.parse().ok());
+    nr == Some(libc::SYS_ppoll) || nr.is_some_and(|n| poll_nr() == Some(n))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn poll_nr() -> Option<libc::c_long> {
+    Some(libc::SYS_poll)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn poll_nr() -> Option<libc::c_long> {
+    None
+}
+
+/// A release whose close raises no event (a child inherited the slot's
+/// descriptor and is still running) still wakes a sleeping waiter.
+#[test]
+fn a_release_wakes_a_waiter_while_an_inheriting_child_runs() {
+    let dir = TempDir::new("named-lent");
+    let sem = open(&dir, "lent", 1).unwrap();
+    let permit = sem.acquire().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "read line"])
+        .stdin(std::process::Stdio::piped());
+    permit.inherit_into(&mut cmd).unwrap();
+    let mut child = cmd.spawn().unwrap();
+    let waiter = Waiter::blocked(&sem);
+    drop(permit);
+    assert!(waiter.woken(), "woken by the release");
+    assert!(child.try_wait().unwrap().is_none(), "the child still runs");
+    drop(child.stdin.take());
+    child.wait().unwrap();
+}
+
+/// The same when the descriptor was shared by a plain `fork`: the child,
+/// still running, keeps a copy of the slot's descriptor, so the holder's
+/// close is not the last one and raises no event by itself.
+#[test]
+#[allow(unsafe_code)] // fork, kill and waitpid have no safe wrapper in std
+fn a_release_wakes_a_waiter_while_a_forked_child_runs() {
+    let dir = TempDir::new("named-fork");
+    let sem = open(&dir, "fork", 1).unwrap();
+    let permit = sem.acquire().unwrap();
+    // SAFETY: the child calls only async-signal-safe functions (pause)
+    // until it is killed, as required after fork in a threaded process.
+    // It holds copies of every descriptor of this process (other tests'
+    // too) until then, so it is killed as soon as the waiter is back.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        loop {
+            // SAFETY: pause has no preconditions.
+            unsafe { libc::pause() };
+        }
+    }
+    let waiter = Waiter::blocked(&sem);
+    drop(permit);
+    let woke = waiter.woken();
+    let mut status = 0;
+    // SAFETY: `pid` is our child; WNOHANG never blocks.
+    let running = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0;
+    // SAFETY: `pid` is our child, not yet reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    assert!(woke, "woken by the release");
+    assert!(running, "the child ran until the waiter was woken");
+}

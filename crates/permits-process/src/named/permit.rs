@@ -19,13 +19,16 @@ use std::sync::Mutex;
 pub struct NamedPermit {
     pub(super) slot: usize,
     pub(super) file: Option<File>,
+    /// [`sys::forks`] from before `file` was opened: a fork since then may
+    /// have copied it into a child (see the `Drop`).
+    pub(super) forks_at_open: Option<u64>,
     /// The process recorded as the holder (this one, or the command the
     /// slot was handed to) and since when (ms since the epoch).
     pub(super) holder: u32,
     pub(super) since_ms: u128,
     pub(super) sem: NamedSemaphore,
     /// Hooks letting children inherit the slot; disarmed before `file`
-    /// closes.
+    /// closes (and only then: while it has one, children may share `file`).
     pub(super) inherited: Mutex<Vec<sys::InheritOnce>>,
     /// The queue ticket this permit waited with, already out of the queue
     /// (unlocked); its file is removed after the slot is released.
@@ -109,7 +112,13 @@ impl NamedPermit {
 
 impl Drop for NamedPermit {
     fn drop(&mut self) {
-        lock(&self.inherited).clear(); // later spawns must not get a closed number
+        let lent = {
+            // Later spawns must not get a closed number.
+            let mut inherited = lock(&self.inherited);
+            let lent = !inherited.is_empty();
+            inherited.clear();
+            lent
+        };
         if let Some(file) = self.file.take() {
             // The record stays: a free slot's record is never read (status
             // reads only slots it finds locked), and the next holder
@@ -117,12 +126,20 @@ impl Drop for NamedPermit {
             // the hand-off's critical path.
             let _ = sys::unlock_file(&file);
             drop(file);
-            // Wake waiters even if a forked child still shares the slot's
-            // description (then our close above raised no event).
-            let _ = sys::open_file(
-                &self.sem.inner.dir.join("wake"),
-                Some(self.sem.inner.access),
-            );
+            // That close raised the `IN_CLOSE_WRITE` that wakes waiters
+            // only if it was the description's last descriptor. It may not
+            // have been if children were let inherit it, or if the
+            // process forked since it was opened (counted after the close:
+            // see `sys::forks`); then `wake` is opened and closed, which
+            // wakes them. Not doing so otherwise keeps two system calls
+            // (and a path lookup) off the hand-off: the woken waiter often
+            // runs only once this thread blocks.
+            if lent || self.forks_at_open.is_none() || sys::forks() != self.forks_at_open {
+                let _ = sys::open_file(
+                    &self.sem.inner.dir.join("wake"),
+                    Some(self.sem.inner.access),
+                );
+            }
         }
         // The ticket's file goes at this handle's next acquire, or when
         // the handle is dropped (see `Inner::spent`): not on the way of the

@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A slot file's open description and the fork count ([`sys::forks`])
+/// from before it was opened.
+type Opened = (File, Option<u64>);
+
 /// A counting semaphore shared by unrelated processes of one user through
 /// a name; a permit held by a process that dies, even by `SIGKILL`, comes
 /// back by itself. See the [module docs](crate::named) for the design.
@@ -66,7 +70,7 @@ pub(super) struct Inner {
     _dir_lock: File,
     /// Descriptions of free slots, kept open so that failed attempts close
     /// nothing (a close would wake every waiter).
-    idle: Mutex<Vec<Option<File>>>,
+    idle: Mutex<Vec<Option<Opened>>>,
     /// `wake`, kept open once introspection poked it (see `probe_slots`).
     poker: Mutex<Option<File>>,
     /// Inotify watches lent to blocking acquires (see `watch.rs`).
@@ -370,14 +374,19 @@ impl NamedSemaphore {
         let path = files::slot_path(&self.inner.dir, slot);
         let mut cached = lock(&self.inner.idle)[slot].take();
         loop {
-            let file = match cached.take() {
-                Some(file) => file,
-                None => sys::open_file(&path, Some(self.inner.access))?,
+            let (file, forks) = match cached.take() {
+                Some(cached) => cached,
+                None => {
+                    // Counted before the open: a fork after this count
+                    // shows at the release (see `NamedPermit::drop`).
+                    let forks = sys::forks();
+                    (sys::open_file(&path, Some(self.inner.access))?, forks)
+                }
             };
             if !sys::lock_file(&file, LockKind::Exclusive, false)? {
                 let mut idle = lock(&self.inner.idle);
                 if idle[slot].is_none() {
-                    idle[slot] = Some(file);
+                    idle[slot] = Some((file, forks));
                 }
                 return Ok(None);
             }
@@ -390,6 +399,7 @@ impl NamedSemaphore {
             let mut permit = NamedPermit {
                 slot,
                 file: Some(file),
+                forks_at_open: forks,
                 holder: sys::pid(),
                 since_ms: now_ms(),
                 sem: self.clone(),

@@ -7,7 +7,8 @@
 //! other threads may be spawning unrelated children, is the only way to
 //! keep the jobserver's descriptors out of every other process), and
 //! [`home_dir`]'s `getpwuid_r(3)` (no safe wrapper reads the user
-//! database through NSS).
+//! database through NSS), and [`forks`]' `pthread_atfork(3)` (no safe
+//! wrapper registers a fork hook).
 #![allow(unsafe_code)]
 
 use super::{Access, FileId, FileKind, LockKind};
@@ -21,8 +22,8 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// An owned, close-on-exec file descriptor.
@@ -328,6 +329,40 @@ pub(crate) fn out_of_watches(e: &io::Error) -> bool {
     [Errno::MFILE, Errno::NFILE, Errno::NOSPC]
         .iter()
         .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()))
+}
+
+/// Forks of this process so far, counted from the first call of
+/// [`forks`]: bumped by a `pthread_atfork` hook before each `fork(3)`.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn before_fork() {
+    // Pairs with the load in `forks` (see there); SeqCst for the same
+    // single order of all bumps and loads, nothing else is published.
+    FORKS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// How many times this process has forked with `fork(3)` since the first
+/// call (the hook is installed then); `None` if the hook could not be
+/// installed (then any descriptor may have been copied into a child).
+///
+/// A descriptor opened after a call that returned `Some(n)` is shared
+/// with no child made by `fork(3)` if a later call, made after the
+/// descriptor was closed, returns `Some(n)` too: the hook runs before the
+/// child copies the descriptor table, so a fork that copied it counted
+/// before the close, and the close comes before the later load. Children
+/// made by `posix_spawn` or `vfork` run no hook, but they exec or exit at
+/// once, and so close their copies (of `CLOEXEC` descriptors) at once.
+/// A raw `clone` or `_Fork` (no hook) whose child keeps running is not
+/// seen.
+pub(crate) fn forks() -> Option<u64> {
+    static HOOKED: OnceLock<bool> = OnceLock::new();
+    // SAFETY: `before_fork` is an `extern "C" fn()` that stays valid for
+    // the life of the process (a static function), touches only an
+    // atomic, and so is safe to run in the parent just before any fork.
+    let hooked =
+        *HOOKED.get_or_init(|| unsafe { libc::pthread_atfork(Some(before_fork), None, None) } == 0);
+    // Pairs with the fetch_add in `before_fork`.
+    hooked.then(|| FORKS.load(Ordering::SeqCst))
 }
 
 /// This process's id.

@@ -93,6 +93,9 @@ pub(crate) fn inherit_once(_cmd: &mut Command, fd: &Fd) -> InheritOnce {
 pub(crate) fn out_of_watches(_e: &io::Error) -> bool {
     false
 }
+pub(crate) fn forks() -> Option<u64> {
+    None
+}
 pub(crate) fn pid() -> u32 {
     std::process::id()
 }
