@@ -415,6 +415,21 @@ fn wait_idle_returns_when_the_last_holder_dies() {
     assert_eq!(sem.status().unwrap().held, 0);
 }
 
+/// Starts `sh -c 'read line'` sharing `permit`'s slot
+/// ([`inherit_into`](permits_process::named::NamedPermit::inherit_into)):
+/// it runs until its stdin is closed. Returns the command too (a later
+/// spawn from it must get nothing).
+fn share_with_a_child(
+    permit: &permits_process::named::NamedPermit,
+) -> (std::process::Command, std::process::Child) {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "read line"])
+        .stdin(std::process::Stdio::piped());
+    permit.inherit_into(&mut cmd).unwrap();
+    let child = cmd.spawn().unwrap();
+    (cmd, child)
+}
+
 /// A permit handed to a command: after `detach`, the command alone holds
 /// the slot, and the kernel frees it when the command exits.
 #[test]
@@ -422,11 +437,7 @@ fn detached_permit_stays_with_the_child() {
     let dir = TempDir::new("named-detach");
     let sem = open(&dir, "detach", 1).unwrap();
     let permit = sem.acquire().unwrap();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", "read line"])
-        .stdin(std::process::Stdio::piped());
-    permit.inherit_into(&mut cmd).unwrap();
-    let mut child = cmd.spawn().unwrap();
+    let (mut cmd, mut child) = share_with_a_child(&permit);
     permit.detach();
     assert!(sem.try_acquire().is_err(), "the child holds the slot");
     let status = sem.status().unwrap();
@@ -509,11 +520,7 @@ fn another_capacity_is_refused_while_a_handleless_child_holds_a_slot() {
     let dir = TempDir::new("named-handleless");
     let sem = open(&dir, "bg", 2).unwrap();
     let permit = sem.acquire().unwrap();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", "read line"])
-        .stdin(std::process::Stdio::piped());
-    permit.inherit_into(&mut cmd).unwrap();
-    let mut child = cmd.spawn().unwrap();
+    let (_, mut child) = share_with_a_child(&permit);
     permit.detach();
     drop(sem); // no handle left anywhere; the child holds slot 0
     let err = open(&dir, "bg", 1).unwrap_err();
@@ -784,11 +791,7 @@ fn a_release_wakes_a_waiter_while_an_inheriting_child_runs() {
     let dir = TempDir::new("named-lent");
     let sem = open(&dir, "lent", 1).unwrap();
     let permit = sem.acquire().unwrap();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", "read line"])
-        .stdin(std::process::Stdio::piped());
-    permit.inherit_into(&mut cmd).unwrap();
-    let mut child = cmd.spawn().unwrap();
+    let (_, mut child) = share_with_a_child(&permit);
     let waiter = Waiter::blocked(&sem);
     drop(permit);
     assert!(waiter.woken(), "woken by the release");
