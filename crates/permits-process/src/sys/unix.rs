@@ -356,9 +356,11 @@ extern "C" fn before_fork() {
 /// seen.
 pub(crate) fn forks() -> Option<u64> {
     static HOOKED: OnceLock<bool> = OnceLock::new();
-    // SAFETY: `before_fork` is an `extern "C" fn()` that stays valid for
-    // the life of the process (a static function), touches only an
-    // atomic, and so is safe to run in the parent just before any fork.
+    // SAFETY: `before_fork` is an `extern "C" fn()` of this module, valid
+    // as long as the module is loaded (glibc registers it with this
+    // module's DSO handle and removes it if a shared object containing
+    // this crate is unloaded); it touches only an atomic, so it is safe
+    // to run in the forking thread just before any fork.
     let hooked =
         *HOOKED.get_or_init(|| unsafe { libc::pthread_atfork(Some(before_fork), None, None) } == 0);
     // Pairs with the fetch_add in `before_fork`.
