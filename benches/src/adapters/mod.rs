@@ -33,7 +33,7 @@ pub const OURS: &str = "permits";
 pub const OURS_FIFO: &str = "permits/fifo";
 
 /// Competitor crates and the exact versions `Cargo.toml` pins (a test keeps
-/// the two in step).
+/// the two in step); reports name them through [`competitor_version`].
 pub const COMPETITORS: &[(&str, &str)] = &[
     ("tokio", "1.54.1"),
     ("async-lock", "3.5.0"),
@@ -47,6 +47,20 @@ pub const COMPETITORS: &[(&str, &str)] = &[
     ("dashmap", "6.2.1"),
     ("distributed-lock-redis", "0.2.0"),
 ];
+
+/// The pinned version of the competitor crate `name` (from
+/// [`COMPETITORS`]).
+///
+/// # Panics
+///
+/// If `name` is not listed there (a mistake in the bench itself).
+pub fn competitor_version(name: &str) -> &'static str {
+    COMPETITORS
+        .iter()
+        .find(|(listed, _)| *listed == name)
+        .map(|(_, version)| *version)
+        .unwrap_or_else(|| panic!("{name} is not in COMPETITORS"))
+}
 
 /// How a semaphore serves a request for several permits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,6 +272,13 @@ mod tests {
                 "Cargo.toml does not pin {name} to ={version}: update COMPETITORS or the manifest"
             );
         }
+    }
+
+    #[test]
+    fn competitor_versions_are_looked_up_by_name() {
+        assert_eq!(competitor_version("rsevents"), "0.3.1");
+        let caught = std::panic::catch_unwind(|| competitor_version("no-such-crate"));
+        assert!(caught.is_err(), "an unlisted crate is a bench mistake");
     }
 
     #[test]

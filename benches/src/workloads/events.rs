@@ -14,6 +14,7 @@
 
 use super::repeat::timed;
 use super::{collect, interleave, Cell, Plan, Spec};
+use crate::adapters::competitor_version;
 use crate::report::{Column, Fmt, Unit, Workload};
 use rsevents::Awaitable;
 use std::hint::black_box;
@@ -21,10 +22,6 @@ use std::rc::Rc;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// The `rsevents` crate's version (Cargo.toml pins it to the one
-/// rsevents-extra uses; a test keeps the two in step).
-pub const RSEVENTS_VERSION: &str = "0.3.1";
 
 /// The reference row.
 pub const REFERENCE: &str = "std_condvar_flag";
@@ -187,7 +184,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
     add::<RsEvent>(plan, &mut cells);
     let samples = interleave("events", &mut cells, plan.reps);
     let rows = "`permits_auto_reset`: `permits::event::AutoResetEvent` (`set`, `wait`, `try_wait`); `rsevents_auto_reset`: rsevents ".to_owned()
-        + RSEVENTS_VERSION
+        + competitor_version("rsevents")
         + " `AutoResetEvent` (`set`, `wait`, `wait0`); `std_condvar_flag`: a `Mutex<bool>` + `Condvar` written by hand (`notify_one` after unlocking; `try_wait` takes the flag under the lock).";
     let specs = vec![
         Spec {
@@ -226,19 +223,16 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
 mod tests {
     use super::*;
 
+    /// The pinned rsevents (`COMPETITORS`, checked against Cargo.toml by
+    /// the adapters' test) is the one rsevents-extra uses: the only one in
+    /// the lock file.
     #[test]
-    fn the_rsevents_pin_matches_cargo_toml_and_rsevents_extra() {
-        let manifest = include_str!("../../Cargo.toml");
-        assert!(
-            manifest.contains(&format!("rsevents = \"={RSEVENTS_VERSION}\"")),
-            "Cargo.toml does not pin rsevents to ={RSEVENTS_VERSION}"
-        );
+    fn the_rsevents_pin_is_the_one_rsevents_extra_uses() {
+        let version = competitor_version("rsevents");
         let lock = include_str!("../../../Cargo.lock");
         assert!(
-            lock.contains(&format!(
-                "name = \"rsevents\"\nversion = \"{RSEVENTS_VERSION}\""
-            )),
-            "Cargo.lock has another rsevents than {RSEVENTS_VERSION}"
+            lock.contains(&format!("name = \"rsevents\"\nversion = \"{version}\"")),
+            "Cargo.lock has another rsevents than {version}"
         );
     }
 

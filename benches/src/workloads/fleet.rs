@@ -26,6 +26,7 @@ mod zset;
 pub use worker::worker_main;
 
 use super::{collect, interleave, per_second, Cell, Plan, Sample, Spec};
+use crate::adapters::competitor_version;
 use crate::report::{Column, Fmt, Unit, Workload};
 use crate::stats::percentile;
 use server::{Server, StartError};
@@ -455,7 +456,7 @@ pub fn run(plan: &Plan) -> Vec<Workload> {
     );
     let dlr_how = format!(
         "`{DLR}`: distributed-lock-redis {}'s `RedisDistributedSemaphore` with its defaults, on its own fred client over the same unix socket: per attempt one `EVAL` of a script (`TIME`, drop expired tickets, `ZCARD` < capacity → `ZADD`, `PEXPIRE`); a failed attempt sleeps {} ms, doubling up to {} ms; release is one `EVAL` of `ZREM`; {} s ticket expiry, extended every {} s by a task that release aborts before it runs here.",
-        dlr::VERSION,
+        competitor_version("distributed-lock-redis"),
         dlr::FIRST_BACKOFF.as_millis(),
         dlr::MAX_BACKOFF.as_millis(),
         dlr::EXPIRY.as_secs(),
