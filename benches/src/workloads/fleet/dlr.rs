@@ -3,7 +3,8 @@
 //! crates.io today, used as its README shows (a `RedisLockProvider` on one
 //! URL, `create_semaphore`, `acquire(None)`, `release`), with its defaults.
 //!
-//! Its design, as read from its source (version [`VERSION`]): tickets in a
+//! Its design, as read from its source (the version pinned in
+//! [`COMPETITORS`](crate::adapters::COMPETITORS)): tickets in a
 //! sorted set scored by their expiry; one `EVAL` of a Lua script per attempt
 //! (Redis `TIME`, drop expired tickets, `ZCARD` < capacity → `ZADD` and
 //! `PEXPIRE` the set); a failed attempt sleeps 10 ms, then 20, 40, … up to
