@@ -835,3 +835,103 @@ fn a_release_wakes_a_waiter_while_a_forked_child_runs() {
     assert!(woke, "woken by the release");
     assert!(running, "the child ran until the waiter was woken");
 }
+
+/// Forks this process; the child runs `child` (which must end in
+/// `_exit`) after the parent's go-ahead. Returns the child's pid and the
+/// write end of the go-ahead pipe.
+#[allow(unsafe_code)] // fork, pipe, read and _exit have no safe wrapper in std
+fn fork_waiting(child: impl FnOnce() -> i32) -> (libc::pid_t, libc::c_int) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a live array of two ints for pipe to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child only reads the pipe, runs `child` (system calls
+    // and allocations; glibc's malloc is fork-safe, and no lock the child
+    // takes is held by another thread here: the handle is this test's own)
+    // and leaves with `_exit`, so no destructor of the copied state runs.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut byte = [0u8; 1];
+        // SAFETY: the pipe's read end is open; `byte` is a live buffer.
+        unsafe {
+            libc::close(fds[1]);
+            libc::read(fds[0], byte.as_mut_ptr().cast(), 1);
+        }
+        let code = child();
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    // SAFETY: the read end is ours to close.
+    unsafe { libc::close(fds[0]) };
+    (pid, fds[1])
+}
+
+/// Lets a [`fork_waiting`] child go on, and returns its exit code.
+#[allow(unsafe_code)] // write, close and waitpid have no safe wrapper in std
+fn go_and_reap(pid: libc::pid_t, go: libc::c_int) -> i32 {
+    let mut status = 0;
+    // SAFETY: `go` is our pipe's write end; `pid` is our unreaped child.
+    unsafe {
+        libc::write(go, b"g".as_ptr().cast(), 1);
+        libc::close(go);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    assert!(libc::WIFEXITED(status), "child died: {status}");
+    libc::WEXITSTATUS(status)
+}
+
+/// A failed attempt keeps the slot's open description for the next try;
+/// a `fork` copies it into the child, so parent and child share it. A
+/// second `flock` on a description that already holds the lock succeeds,
+/// so the parent and the child both got slot 0 of capacity 1. A handle
+/// must not lock a description that a fork may have shared.
+#[test]
+fn a_description_cached_before_a_fork_is_not_locked_twice() {
+    let dir = TempDir::new("named-fork-cache");
+    let sem = open(&dir, "forkcache", 1).unwrap();
+    let held = sem.try_acquire().unwrap();
+    // Fails, and keeps slot 0's description for the next attempt.
+    assert!(sem.try_acquire().unwrap_err().is_no_permits());
+    drop(held);
+    let child_sem = sem.clone();
+    let (pid, go) = fork_waiting(move || match child_sem.try_acquire() {
+        Ok(_) => 1,
+        Err(e) if e.is_no_permits() => 0,
+        Err(_) => 2,
+    });
+    let parent = sem.try_acquire().unwrap();
+    let code = go_and_reap(pid, go);
+    assert_eq!(
+        code, 0,
+        "the child got slot 0 too: two permits of capacity 1"
+    );
+    drop(parent);
+}
+
+/// A forked child that drops its copy of the parent's permit (it returned
+/// instead of calling `exec` or `_exit`) must not release the parent's
+/// slot: the lock is on the description they share, and an explicit
+/// unlock by either one drops it for both.
+#[test]
+#[allow(unsafe_code)] // the child takes its copy of the permit out of place
+fn a_forked_child_dropping_its_copy_of_a_permit_keeps_the_parents_slot() {
+    let dir = TempDir::new("named-fork-drop");
+    let sem = open(&dir, "forkdrop", 1).unwrap();
+    let other = open(&dir, "forkdrop", 1).unwrap();
+    let permit = sem.try_acquire().unwrap();
+    let at = std::ptr::addr_of!(permit) as usize;
+    let (pid, go) = fork_waiting(move || {
+        // SAFETY: in the child, `at` is the address of its copy of
+        // `permit`, alive (the parent's frame was copied whole) and never
+        // dropped in place (the child leaves with `_exit`): this is the
+        // copy's only drop, as if the child had returned from the scope.
+        drop(unsafe { std::ptr::read(at as *const permits_process::named::NamedPermit) });
+        0
+    });
+    assert_eq!(go_and_reap(pid, go), 0);
+    assert!(
+        other.try_acquire().unwrap_err().is_no_permits(),
+        "the child's drop released the parent's slot: two permits of capacity 1"
+    );
+    drop(permit);
+}

@@ -168,7 +168,9 @@
 //!   [`PASS_OVER`]), and it keeps its place for when it continues. A
 //!   *holder* that is stopped keeps its slot, as any holder does.
 //! * A process that `fork`s without `exec` while holding a permit shares
-//!   the lock with its child until both close it.
+//!   the lock with its child: the slot is held until the parent drops the
+//!   permit (the child's copy, dropped or not, frees nothing), or, if the
+//!   parent dies first, until the child closes its copy too.
 //! * Introspection ([`NamedSemaphore::status`],
 //!   [`NamedSemaphore::wait_idle`]) briefly takes a shared lock on each
 //!   free slot: a racing `try_acquire` can then see that slot as busy.

@@ -22,6 +22,10 @@ pub struct NamedPermit {
     /// [`sys::forks`] from before `file` was opened: a fork since then may
     /// have copied it into a child (see the `Drop`).
     pub(super) forks_at_open: Option<u64>,
+    /// The process that took the lock: only it unlocks (a child made by
+    /// `fork` shares the description, and its unlock would free the slot
+    /// under this process).
+    pub(super) locked_by: u32,
     /// The process recorded as the holder (this one, or the command the
     /// slot was handed to) and since when (ms since the epoch).
     pub(super) holder: u32,
@@ -120,11 +124,20 @@ impl Drop for NamedPermit {
             lent
         };
         if let Some(file) = self.file.take() {
-            // The record stays: a free slot's record is never read (status
-            // reads only slots it finds locked), and the next holder
-            // rewrites it. Not clearing it keeps a file-system write off
-            // the hand-off's critical path.
-            let _ = sys::unlock_file(&file);
+            // A fork since the slot was opened copied this permit into a
+            // child, and this may be that child (then the pid differs; it
+            // is asked only after a fork): a child's copy only closes its
+            // descriptor, since unlocking the description they share would
+            // free the slot under the parent. The wake below counts forks
+            // again, after the close, as `sys::forks` requires.
+            let forked = self.forks_at_open.is_none() || sys::forks() != self.forks_at_open;
+            if !forked || sys::pid() == self.locked_by {
+                // The record stays: a free slot's record is never read
+                // (status reads only slots it finds locked), and the next
+                // holder rewrites it. Not clearing it keeps a file-system
+                // write off the hand-off's critical path.
+                let _ = sys::unlock_file(&file);
+            }
             drop(file);
             // That close raised the `IN_CLOSE_WRITE` that wakes waiters
             // only if it was the description's last descriptor. It may not

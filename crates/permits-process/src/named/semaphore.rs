@@ -69,7 +69,8 @@ pub(super) struct Inner {
     /// deleted `users` file cannot hide this handle).
     _dir_lock: File,
     /// Descriptions of free slots, kept open so that failed attempts close
-    /// nothing (a close would wake every waiter).
+    /// nothing (a close would wake every waiter); one a fork may have
+    /// copied into a child is not locked again (see `try_slot`).
     idle: Mutex<Vec<Option<Opened>>>,
     /// `wake`, kept open once introspection poked it (see `probe_slots`).
     poker: Mutex<Option<File>>,
@@ -375,8 +376,13 @@ impl NamedSemaphore {
         let mut cached = lock(&self.inner.idle)[slot].take();
         loop {
             let (file, forks) = match cached.take() {
-                Some(cached) => cached,
-                None => {
+                // Only a description no child can share is locked again: a
+                // fork since it was opened copied it (and this handle's
+                // cache) into the child, and a second `flock` on a
+                // description that holds the lock succeeds, so parent and
+                // child would both take the slot. A shared one is closed.
+                Some((file, forks)) if forks.is_some() && forks == sys::forks() => (file, forks),
+                _ => {
                     // Counted before the open: a fork after this count
                     // shows at the release (see `NamedPermit::drop`).
                     let forks = sys::forks();
@@ -396,11 +402,13 @@ impl NamedSemaphore {
                 sys::unlock_file(&file)?;
                 continue;
             };
+            let pid = sys::pid();
             let mut permit = NamedPermit {
                 slot,
                 file: Some(file),
                 forks_at_open: forks,
-                holder: sys::pid(),
+                locked_by: pid,
+                holder: pid,
                 since_ms: now_ms(),
                 sem: self.clone(),
                 inherited: Mutex::new(Vec::new()),
