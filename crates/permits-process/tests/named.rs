@@ -935,3 +935,37 @@ fn a_forked_child_dropping_its_copy_of_a_permit_keeps_the_parents_slot() {
     );
     drop(permit);
 }
+/// `meta` cut short inside its boot line (a hostile truncation) read as
+/// the state of an earlier boot: the next opener reset the semaphore
+/// under its holders and gave it its own capacity, so a third permit of
+/// capacity 2 could be taken (or, with capacity 1, the held `slot.1` was
+/// removed and taken again through a new file).
+#[test]
+fn a_truncated_meta_never_resets_a_semaphore_in_use() {
+    for requested in [3, 1] {
+        let dir = TempDir::new("named-meta-cut");
+        let sem = open(&dir, "cut", 2).unwrap();
+        let held = [sem.try_acquire().unwrap(), sem.try_acquire().unwrap()];
+        let meta = std::fs::OpenOptions::new()
+            .write(true)
+            .open(sem.path().join("meta"))
+            .unwrap();
+        let len = meta.metadata().unwrap().len();
+        meta.set_len(len - 5).unwrap();
+        drop(meta);
+        match open(&dir, "cut", requested) {
+            Ok(other) => {
+                let extra = other.try_acquire().ok();
+                let again = sem.try_acquire().ok();
+                assert!(
+                    extra.is_none() && again.is_none(),
+                    "capacity {requested} asked: a third permit of capacity 2 \
+                     (reclaimed: {})",
+                    other.reclaimed_stale_state()
+                );
+            }
+            Err(e) => assert!(e.is_capacity_mismatch(), "{e}"),
+        }
+        drop(held);
+    }
+}

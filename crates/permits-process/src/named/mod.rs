@@ -133,7 +133,10 @@
 //! * **Stale state.** `meta` records the boot id
 //!   (`/proc/sys/kernel/random/boot_id`). State from an earlier boot is
 //!   reset on open (no lock can survive a reboot), whatever its capacity
-//!   was; [`NamedSemaphore::reclaimed_stale_state`] reports it.
+//!   was; [`NamedSemaphore::reclaimed_stale_state`] reports it. State in
+//!   use (a handle, holder or waiter) is never taken for an earlier
+//!   boot's, whatever `meta` says (a `meta` cut short in its boot line
+//!   once reset it under its holders).
 //!
 //! # Deleted state files
 //!

@@ -154,6 +154,19 @@ impl NamedSemaphore {
             Err(NamedError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
+        let existing = match existing {
+            // Another boot's id, yet in use: no lock survives a reboot, so
+            // `meta` was damaged (cut short in its boot line, say) and the
+            // state is this boot's. Kept, never reset under its users.
+            Some(mut state)
+                if state.meta.boot != boot && files::in_use(&dir, state.meta.capacity, access)? =>
+            {
+                state.meta.boot.clone_from(&boot);
+                state.rewrite_meta = true;
+                Some(state)
+            }
+            other => other,
+        };
         let mut reclaimed = false;
         let capacity = match (existing, capacity) {
             (None, None) => return Err(NamedError::NotFound { name }),
