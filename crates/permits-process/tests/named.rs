@@ -969,3 +969,29 @@ fn a_truncated_meta_never_resets_a_semaphore_in_use() {
         drop(held);
     }
 }
+/// The module docs: "handles opened before the deletion [of the whole
+/// directory] fail with an i/o error when they next acquire". A handle
+/// whose directory was deleted and created again by a new opener (with
+/// another capacity) must not take permits in the new one beyond its
+/// capacity.
+#[test]
+fn a_handle_of_a_deleted_directory_takes_no_permit_in_its_successor() {
+    let dir = TempDir::new("named-dir-gone");
+    let old = open(&dir, "gone", 3).unwrap();
+    // The old handle keeps a description of every slot file for its next
+    // attempt (files the deletion then unlinks).
+    let all: Vec<_> = (0..3).map(|_| old.try_acquire().unwrap()).collect();
+    assert!(old.try_acquire().unwrap_err().is_no_permits());
+    drop(all);
+    std::fs::remove_dir_all(old.path()).unwrap();
+    let new = open(&dir, "gone", 1).unwrap();
+    let held = new.try_acquire().unwrap();
+    match old.try_acquire() {
+        Ok(permit) => panic!(
+            "the old handle took slot {} next to the new one's: two permits of capacity 1",
+            permit.slot()
+        ),
+        Err(e) => assert!(matches!(e, AcquireError::Io(_)), "{e:?}"),
+    }
+    drop(held);
+}

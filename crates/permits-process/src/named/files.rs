@@ -48,7 +48,12 @@ impl Meta {
 }
 
 pub(super) fn slot_path(dir: &Path, slot: usize) -> PathBuf {
-    dir.join(format!("slot.{slot}"))
+    dir.join(slot_name(slot))
+}
+
+/// The name of slot `slot`'s file in the state directory.
+pub(super) fn slot_name(slot: usize) -> String {
+    format!("slot.{slot}")
 }
 
 /// What [`read_state`] found: the capacity and boot, and whether `meta`

@@ -66,8 +66,11 @@ pub(super) struct Inner {
     /// Held (shared lock) while this handle lives.
     _users: File,
     /// The state directory, shared-locked too while this handle lives (a
-    /// deleted `users` file cannot hide this handle).
-    _dir_lock: File,
+    /// deleted `users` file cannot hide this handle). Slot files are
+    /// looked up in it, not by path: a handle whose directory was deleted
+    /// (and perhaps made again by a new opener, with another capacity)
+    /// takes no slot in its successor.
+    dir_lock: File,
     /// Descriptions of free slots, kept open so that failed attempts close
     /// nothing (a close would wake every waiter); one a fork may have
     /// copied into a child is not locked again (see `try_slot`).
@@ -221,7 +224,7 @@ impl NamedSemaphore {
                 reclaimed,
                 access,
                 _users: users,
-                _dir_lock: dir_lock,
+                dir_lock,
                 idle: Mutex::new((0..capacity).map(|_| None).collect()),
                 poker: Mutex::new(None),
                 watches: Watches::default(),
@@ -381,11 +384,12 @@ impl NamedSemaphore {
     }
 
     /// Tries one slot. The lock counts only if it is on the file the
-    /// slot's path names now: a lock on a deleted or replaced file (a
-    /// cached description, or a race with the deletion) is given up and
-    /// the current file tried; a missing file is recreated.
+    /// slot's name names now in this handle's directory: a lock on a
+    /// deleted or replaced file (a cached description, or a race with the
+    /// deletion) is given up and the current file tried; a missing file is
+    /// recreated (an i/o error if the directory itself was deleted).
     fn try_slot(&self, slot: usize) -> io::Result<Option<NamedPermit>> {
-        let path = files::slot_path(&self.inner.dir, slot);
+        let name = files::slot_name(slot);
         let mut cached = lock(&self.inner.idle)[slot].take();
         loop {
             let (file, forks) = match cached.take() {
@@ -399,7 +403,11 @@ impl NamedSemaphore {
                     // Counted before the open: a fork after this count
                     // shows at the release (see `NamedPermit::drop`).
                     let forks = sys::forks();
-                    (sys::open_file(&path, Some(self.inner.access))?, forks)
+                    let dir = &self.inner.dir_lock;
+                    (
+                        sys::open_file_in(dir, &name, Some(self.inner.access))?,
+                        forks,
+                    )
                 }
             };
             if !sys::lock_file(&file, LockKind::Exclusive, false)? {
@@ -409,7 +417,7 @@ impl NamedSemaphore {
                 }
                 return Ok(None);
             }
-            let Some(len) = sys::len_if_at(&file, &path)? else {
+            let Some(len) = sys::len_if_at(&file, &self.inner.dir_lock, &name)? else {
                 // Not the slot any more: let go, then open what the path
                 // names now (or create it).
                 sys::unlock_file(&file)?;

@@ -575,11 +575,26 @@ pub(crate) fn owner(path: &Path) -> io::Result<u32> {
 /// shared directory whatever the umask), never following a symbolic link,
 /// close-on-exec.
 pub(crate) fn open_file(path: &Path, create: Option<Access>) -> io::Result<File> {
+    open_file_at(fs::CWD, path, create)
+}
+
+/// [`open_file`] for the entry `name` of the open directory `dir`: looked
+/// up in that very directory, even once its path names another (if `dir`
+/// was deleted, creating fails with `NotFound`).
+pub(crate) fn open_file_in(dir: &File, name: &str, create: Option<Access>) -> io::Result<File> {
+    open_file_at(dir.as_fd(), name, create)
+}
+
+fn open_file_at<P: rustix::path::Arg + Copy>(
+    dir: impl AsFd,
+    path: P,
+    create: Option<Access>,
+) -> io::Result<File> {
     let mut flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY;
     if create.is_some() {
         flags |= OFlags::CREATE;
     }
-    let fd = retry(|| fs::open(path, flags, file_mode(create)))?;
+    let fd = retry(|| fs::openat(&dir, path, flags, file_mode(create)))?;
     if create == Some(Access::Group) {
         share(&fd)?;
     }
@@ -621,13 +636,14 @@ pub(crate) fn create_new_file(path: &Path, access: Access) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
-/// Whether `path` names the very file `file` has open now (same device
-/// and inode): then `Some` of the open file's length in bytes (from the
-/// same `fstat`); `None` if the path is gone or names another file.
+/// Whether the entry `name` of the open directory `dir` names the very
+/// file `file` has open now (same device and inode): then `Some` of the
+/// open file's length in bytes (from the same `fstat`); `None` if the
+/// entry is gone or names another file.
 #[allow(clippy::unnecessary_cast)]
-pub(crate) fn len_if_at(file: &File, path: &Path) -> io::Result<Option<u64>> {
+pub(crate) fn len_if_at(file: &File, dir: &File, name: &str) -> io::Result<Option<u64>> {
     let open = fs::fstat(file)?;
-    match fs::lstat(path) {
+    match fs::statat(dir, name, fs::AtFlags::SYMLINK_NOFOLLOW) {
         Ok(named) if open.st_dev == named.st_dev && open.st_ino == named.st_ino => {
             Ok(Some(open.st_size as u64))
         }

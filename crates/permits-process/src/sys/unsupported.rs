@@ -138,7 +138,10 @@ pub(crate) fn open_file(_path: &Path, _create: Option<Access>) -> io::Result<Fil
 pub(crate) fn create_new_file(_path: &Path, _access: Access) -> io::Result<File> {
     unsupported()
 }
-pub(crate) fn len_if_at(_file: &File, _path: &Path) -> io::Result<Option<u64>> {
+pub(crate) fn open_file_in(_dir: &File, _name: &str, _create: Option<Access>) -> io::Result<File> {
+    unsupported()
+}
+pub(crate) fn len_if_at(_file: &File, _dir: &File, _name: &str) -> io::Result<Option<u64>> {
     unsupported()
 }
 pub(crate) fn open_dir(_path: &Path) -> io::Result<File> {
