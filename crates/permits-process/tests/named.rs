@@ -995,3 +995,30 @@ fn a_handle_of_a_deleted_directory_takes_no_permit_in_its_successor() {
     }
     drop(held);
 }
+
+/// `meta` garbage-filled and a free slot's file deleted while other slots
+/// are held: the capacity cannot be read back from the slot files (they
+/// are counted from `slot.0`), and the next opener must still not reset
+/// the semaphore under its holders and put its own capacity in force.
+#[test]
+fn unreadable_state_is_never_reset_under_its_holders() {
+    let dir = TempDir::new("named-meta-garbage");
+    let sem = open(&dir, "garbage", 3).unwrap();
+    let mut held: Vec<_> = (0..3).map(|_| sem.try_acquire().unwrap()).collect();
+    held.retain(|p| p.slot() != 0);
+    std::fs::remove_file(sem.path().join("slot.0")).unwrap();
+    std::fs::write(sem.path().join("meta"), "\u{0}garbage\u{1}").unwrap();
+    let other = open(&dir, "garbage", 5);
+    let mut more = Vec::new();
+    for handle in std::iter::once(&sem).chain(other.as_ref().ok()) {
+        while let Ok(permit) = handle.try_acquire() {
+            more.push(permit);
+        }
+    }
+    assert!(
+        held.len() + more.len() <= 3,
+        "{} permits of capacity 3 (the new opener: {:?})",
+        held.len() + more.len(),
+        other.as_ref().map(NamedSemaphore::capacity)
+    );
+}

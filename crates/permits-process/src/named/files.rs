@@ -111,7 +111,8 @@ pub(super) fn repair(dir: &Path, state: &State, access: Access) -> io::Result<()
 
 /// Whether anything uses the semaphore in `dir`: a handle open (the
 /// `users` lock, or the directory's own lock), a slot held (a slot file locked, whether or not its
-/// holder has a handle), or a live waiter. Called under the
+/// holder has a handle; `capacity` 0 when it is unknown: every slot file
+/// is looked at anyway), or a live waiter. Called under the
 /// initialisation lock, so no handle can open meanwhile.
 pub(super) fn in_use(dir: &Path, capacity: usize, access: Access) -> io::Result<bool> {
     let users = sys::open_file(&dir.join("users"), Some(access))?;

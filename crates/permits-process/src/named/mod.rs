@@ -155,9 +155,12 @@
 //!   one) until they end, and handles opened before the deletion fail
 //!   with an i/o error when they next acquire; waiters queued at that
 //!   moment lose their place;
-//! * deleting `meta` and every slot file while it is in use is the same as
-//!   deleting the directory, and the next opener's `-j` becomes the
-//!   capacity.
+//! * deleting (or garbling) `meta` and deleting `slot.0` while it is in
+//!   use leaves its capacity unknown: openers are refused with
+//!   [`NamedError::Corrupt`] until an open handle's acquire recreates
+//!   `slot.0` (the capacity is then read back from the slot files, never
+//!   more than before) or nobody uses it any more (then the next opener's
+//!   `-j` becomes the capacity).
 //!
 //! The per-user location is not a tmp directory, so cleaners do not
 //! touch it; none of this happens unless someone deletes the files.

@@ -152,9 +152,9 @@ impl NamedSemaphore {
 
         let queue = dir.join("q");
         let boot = sys::boot_id()?;
-        let existing = match checked(&dir, None) {
-            Ok(_) => files::read_state(&dir, &boot)?,
-            Err(NamedError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+        let (dir_exists, existing) = match checked(&dir, None) {
+            Ok(_) => (true, files::read_state(&dir, &boot)?),
+            Err(NamedError::Io(e)) if e.kind() == io::ErrorKind::NotFound => (false, None),
             Err(e) => return Err(e),
         };
         let existing = match existing {
@@ -174,6 +174,14 @@ impl NamedSemaphore {
         let capacity = match (existing, capacity) {
             (None, None) => return Err(NamedError::NotFound { name }),
             (None, Some(c)) => {
+                // Nothing readable (`meta` and `slot.0` deleted or
+                // damaged), yet the directory may be in use: its capacity
+                // is unknown, and it is not reset under its users.
+                if dir_exists && files::in_use(&dir, 0, access)? {
+                    return Err(NamedError::Corrupt {
+                        path: dir.join("meta"),
+                    });
+                }
                 checked(&dir, Some(access))?;
                 files::reset(&dir, c, &boot, access)?;
                 c
