@@ -212,12 +212,18 @@ pub(super) fn reset(dir: &Path, capacity: usize, boot: &str, access: Access) -> 
 
 /// A waiter's place in the queue: a file named by arrival time, locked
 /// exclusively by its owner for as long as it waits. Dropping it leaves the
-/// queue (unlink, then close: both wake the others).
+/// queue (unlink, then close if [`leave`](Ticket::leave) did not: both
+/// wake the others).
 #[derive(Debug)]
 pub(super) struct Ticket {
     name: String,
     path: PathBuf,
-    file: File,
+    /// Open (and locked) while its waiter waits; closed by [`leave`].
+    ///
+    /// [`leave`]: Ticket::leave
+    file: Option<File>,
+    /// [`sys::forks`] from before the file was created.
+    forks: Option<u64>,
 }
 
 impl Ticket {
@@ -233,6 +239,7 @@ impl Ticket {
                 SEQ.fetch_add(1, Ordering::Relaxed)
             );
             let path = queue.join(&name);
+            let forks = sys::forks();
             let file = match sys::create_new_file(&path, access) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // The queue was deleted: recreate it, take a place.
@@ -249,7 +256,12 @@ impl Ticket {
             if sys::link_count(&file)? > 0 {
                 use std::io::Write;
                 (&file).write_all(record.as_bytes())?;
-                return Ok(Ticket { name, path, file });
+                return Ok(Ticket {
+                    name,
+                    path,
+                    file: Some(file),
+                    forks,
+                });
             }
         }
     }
@@ -265,16 +277,33 @@ impl Ticket {
 
     /// Leaves the queue at once, without a file-system write: the
     /// ticket's lock goes, so from now on it reads as a departed waiter's
-    /// (everyone who looks skips it, and the next scan removes it). The
-    /// file itself goes when the ticket is dropped, or before, by a scan.
-    /// Its waiter got its slot: this keeps the removal (an unlink, several
-    /// microseconds on a journaling file system) off the hand-off's
-    /// critical path.
-    pub(super) fn leave(&self) {
-        // Unlocking a lock we hold cannot fail for any reason but a bad
-        // descriptor; if it did, the ticket would only read as live until
-        // it is dropped.
-        let _ = sys::unlock_file(&self.file);
+    /// (everyone who looks skips it, and the next scan removes it), and
+    /// its descriptor is closed, raising the `IN_CLOSE_WRITE` that wakes
+    /// the waiters behind: one of them may be the head now, with a slot
+    /// free (several released at once). Before, only the unlock left the
+    /// queue, which raises no event: a waiter that had looked while this
+    /// one was still queued slept on with a slot free until its
+    /// `PASS_OVER` nap ended. The file itself goes when the ticket is
+    /// dropped, or before, by a scan. Its waiter got its slot: this keeps
+    /// the removal (an unlink, several microseconds on a journaling file
+    /// system) off the hand-off's critical path.
+    pub(super) fn leave(&mut self) {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        // Unlocked first: a child that `fork` gave a copy of the
+        // descriptor must not keep the ticket live. Unlocking a lock we
+        // hold cannot fail for any reason but a bad descriptor; if it
+        // did, the close would still drop it (unless a child has a copy).
+        let _ = sys::unlock_file(&file);
+        drop(file);
+        // That close raised the event only if it was the description's
+        // last: a fork since the ticket was made may have copied it
+        // (counted after the close, as `sys::forks` requires). Then open
+        // and close the ticket again (gone: its removal woke them).
+        if self.forks.is_none() || sys::forks() != self.forks {
+            let _ = sys::open_file(&self.path, None);
+        }
     }
 }
 

@@ -103,7 +103,9 @@
 //!   `clone` or `_Fork` that keeps running could leave a waiter asleep
 //!   until it exits. The woken head locks the slot, checks it is still
 //!   the slot's file, writes its record (cut to length only if the old one
-//!   was longer) and unlocks its ticket. A ticket's file is removed by the
+//!   was longer), then unlocks and closes its ticket (the close wakes the
+//!   waiters behind it: when several slots were freed at once, the next
+//!   head finds one free). A ticket's file is removed by the
 //!   handle that waited with it, at its next acquire or when it is dropped
 //!   (or by any scan, as a departed waiter's): an unlink is a journal
 //!   write, and neither the release nor the woken waiter pays for it. In

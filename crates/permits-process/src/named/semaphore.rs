@@ -619,10 +619,10 @@ fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// A waiter got `permit`: its ticket leaves the queue at once (unlocked,
-/// see [`Ticket::leave`]) and its file is removed when the permit is
-/// released, after the slot is handed on.
-fn with_ticket(mut permit: NamedPermit, ticket: Ticket) -> NamedPermit {
+/// A waiter got `permit`: its ticket leaves the queue at once (closed,
+/// which wakes the waiters behind, see [`Ticket::leave`]) and its file is
+/// removed when the permit is released, after the slot is handed on.
+fn with_ticket(mut permit: NamedPermit, mut ticket: Ticket) -> NamedPermit {
     ticket.leave();
     permit.ticket = Some(ticket);
     permit
