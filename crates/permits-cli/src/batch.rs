@@ -1,11 +1,13 @@
 //! `permits batch`: run many commands with at most N at once.
 //!
 //! Each input item is a shell command, or goes into a command template as
-//! one argument ([`crate::items`]). The dispatcher (the main thread) reads
+//! one argument ([`crate::items`]). The dispatcher (the main thread) takes
 //! one item at a time (a job starts as soon as its item arrives and a slot
-//! is free) and takes a slot for each job in input
-//! order, then runs the job on a thread of its own (a thread whose job
-//! ended takes the next one, see [`Workers`]): the child's output is
+//! is free; a stream is read by a thread of its own, so that waiting for
+//! its next item never keeps a signal from stopping the batch) and takes
+//! a slot for each job in input order, then runs the job on a thread of
+//! its own (a thread whose job ended takes the next one, see
+//! [`Workers`]): the child's output is
 //! captured (by that same thread, which drains both pipes in the `poll(2)`
 //! that waits for the child) and printed in one piece when it ends (or in input order with
 //! `--keep-order`). Slots come from, in this order of preference:
@@ -556,6 +558,11 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     let numbers = Arc::new(SlotNumbers::default());
     let workers = Arc::new(Workers::default());
     let finite = source.len().is_some();
+    // Waiting for the next line of a stdin that stays open must not keep
+    // a signal, `--halt now` or a closed stdout from ending the batch.
+    let mut source = source
+        .read_on_a_thread()
+        .map_err(|e| Failure::io("cannot start reading the items", e))?;
     let mut not_started = Vec::new();
     let mut index = 0;
     loop {
@@ -563,7 +570,8 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             // Reading on could take forever (`tail -f`): stop here.
             break;
         }
-        let item = match source.next_item() {
+        // A stream gives up (`None`) once the batch stops.
+        let item = match source.next_item_unless(&shared.stop, HALT_CHECK) {
             Ok(Some(item)) => item,
             Ok(None) => break,
             Err(e) => {

@@ -10,6 +10,10 @@
 use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
 
 /// The replacement strings, as GNU parallel spells them.
 pub const REPLACEMENTS: [&str; 7] = ["{}", "{.}", "{/}", "{//}", "{/.}", "{#}", "{%}"];
@@ -28,6 +32,9 @@ pub enum Source {
         /// The record separator (`\n` or NUL).
         separator: u8,
     },
+    /// A stream read by a thread of its own ([`Source::read_on_a_thread`]),
+    /// which hands over one item (or the read error) at a time.
+    Threaded(mpsc::Receiver<io::Result<Vec<u8>>>),
 }
 
 impl Source {
@@ -47,14 +54,68 @@ impl Source {
                     return Ok(Some(record));
                 }
             },
+            Source::Threaded(items) => items.recv().map_or(Ok(None), |item| item.map(Some)),
         }
+    }
+
+    /// [`next_item`](Self::next_item), except that it gives up and returns
+    /// `None` once `stop` is set (checked every `every` while a
+    /// [threaded](Self::read_on_a_thread) stream has no item ready).
+    pub fn next_item_unless(
+        &mut self,
+        stop: &AtomicBool,
+        every: Duration,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let Source::Threaded(items) = self else {
+            return self.next_item();
+        };
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            match items.recv_timeout(every) {
+                Ok(item) => return item.map(Some),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+            }
+        }
+    }
+
+    /// Moves the reading of a stream to a thread of its own (items given
+    /// on the command line stay as they are), so that waiting for the next
+    /// item can give up ([`next_item_unless`](Self::next_item_unless))
+    /// while a `read(2)` on an input that stays open (`tail -f`, a
+    /// producer that waits) still blocks. The thread reads at most one
+    /// item ahead; it ends at the end of the input, after a read error, or
+    /// with the process.
+    pub fn read_on_a_thread(self) -> io::Result<Source> {
+        let Source::Stream { .. } = self else {
+            return Ok(self);
+        };
+        let mut stream = self;
+        // A rendezvous: each item waits for the dispatcher to ask for it.
+        let (tx, rx) = mpsc::sync_channel(0);
+        thread::Builder::new()
+            .name("permits-items".into())
+            .spawn(move || loop {
+                let item = match stream.next_item() {
+                    Ok(Some(item)) => Ok(item),
+                    Ok(None) => return,
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    return;
+                }
+            })?;
+        Ok(Source::Threaded(rx))
     }
 
     /// How many items there are, when known in advance.
     pub fn len(&self) -> Option<usize> {
         match self {
             Source::Given(items) => Some(items.len()),
-            Source::Stream { .. } => None,
+            Source::Stream { .. } | Source::Threaded(_) => None,
         }
     }
 }
