@@ -857,8 +857,12 @@ fn run_job(
         }
     }
     // The rest of the output, up to the pipes' end (a read error ends
-    // them early, as it ends a stream; what was read is kept).
-    let _ = running.finish_output(out);
+    // them early, as it ends a stream; what was read is kept). A process
+    // the job left behind may hold them open for ever: a signal, `--halt
+    // now` or a closed stdout stops the wait, and the job is labelled so.
+    if let Ok(false) = running.finish_output(Some(&shared.cancel), out) {
+        end.mark_stopped(shared);
+    }
     (end.stdout, end.stderr) = capture.finish();
     end.duration = started.elapsed();
     end

@@ -140,10 +140,7 @@ impl Running {
                     if left.is_zero() {
                         return Ok(self.try_reap()?.map_or(Wake::TimedOut, Wake::Exited));
                     }
-                    Some(Timespec {
-                        tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
-                        tv_nsec: left.subsec_nanos().into(),
-                    })
+                    Some(timespec(left))
                 }
             };
             let mut fds = Vec::with_capacity(4);
@@ -187,10 +184,36 @@ impl Running {
     }
 
     /// Drains the captured pipes to their end (after the child exited: a
-    /// process it left behind may still hold them open). Retries `EINTR`.
-    pub fn finish_output(&mut self, out: &mut Sink<'_>) -> io::Result<()> {
+    /// process it left behind may still hold them open). Once `cancel`
+    /// fires (or if it already has), the pipes get [`GRACE`] more to reach
+    /// their end, as a job gets between SIGTERM and SIGKILL; then they are
+    /// closed where they are and it returns `Ok(false)`: the output was
+    /// cut short. Retries `EINTR`.
+    pub fn finish_output(
+        &mut self,
+        cancel: Option<&Cancel>,
+        out: &mut Sink<'_>,
+    ) -> io::Result<bool> {
+        // Set once `cancel` fired: when to stop waiting for the pipes' end.
+        let mut give_up: Option<Instant> = None;
         while self.pipes.iter().any(Option::is_some) {
-            let mut fds = Vec::with_capacity(2);
+            let timeout = match give_up {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        self.pipes = [None, None];
+                        return Ok(false);
+                    }
+                    Some(timespec(left))
+                }
+            };
+            let mut fds = Vec::with_capacity(3);
+            let watch_cancel = give_up.is_none() && cancel.is_some();
+            if let (true, Some(cancel)) = (watch_cancel, cancel) {
+                fds.push(PollFd::new(&cancel.fd, PollFlags::IN));
+            }
+            let first_pipe = fds.len();
             let mut polled = [false; 2];
             for (open, pipe) in polled.iter_mut().zip(&self.pipes) {
                 if let Some(pipe) = pipe {
@@ -198,13 +221,16 @@ impl Running {
                     *open = true;
                 }
             }
-            match poll(&mut fds, None) {
+            match poll(&mut fds, timeout.as_ref()) {
                 Err(e) if e == rustix::io::Errno::INTR => continue,
                 Err(e) => return Err(e.into()),
                 Ok(_) => {}
             }
+            if watch_cancel && !fds[0].revents().is_empty() {
+                give_up = Some(Instant::now() + GRACE);
+            }
             let mut ready = [false; 2];
-            let mut at = 0;
+            let mut at = first_pipe;
             for (ready, open) in ready.iter_mut().zip(polled) {
                 if open {
                     *ready = !fds[at].revents().is_empty();
@@ -214,7 +240,7 @@ impl Running {
             drop(fds);
             self.read_ready(ready, out);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Reads once from each pipe that `poll` found ready (so the read
@@ -317,6 +343,14 @@ impl Cancel {
 impl AsFd for Cancel {
     fn as_fd(&self) -> rustix::fd::BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// A `poll(2)` timeout of `left`.
+fn timespec(left: Duration) -> Timespec {
+    Timespec {
+        tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: left.subsec_nanos().into(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! What must stop `permits batch`: the adversarial review of the CLI as
 //! a drop-in for `xargs -P` / GNU parallel. A SIGTERM ends a batch
 //! (status 143) even while it waits for its next item on a stdin that
-//! stays open (GNU parallel exits at once).
+//! stays open, and even when a job left a process behind that holds its
+//! output pipe (GNU parallel exits at once in both cases).
 //!
 //! No test synchronises on a sleep: jobs and the test rendezvous on fifos
 //! and on the jobs' own output; polls of process liveness and timeouts
@@ -10,9 +11,10 @@
 mod batch_support;
 mod common;
 
-use batch_support::permits_std;
-use common::{signal, Signal};
+use batch_support::{mkfifo, permits_std};
+use common::{running, signal, wait_until, Signal};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -40,6 +42,16 @@ fn exit_within_guard(what: &str, mut child: Child) -> Option<i32> {
             panic!("hung: {what}");
         }
     }
+}
+
+/// The first line of a fifo (opened for reading: blocks until a writer
+/// comes), without its newline.
+fn read_fifo_line(fifo: &Path) -> String {
+    let mut line = String::new();
+    BufReader::new(std::fs::File::open(fifo).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim_end().to_owned()
 }
 
 /// The dispatcher reads the next item from stdin while the first job
@@ -75,4 +87,66 @@ fn sigterm_ends_a_batch_waiting_for_its_next_item_on_stdin() {
     // Stdin is still open: only the signal can have ended it.
     drop(stdin);
     assert_eq!(code, Some(128 + 15), "stderr: {err}");
+}
+
+/// A job that exited but left a process behind holding its stdout (`cmd
+/// &`, `nohup` into a pipe): its thread drained that pipe with no regard
+/// for the cancel event, so a SIGTERM did not end `permits` until the
+/// leftover process closed the pipe (here: 600 s). GNU parallel does not
+/// wait for such processes at all.
+#[test]
+fn sigterm_ends_a_batch_whose_job_left_a_process_holding_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let leftover = dir.path().join("leftover");
+    mkfifo(&leftover);
+    // The job exits at once; its background `sleep` keeps the job's
+    // stdout and stderr open, and its pid goes to the test (to clean up).
+    let job = r#"sleep 600 & echo $! >"$1""#;
+    let mut child = permits_std(dir.path())
+        .args([
+            "batch",
+            "--no-progress",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            job,
+            "sh",
+        ])
+        .arg(&leftover)
+        .args([":::", "x"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sleeper: u32 = read_fifo_line(&leftover).parse().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut start = String::new();
+    stdout.read_line(&mut start).unwrap();
+    let event: serde_json::Value = serde_json::from_str(&start).unwrap();
+    assert_eq!(event["event"], "start", "{start}");
+    let job_pid = u32::try_from(event["pid"].as_u64().unwrap()).unwrap();
+    // The job itself is gone (reaped by permits); only its leftover runs.
+    wait_until("the job has exited", HANG, || !running(job_pid));
+    assert!(running(sleeper));
+    let mut stderr = child.stderr.take().unwrap();
+    signal(child.id(), Signal::TERM);
+    let result = std::panic::catch_unwind(move || {
+        exit_within_guard("SIGTERM while a leftover holds the output", child)
+    });
+    signal(sleeper, Signal::KILL);
+    let code = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).unwrap();
+    assert_eq!(code, Some(128 + 15), "stderr: {err}");
+    // Its output was cut short: the job is reported interrupted.
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let end = rest
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "end")
+        .unwrap_or_else(|| panic!("no end event: {rest}"));
+    assert_eq!(end["interrupted"], true, "{end}");
 }
