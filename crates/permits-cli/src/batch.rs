@@ -62,7 +62,21 @@ enum Slots {
 enum Slot {
     // Held only to be dropped when the job ends.
     Jobserver(#[allow(dead_code)] JobPermit),
-    Named(#[allow(dead_code)] NamedPermit),
+    Named(NamedPermit),
+}
+
+impl Slot {
+    /// Lets the job spawned from `cmd` share a named slot, as `permits
+    /// run` does: if `permits` is killed (SIGKILL), the job keeps the slot
+    /// until it ends, so the limit still holds across processes. Dropping
+    /// the slot when the job ends releases it at once, as before. (Our
+    /// own jobserver's tokens die with us; make's stay make's.)
+    fn lend_to(&self, cmd: &mut Command) -> io::Result<()> {
+        match self {
+            Slot::Named(permit) => permit.inherit_into(cmd),
+            Slot::Jobserver(_) => Ok(()),
+        }
+    }
 }
 
 impl Slots {
@@ -618,11 +632,18 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             let mut attempts = 0;
             let mut end = loop {
                 attempts += 1;
-                let end = match shared.spawner.command(&argv, shared.output) {
+                let cmd = match shared.spawner.command(&argv, shared.output) {
+                    Err(e) => Err(format!("cannot pass the jobserver on: {e}")),
+                    Ok(mut cmd) => match slot.lend_to(&mut cmd) {
+                        Err(e) => Err(format!("cannot pass the slot on: {e}")),
+                        Ok(()) => Ok(cmd),
+                    },
+                };
+                let end = match cmd {
                     Ok(cmd) => run_job(job, &command, cmd, &shared, &tx),
                     Err(e) => {
                         let mut end = JobEnd::new(job, &command);
-                        end.spawn_error = Some(format!("cannot pass the jobserver on: {e}"));
+                        end.spawn_error = Some(e);
                         end
                     }
                 };

@@ -1,8 +1,11 @@
-//! What must stop `permits batch`: the adversarial review of the CLI as
-//! a drop-in for `xargs -P` / GNU parallel. A SIGTERM ends a batch
-//! (status 143) even while it waits for its next item on a stdin that
-//! stays open, and even when a job left a process behind that holds its
-//! output pipe (GNU parallel exits at once in both cases).
+//! What must stop `permits batch`, and what must not let go of a slot:
+//! the adversarial review of the CLI as a drop-in for `xargs -P` / GNU
+//! parallel. A SIGTERM ends a batch (status 143) even while it waits for
+//! its next item on a stdin that stays open, and even when a job left a
+//! process behind that holds its output pipe (GNU parallel exits at once
+//! in both cases); a job of `--name` keeps its named slot when `permits`
+//! itself is killed with SIGKILL (as `permits run`'s command does), so
+//! the limit holds across processes.
 //!
 //! No test synchronises on a sleep: jobs and the test rendezvous on fifos
 //! and on the jobs' own output; polls of process liveness and timeouts
@@ -149,4 +152,57 @@ fn sigterm_ends_a_batch_whose_job_left_a_process_holding_its_output() {
         .find(|e| e["event"] == "end")
         .unwrap_or_else(|| panic!("no end event: {rest}"));
     assert_eq!(end["interrupted"], true, "{end}");
+}
+
+/// `permits run` hands its slot to its command, so SIGKILL of `permits`
+/// does not free the slot while the command runs. `permits batch --name`
+/// did not: the slot was a lock of `permits` alone, so killing it freed
+/// every slot while its jobs (in process groups of their own) ran on, and
+/// another holder could start: twice the limit at once.
+#[test]
+fn a_job_keeps_its_named_slot_when_permits_batch_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    mkfifo(&started);
+    // The job says its pid, then runs until the test kills it.
+    let job = r#"echo $$ >"$1"; exec sleep 600"#;
+    let mut batch = permits_std(dir.path())
+        .args(["batch", "--no-progress", "--name", "k9", "-j", "1"])
+        .args(["--", "sh", "-c", job, "sh"])
+        .arg(&started)
+        .args([":::", "x"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let job_pid: u32 = read_fifo_line(&started).parse().unwrap();
+    batch.kill().unwrap();
+    batch.wait().unwrap();
+    assert!(running(job_pid), "the job outlives permits");
+    let second = |timeout: &str| {
+        permits_std(dir.path())
+            .args(["run", "--name", "k9", "-j", "1", "--timeout", timeout])
+            .args(["--", "true"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let while_job_runs = second("0");
+    signal(job_pid, Signal::KILL);
+    wait_until("the orphaned job is gone", HANG, || !running(job_pid));
+    assert_eq!(
+        while_job_runs.status.code(),
+        Some(124),
+        "a second holder got the only slot while the job ran: {}",
+        String::from_utf8_lossy(&while_job_runs.stderr)
+    );
+    // Once the job is gone, the slot comes back.
+    let after = second("60");
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
 }
