@@ -31,7 +31,7 @@ use crate::args::{default_jobs, BatchArgs, Halt, HaltOn, HaltWhen, Threshold};
 use crate::items::{self, has_replacement, Context, Source, Template, ITEMS_FOLLOW};
 use crate::joblog::{Joblog, Resume};
 use crate::make::Make;
-use crate::proc::{exit_code, Cancel, Running, Stream, Wake};
+use crate::proc::{exit_code, Cancel, Running, Stream, Wake, GRACE};
 use crate::report::{Event, JobEnd, Reporter, Summary};
 use crate::spool::{Spool, IN_MEMORY};
 use crate::Failure;
@@ -550,9 +550,12 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
         reporter.note(&note);
     }
     let (tx, rx) = mpsc::channel::<Event>();
+    // Disconnected when the output thread ends (returns or panics).
+    let (printing, printer_ended) = mpsc::channel::<()>();
     let printer = thread::spawn({
         let shared = Arc::clone(&shared);
         move || {
+            let _printing = printing;
             let mut reporter = reporter;
             for event in rx {
                 if reporter.event(event).is_err() && !reporter.output_closed {
@@ -672,6 +675,11 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     running.wait_for_none();
     workers.close();
     drop(tx);
+    if !printer_ends(&printer_ended, &shared) {
+        // Stuck writing to a stdout nobody reads: leave it (and the
+        // summary) behind; the status says why we stopped.
+        return Ok(128 + shared.signal.load(Ordering::SeqCst));
+    }
     let reporter = printer
         .join()
         .map_err(|_| Failure::internal("the output thread panicked"))?;
@@ -700,6 +708,25 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     } else {
         exit_status(&summary)
     })
+}
+
+/// Waits for the output thread to end (`ended` disconnects then). It can
+/// be stuck for ever in a write to a stdout that its reader stopped
+/// reading without closing it: once a signal has stopped the batch, it
+/// gets [`GRACE`] more, then we give up on it. Returns whether it ended.
+fn printer_ends(ended: &mpsc::Receiver<()>, shared: &Shared) -> bool {
+    let mut signalled: Option<Instant> = None;
+    loop {
+        match ended.recv_timeout(HALT_CHECK) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+        }
+        if shared.signal.load(Ordering::SeqCst) != 0
+            && signalled.get_or_insert_with(Instant::now).elapsed() >= GRACE
+        {
+            return false;
+        }
+    }
 }
 
 /// A line for the user from the dispatcher, through the output thread.

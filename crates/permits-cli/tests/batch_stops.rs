@@ -1,11 +1,12 @@
 //! What must stop `permits batch`, and what must not let go of a slot:
 //! the adversarial review of the CLI as a drop-in for `xargs -P` / GNU
 //! parallel. A SIGTERM ends a batch (status 143) even while it waits for
-//! its next item on a stdin that stays open, and even when a job left a
+//! its next item on a stdin that stays open, even when a job left a
 //! process behind that holds its output pipe (GNU parallel exits at once
-//! in both cases); a job of `--name` keeps its named slot when `permits`
-//! itself is killed with SIGKILL (as `permits run`'s command does), so
-//! the limit holds across processes.
+//! in both cases), and even when nobody reads its stdout any more; a job
+//! of `--name` keeps its named slot when `permits` itself is killed with
+//! SIGKILL (as `permits run`'s command does), so the limit holds across
+//! processes.
 //!
 //! No test synchronises on a sleep: jobs and the test rendezvous on fifos
 //! and on the jobs' own output; polls of process liveness and timeouts
@@ -205,4 +206,39 @@ fn a_job_keeps_its_named_slot_when_permits_batch_is_killed() {
         "{}",
         String::from_utf8_lossy(&after.stderr)
     );
+}
+
+/// A reader that stops reading our stdout without closing it (a stuck
+/// pager, a full pipe to a process that hangs): the output thread blocks
+/// in `write(2)`. A SIGTERM then stopped every job, but `permits` waited
+/// for the output thread for ever before exiting. It now leaves it behind
+/// (after a grace period) and exits with 128 + the signal.
+#[test]
+fn sigterm_ends_a_batch_whose_stdout_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    mkfifo(&started);
+    // The test holds the read end and never reads: far more than a pipe
+    // holds stays unwritten.
+    let (unread, stdout) = std::io::pipe().unwrap();
+    let job = r#"echo $$ >"$1"; exec sleep 600"#;
+    let child = permits_std(dir.path())
+        .args(["batch", "--no-progress", "-j", "1", "--"])
+        .args([
+            "seq 1000000",
+            &format!("sh -c '{job}' sh {}", started.display()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The second job runs (with -j 1: the first ended, its output is
+    // with the output thread).
+    let job_pid: u32 = read_fifo_line(&started).parse().unwrap();
+    signal(child.id(), Signal::TERM);
+    let code = exit_within_guard("SIGTERM while stdout is not read", child);
+    drop(unread);
+    assert_eq!(code, Some(128 + 15));
+    assert!(!running(job_pid), "the running job was stopped");
 }
