@@ -1023,6 +1023,32 @@ fn unreadable_state_is_never_reset_under_its_holders() {
     );
 }
 
+/// A `meta` that reads well but names a capacity no opener may ask for
+/// (above `MAX_CAPACITY`: a digit added by damage, or a hostile write) is
+/// not believed: a joiner sees the capacity the slot files show, and no
+/// more permits exist than before.
+#[test]
+fn a_capacity_above_the_maximum_in_meta_is_not_believed() {
+    let dir = TempDir::new("named-meta-huge");
+    let sem = open(&dir, "huge", 3).unwrap();
+    let held: Vec<_> = (0..3).map(|_| sem.try_acquire().unwrap()).collect();
+    let meta = sem.path().join("meta");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let damaged = text.replace("capacity=3", "capacity=30000");
+    assert_ne!(text, damaged, "meta names its capacity: {text:?}");
+    std::fs::write(&meta, damaged).unwrap();
+    let joiner = NamedSemaphore::options("huge")
+        .dir(dir.path())
+        .open()
+        .unwrap();
+    assert_eq!(joiner.capacity(), 3);
+    assert!(
+        joiner.try_acquire().is_err(),
+        "a fourth permit of capacity 3"
+    );
+    drop(held);
+}
+
 /// Whether thread `tid` of this process sleeps in `poll` now (state `S`:
 /// nothing has woken it; an event on what it polls would have made it
 /// runnable at once).

@@ -41,7 +41,13 @@ impl Meta {
             }
         }
         match (capacity, boot) {
-            (Some(capacity), Some(boot)) if capacity > 0 => Ok(Some(Meta { capacity, boot })),
+            // A capacity no opener could have asked for is damage, not a
+            // record: the capacity is then read back from the slot files.
+            (Some(capacity), Some(boot))
+                if capacity > 0 && capacity <= super::NamedSemaphore::MAX_CAPACITY =>
+            {
+                Ok(Some(Meta { capacity, boot }))
+            }
             _ => Err(corrupt()),
         }
     }
