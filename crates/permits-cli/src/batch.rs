@@ -307,6 +307,33 @@ fn plan(args: &BatchArgs) -> Result<(Jobs, Source), Failure> {
     Ok((template, source))
 }
 
+/// `ls | permits batch -- gzip` (the `xargs` habit) runs `gzip` once, as a
+/// whole command, and reads no items: said in a note, so that the piped
+/// input is not dropped in silence. Only for one word after `--` and no
+/// items, with stdin a pipe or a non-empty file (not a terminal, not
+/// `/dev/null`).
+fn unread_stdin_note(args: &BatchArgs) -> Option<String> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    let [word] = args.commands.as_slice() else {
+        return None;
+    };
+    let templated =
+        args.null || args.replace.is_some() || args.arg_file.is_some() || word == ITEMS_FOLLOW;
+    if templated || has_replacement(word.as_bytes(), b"{}") {
+        return None;
+    }
+    let stdin = std::fs::File::from(io::stdin().as_fd().try_clone_to_owned().ok()?);
+    let meta = stdin.metadata().ok()?;
+    let piped = meta.file_type().is_fifo() || (meta.is_file() && meta.len() > 0);
+    piped.then(|| {
+        let word = word.to_string_lossy();
+        format!(
+            "stdin is not read: `{word}` runs once, as a whole command; to run it once per line of stdin, write `permits batch -- {word} {{}}`"
+        )
+    })
+}
+
 /// Items read from stdin, which must not be a terminal.
 fn stdin_source(separator: u8) -> Result<Source, Failure> {
     let stdin = io::stdin();
@@ -546,7 +573,7 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
     // Ungrouped jobs write to our stderr themselves: a bar would garble it.
     let progress = !args.no_progress && !args.json && !args.ungroup && io::stderr().is_terminal();
     let reporter = Reporter::new(source.len(), args.json, args.keep_order, progress);
-    if let Some(note) = note {
+    for note in note.into_iter().chain(unread_stdin_note(&args)) {
         reporter.note(&note);
     }
     let (tx, rx) = mpsc::channel::<Event>();

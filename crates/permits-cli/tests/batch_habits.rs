@@ -563,3 +563,44 @@ fn the_failure_summary_shortens_long_commands() {
     assert!(bytes > long.len(), "the whole command's length: {bytes}");
     assert!(err.len() < 1000, "stderr of {} bytes", err.len());
 }
+
+/// The `xargs` habit `ls | permits batch -- gzip` runs the one word once,
+/// as a whole command, and reads no items: a note says so (and how to
+/// read stdin), so piped input is not dropped in silence. With stdin
+/// `/dev/null`, several commands, or a template, there is no note.
+#[test]
+fn a_single_command_with_piped_stdin_says_that_stdin_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let piped = |args: &[&str]| {
+        let mut child = permits_std(dir)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Dropped at once: the pipe's reader may never read.
+        let _ = child.stdin.take().unwrap().write_all(b"a.log\nb.log\n");
+        let out = child.wait_with_output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (stdout, stderr) = piped(&["batch", "--", "echo ran"]);
+    assert_eq!(stdout, "ran\n");
+    assert!(
+        stderr.contains("stdin is not read") && stderr.contains("permits batch -- echo ran {}"),
+        "{stderr}"
+    );
+    // What the note suggests reads the lines as items.
+    let (stdout, stderr) = piped(&["batch", "-k", "--", "echo", "{}"]);
+    assert_eq!(stdout, "a.log\nb.log\n");
+    assert!(!stderr.contains("not read"), "{stderr}");
+    let (_, stderr) = piped(&["batch", "--", "true", "true"]);
+    assert!(!stderr.contains("not read"), "several commands: {stderr}");
+    let (_, stderr, code) = run(permits(dir).args(["batch", "--", "true"]));
+    assert_eq!(code, Some(0));
+    assert!(!stderr.contains("not read"), "stdin /dev/null: {stderr}");
+}
