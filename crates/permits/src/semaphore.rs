@@ -212,7 +212,9 @@ impl Semaphore {
     #[track_caller]
     pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, TryAcquireError> {
         let site = site!();
-        self.raw.try_take(n).map(|()| Permit::new(self, n, site))
+        self.raw
+            .try_take_now(n)
+            .map(|()| Permit::new(self, n, site))
     }
 
     /// [`try_acquire`](Self::try_acquire) for an `Arc<Semaphore>`.
@@ -237,7 +239,7 @@ impl Semaphore {
     ) -> Result<OwnedPermit, TryAcquireError> {
         let site = site!();
         self.raw
-            .try_take(n)
+            .try_take_now(n)
             .map(|()| OwnedPermit::new(self, n, site))
     }
 

@@ -274,6 +274,29 @@ pub(crate) fn try_take(word: &AtomicU64, n: usize) -> Take {
     }
 }
 
+/// [`try_take`] whose "short" is never a stale reading: the load it
+/// decides on may lag behind a release that nothing has ordered this
+/// thread after yet, so a shortage is confirmed with a read-modify-write
+/// (which reads the latest value) and the take retried if that shows the
+/// permits. For the `try_*` methods, whose failure the caller acts on
+/// (`acquire_all` gives back and waits elsewhere); the fast paths of the
+/// waits need no confirmation, as their next step (the locked enqueue)
+/// reads the word with a compare-and-swap anyway.
+#[cold]
+pub(crate) fn confirm_short(word: &AtomicU64, n: usize) -> Take {
+    // AcqRel: an RMW reads the last value in the word's modification order
+    // (the Acquire half pairs with the release that put the permits there,
+    // as in `try_take`); adding 0 changes nothing.
+    let s = word.fetch_add(0, Ordering::AcqRel);
+    if s & CLOSED == 0 && available(s) >= n {
+        try_take(word, n)
+    } else if s & CLOSED != 0 {
+        Take::Closed
+    } else {
+        Take::Short
+    }
+}
+
 /// Returns `n` permits without the lock, unless `SLOW` is set (then the
 /// caller must take the lock and distribute them). Returns whether it did.
 ///

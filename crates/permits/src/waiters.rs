@@ -4,21 +4,53 @@
 //! they are served in one arrival order.
 //!
 //! All of it is plain safe code that lives behind the semaphore's lock. A
-//! slot belongs to the future (or blocking call) that inserted it until
-//! that owner calls [`Waiters::free`]: the releasing side only changes a
-//! slot's status and unlinks it, so a key can never dangle or be reused
-//! while its owner still holds it. The slab grows to the largest number of
-//! simultaneous waiters and then stays put, so waiting allocates nothing in
-//! the steady state; it is released when the last waiter leaves a large slab.
+//! slot belongs to the future (or blocking call) that inserted it until it
+//! is freed: by its owner ([`Waiters::free`]), or, for a semaphore's
+//! acquirer whose permits were granted, by the granting side at once (see
+//! `engine.rs`), so that the owner's next poll needs no lock. Every slot
+//! carries the [`Key::ticket`] it was taken with, unique for the object's
+//! lifetime, so an owner whose slot was freed (and maybe reused) under it
+//! can tell ([`Waiters::owns`]); its key never reaches another waiter's
+//! slot. The slab grows to the largest number of simultaneous waiters and
+//! then stays put, so waiting allocates nothing in the steady state; it is
+//! released when the last waiter leaves a large slab.
 
 use core::task::{Poll, Waker};
 
-/// Index of a slot (32 bits, so a waiting future's [`Phase`] fits in 8
-/// bytes; 2^32 - 1 simultaneous waiters of one object is beyond any memory).
-pub(crate) type Key = u32;
+/// Index of a slot (32 bits: 2^32 - 1 simultaneous waiters of one object
+/// is beyond any memory).
+type Index = u32;
 
 /// "No slot" in links.
-const NIL: Key = Key::MAX;
+const NIL: Index = Index::MAX;
+
+/// A waiter's handle on its slot: where it is, and the ticket it was taken
+/// with. Tickets count up from 0 for each object and are never reused (a
+/// 64-bit count of waits does not wrap), so a key whose slot was freed and
+/// taken again by someone else no longer matches it.
+///
+/// Packed to 4-byte alignment (12 bytes, fields read by value only), so
+/// that a [`Phase`] holding one stays 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, packed(4))]
+pub(crate) struct Key {
+    index: Index,
+    ticket: u64,
+}
+
+impl Key {
+    /// The ticket: the object's count of waits before this one.
+    #[inline]
+    pub(crate) const fn ticket(self) -> u64 {
+        self.ticket
+    }
+
+    /// The slot's index in the slab (for the unit tests).
+    #[cfg(all(test, not(permits_loom)))]
+    pub(crate) const fn index(self) -> u32 {
+        self.index
+    }
+}
 
 /// Where a waiting future (or blocking call) is in its life: typed, so
 /// that no key value has a second meaning.
@@ -118,8 +150,10 @@ pub(crate) enum Which {
 
 #[derive(Debug)]
 pub(crate) struct Slot {
-    prev: Key,
-    next: Key,
+    prev: Index,
+    next: Index,
+    /// The ticket of the wait that holds it (see [`Key`]).
+    ticket: u64,
     /// Permits requested.
     pub(crate) needed: usize,
     /// Permits already handed to this waiter (`< needed` while queued).
@@ -135,8 +169,8 @@ pub(crate) struct Slot {
 
 #[derive(Debug, Clone, Copy)]
 struct List {
-    head: Key,
-    tail: Key,
+    head: Index,
+    tail: Index,
     len: usize,
 }
 
@@ -153,9 +187,13 @@ impl List {
 pub(crate) struct Waiters {
     slots: Vec<Slot>,
     /// Head of the free list (threaded through `next`).
-    free: Key,
+    free: Index,
     /// Slots not on the free list.
     live: usize,
+    /// The next wait's ticket.
+    tickets: u64,
+    /// Slots unlinked as [`Status::TooLarge`] and not freed yet.
+    too_large: usize,
     queue: List,
     idle: List,
 }
@@ -166,6 +204,8 @@ impl Waiters {
             slots: Vec::new(),
             free: NIL,
             live: 0,
+            tickets: 0,
+            too_large: 0,
             queue: List::EMPTY,
             idle: List::EMPTY,
         }
@@ -192,27 +232,57 @@ impl Waiters {
         self.live == 0
     }
 
+    /// The key of the slot at `index` (a linked or otherwise live one).
+    fn key_at(&self, index: Index) -> Option<Key> {
+        (index != NIL).then(|| Key {
+            index,
+            ticket: self.slots[index as usize].ticket,
+        })
+    }
+
     /// First slot of `which`, if any.
     pub(crate) fn front(&self, which: Which) -> Option<Key> {
-        let head = match which {
+        self.key_at(match which {
             Which::Queue => self.queue.head,
             Which::Idle => self.idle.head,
-        };
-        (head != NIL).then_some(head)
+        })
     }
 
     /// The slot after `key` in its list, if any.
     pub(crate) fn next(&self, key: Key) -> Option<Key> {
-        let next = self.slots[key as usize].next;
-        (next != NIL).then_some(next)
+        self.key_at(self.slot(key).next)
     }
 
+    /// Whether `key`'s slot is still its own: not freed since it was taken
+    /// (and so not taken again by another wait either).
+    #[inline]
+    pub(crate) fn owns(&self, key: Key) -> bool {
+        self.slots
+            .get(key.index as usize)
+            .is_some_and(|slot| slot.ticket == key.ticket() && slot.status != Status::Free)
+    }
+
+    /// Slots unlinked as [`Status::TooLarge`] whose owners have not freed
+    /// them yet.
+    #[inline]
+    pub(crate) fn too_large(&self) -> usize {
+        self.too_large
+    }
+
+    /// The slot of `key`, which must still [own](Self::owns) it.
+    #[inline]
     pub(crate) fn slot(&self, key: Key) -> &Slot {
-        &self.slots[key as usize]
+        let slot = &self.slots[key.index as usize];
+        debug_assert_eq!(slot.ticket, key.ticket(), "a stale key");
+        slot
     }
 
+    /// As [`slot`](Self::slot).
+    #[inline]
     pub(crate) fn slot_mut(&mut self, key: Key) -> &mut Slot {
-        &mut self.slots[key as usize]
+        let slot = &mut self.slots[key.index as usize];
+        debug_assert_eq!(slot.ticket, key.ticket(), "a stale key");
+        slot
     }
 
     /// Takes a slot and links it at the back of `which`.
@@ -229,14 +299,17 @@ impl Waiters {
         waker: Waker,
     ) -> Key {
         let tail = self.list(which).tail;
-        let key = if self.free == NIL {
-            let key = Key::try_from(self.slots.len())
+        let ticket = self.tickets;
+        self.tickets += 1;
+        let index = if self.free == NIL {
+            let index = Index::try_from(self.slots.len())
                 .ok()
-                .filter(|&k| k != NIL)
+                .filter(|&i| i != NIL)
                 .expect("more than 2^32 - 1 waiters on one object");
             self.slots.push(Slot {
                 prev: tail,
                 next: NIL,
+                ticket,
                 needed,
                 assigned,
                 status,
@@ -244,40 +317,41 @@ impl Waiters {
                 patience: Patience::new(),
                 thread: false,
             });
-            key
+            index
         } else {
             // Written field by field rather than as a whole new slot; its
             // waker is `None` (`free` took it), so nothing runs user code.
-            let key = self.free;
-            let slot = &mut self.slots[key as usize];
+            let index = self.free;
+            let slot = &mut self.slots[index as usize];
             self.free = slot.next;
             slot.prev = tail;
             slot.next = NIL;
+            slot.ticket = ticket;
             slot.needed = needed;
             slot.assigned = assigned;
             slot.status = status;
             slot.waker = Some(waker);
             slot.patience = Patience::new();
             slot.thread = false;
-            key
+            index
         };
         self.live += 1;
         if tail == NIL {
-            self.list(which).head = key;
+            self.list(which).head = index;
         } else {
-            self.slots[tail as usize].next = key;
+            self.slots[tail as usize].next = index;
         }
         let list = self.list(which);
-        list.tail = key;
+        list.tail = index;
         list.len += 1;
-        key
+        Key { index, ticket }
     }
 
     /// Unlinks `key` from `which` and gives it `status`; the slot stays
     /// owned by its waiter. Returns the waker to wake (outside the lock).
     #[inline]
     pub(crate) fn unlink(&mut self, which: Which, key: Key, status: Status) -> Option<Waker> {
-        let (prev, next) = (self.slots[key as usize].prev, self.slots[key as usize].next);
+        let (prev, next) = (self.slot(key).prev, self.slot(key).next);
         if prev == NIL {
             self.list(which).head = next;
         } else {
@@ -289,7 +363,10 @@ impl Waiters {
             self.slots[next as usize].prev = prev;
         }
         self.list(which).len -= 1;
-        let slot = &mut self.slots[key as usize];
+        if matches!(status, Status::TooLarge { .. }) {
+            self.too_large += 1;
+        }
+        let slot = &mut self.slots[key.index as usize];
         slot.prev = NIL;
         slot.next = NIL;
         slot.status = status;
@@ -300,17 +377,21 @@ impl Waiters {
     /// caller can drop it after unlocking.
     #[inline]
     pub(crate) fn free(&mut self, key: Key) -> Option<Waker> {
-        let slot = &mut self.slots[key as usize];
+        let slot = &mut self.slots[key.index as usize];
+        debug_assert_eq!(slot.ticket, key.ticket(), "a stale key");
         debug_assert!(!matches!(
             slot.status,
             Status::Free | Status::Queued | Status::Notified | Status::Idle
         ));
+        if matches!(slot.status, Status::TooLarge { .. }) {
+            self.too_large -= 1;
+        }
         slot.status = Status::Free;
         slot.needed = 0;
         slot.assigned = 0;
         slot.next = self.free;
         let waker = slot.waker.take();
-        self.free = key;
+        self.free = key.index;
         self.live -= 1;
         if self.live == 0 && self.slots.len() > KEEP_SLOTS {
             self.slots = Vec::new();
@@ -339,7 +420,8 @@ impl Waiters {
         waker: &Waker,
         fresh: &mut Option<Waker>,
     ) -> SlotPoll {
-        let slot = &mut self.slots[key as usize];
+        let slot = &mut self.slots[key.index as usize];
+        debug_assert_eq!(slot.ticket, key.ticket(), "a stale key");
         match slot.status {
             Status::Queued | Status::Notified | Status::Idle => {
                 if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
@@ -382,3 +464,6 @@ pub(crate) fn poll_slot(
         }
     }
 }
+
+// A waiting future keeps its phase next to its request and its semaphore.
+const _: () = assert!(core::mem::size_of::<Phase>() == 16);

@@ -9,7 +9,7 @@ fn without_the_feature_guards_and_futures_are_no_larger() {
     use std::mem::size_of;
     assert_eq!(size_of::<Permit<'_>>(), 16);
     assert_eq!(size_of::<OwnedPermit>(), 16);
-    assert_eq!(size_of::<Acquire<'_>>(), 24);
+    assert_eq!(size_of::<Acquire<'_>>(), 32);
 }
 
 #[cfg(feature = "diagnostics")]

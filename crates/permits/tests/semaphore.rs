@@ -15,7 +15,7 @@ mod common;
 use common::{catch_panic, counting_waker, fifo, fifo_with, lock_is_free, Task};
 use permits::{
     Acquire, AcquireError, AcquireOwned, AcquireTimeoutError, AddPermitsError, Elapsed,
-    OwnedPermit, Permit, Semaphore, TryAcquireError, WaitIdle, MAX_PERMITS,
+    OwnedPermit, Permit, Policy, Semaphore, TryAcquireError, WaitIdle, MAX_PERMITS,
 };
 use std::future::Future;
 use std::panic;
@@ -413,6 +413,83 @@ fn too_large_request_does_not_block_smaller_waiters() {
     drop(all);
     assert_eq!(small.wakes(), 1);
     assert_eq!(small.ready().unwrap().num_permits(), 1);
+}
+
+/// A granted waiter learns of its grant without the lock, from a word
+/// that says "every waiter queued before ticket t is served". A waiter
+/// failed by a shrink is not served, yet a later waiter's grant would
+/// cover its ticket: it must still read its failure, not a grant.
+#[test]
+fn a_waiter_failed_by_a_shrink_never_takes_a_later_grant_for_its_own() {
+    for policy in [Policy::Fifo, Policy::Throughput] {
+        let sem = Semaphore::with_policy(2, 2, policy);
+        let first = sem.try_acquire().unwrap();
+        let second = sem.try_acquire().unwrap();
+        let mut big = Task::new(sem.acquire_many(2));
+        big.assert_pending();
+        let mut small = Task::new(sem.acquire());
+        small.assert_pending();
+        // `big` can never fit now; one permit goes out of existence.
+        sem.resize(1);
+        drop(first);
+        // This one is `small`'s, queued behind the failed `big`.
+        drop(second);
+        let got = small.ready().expect("granted");
+        assert!(
+            matches!(
+                big.ready(),
+                Err(AcquireError::TooLarge {
+                    requested: 2,
+                    capacity: 1
+                })
+            ),
+            "{policy:?}: the failed waiter must not count a later grant as its own"
+        );
+        assert_eq!(sem.held_permits(), 1);
+        drop(got);
+        assert_eq!(sem.available_permits(), 1);
+        assert_eq!(sem.waiters(), 0);
+    }
+}
+
+/// A grant frees the waiter's queue slot at once, so another waiter may
+/// take the same slot before the first one looks. The first one's handle
+/// must no longer reach it: dropping the granted (never polled) future
+/// gives its permit to the newcomer and leaves the newcomer queued until
+/// then. A waiter failed by a shrink and leaked keeps the lock-free check
+/// off, so every look here goes through the lock.
+#[test]
+fn a_granted_waiter_whose_slot_was_taken_again_touches_only_its_own_permits() {
+    for policy in [Policy::Fifo, Policy::Throughput] {
+        let sem = Semaphore::with_policy(3, 3, policy);
+        let held = sem.try_acquire_many(3).unwrap();
+        let mut leaked = Task::new(sem.acquire_many(3));
+        leaked.assert_pending();
+        sem.resize(2);
+        // Never polled again, never dropped: its slot stays as it failed.
+        std::mem::forget(leaked);
+        let mut first = Task::new(sem.acquire());
+        first.assert_pending();
+        drop(held);
+        // The debt is paid and `first` granted (its slot freed); the rest
+        // is available.
+        assert_eq!(sem.waiters(), 0);
+        let all = sem.try_acquire().unwrap();
+        let mut newcomer = Task::new(sem.acquire());
+        newcomer.assert_pending();
+        assert_eq!(sem.waiters(), 1);
+        drop(first);
+        assert_eq!(
+            newcomer.wakes(),
+            1,
+            "{policy:?}: the newcomer got the permit"
+        );
+        let got = newcomer.ready().expect("granted");
+        assert_eq!(sem.held_permits(), 2);
+        drop((got, all));
+        assert_eq!(sem.available_permits(), 2);
+        assert_eq!(sem.waiters(), 0);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1866,8 +1943,9 @@ fn debug_formats_a_consistent_snapshot_under_contention() {
 fn sizes_meet_the_targets() {
     use std::mem::size_of;
     // Two state words, the lock and the pointer to a queue made on first
-    // contention (each semaphore owns its waiters).
-    assert!(size_of::<Semaphore>() <= 32, "{}", size_of::<Semaphore>());
+    // contention (each semaphore owns its waiters), and the word that tells
+    // a granted waiter without the lock.
+    assert!(size_of::<Semaphore>() <= 40, "{}", size_of::<Semaphore>());
     assert!(size_of::<Permit<'static>>() <= 16);
     assert!(size_of::<OwnedPermit>() <= 16);
     assert!(size_of::<Acquire<'static>>() <= 32);

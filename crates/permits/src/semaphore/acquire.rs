@@ -87,6 +87,10 @@ impl Waiting {
             return Poll::Ready(done);
         }
         if let (Phase::Queued(key), false) = (self.phase, spin) {
+            // Granted since the last poll: the usual case, without the lock.
+            if sem.is_served(key) {
+                return Poll::Ready(self.settled(Ok(())));
+            }
             if let Some(polled) = sem.poll_queued(key, waker) {
                 let Poll::Ready((status, old)) = polled else {
                     return Poll::Pending;
@@ -123,6 +127,7 @@ impl Waiting {
                 }
                 Err(e) => Err(e),
             },
+            Phase::Queued(key) if sem.is_served(key) => Ok(()),
             Phase::Queued(key) => {
                 let mut spins = if spin && sem.is_barging() && !cfg!(any(permits_loom, miri)) {
                     HEAD_SPINS
@@ -222,7 +227,7 @@ impl Waiting {
             unreachable!("only a queued wait expires");
         };
         let mut wakes = WakeList::new();
-        let status = sem.withdraw(key, true, &mut wakes);
+        let status = sem.withdraw(key, self.n, true, &mut wakes);
         let result = if status == Status::Queued {
             self.phase = Phase::Done;
             None
@@ -238,9 +243,11 @@ impl Waiting {
     #[inline]
     fn cancel(&mut self, sem: &RawSemaphore) {
         match core::mem::replace(&mut self.phase, Phase::Done) {
+            // Granted but never collected: as `Granted` below.
+            Phase::Queued(key) if sem.is_served(key) => sem.release(self.n),
             Phase::Queued(key) => {
                 let mut wakes = WakeList::new();
-                sem.withdraw(key, false, &mut wakes);
+                sem.withdraw(key, self.n, false, &mut wakes);
                 wakes.wake_all();
             }
             Phase::Granted => sem.release(self.n),

@@ -34,7 +34,7 @@ use crate::queue::{Inner, Queue};
 use crate::state::{self, Policy, Take, BARGE, CLOSED, QUEUED, SLOW};
 use crate::sync::AtomicU64;
 use crate::sync::Ordering;
-use crate::waiters::{self, Key, Status, Which};
+use crate::waiters::{self, Key, SlotPoll, Status, Which};
 use crate::wake::WakeList;
 use core::task::{Poll, Waker};
 
@@ -60,6 +60,15 @@ pub(crate) struct RawSemaphore {
     limits: AtomicU64,
     /// The lock, and the waiters while anyone waits; see `queue.rs`.
     queue: Queue,
+    /// Every queued acquirer whose [ticket](Key::ticket) is below this has
+    /// been granted its permits, and its slot freed: its next poll learns
+    /// that from this word alone, without the lock. Written under the lock
+    /// by each grant (acquirers are granted in queue order, which is
+    /// ticket order), and only while no slot failed as `TooLarge` is left
+    /// unfreed (such a slot's ticket may lie below a later grant's: its
+    /// owner must not read this as its grant). Acquirers that leave
+    /// otherwise (cancelled, timed out, closed) never read it again.
+    served: AtomicU64,
 }
 
 impl RawSemaphore {
@@ -71,6 +80,7 @@ impl RawSemaphore {
                 state: AtomicU64::new(state::initial(available, available, policy)),
                 limits: AtomicU64::new(state::initial_limits(capacity, available)),
                 queue: Queue::new(),
+                served: AtomicU64::new(0),
             }
         }
     }
@@ -117,6 +127,31 @@ impl RawSemaphore {
     pub(crate) fn state_is_queued(&self) -> bool {
         let s = self.state.load(Ordering::Relaxed);
         s & (SLOW | QUEUED) != 0 && state::available(s) == 0
+    }
+
+    /// Whether the acquirer queued with `key` has been granted its permits
+    /// (its slot is then freed): lock-free. `false` may still mean granted
+    /// (while a `TooLarge` slot is unfreed); the locked polls then tell.
+    #[inline]
+    pub(crate) fn is_served(&self, key: Key) -> bool {
+        // Acquire: pairs with the Release store in `hand_over`, after the
+        // grant's bookkeeping under the lock, so the permits (and all the
+        // releaser did before giving them) are this waiter's.
+        self.served.load(Ordering::Acquire) > key.ticket()
+    }
+
+    /// A granted acquirer's slot, unlinked as `Granted`: frees it at once
+    /// and publishes the grant in `served`, so its owner's next poll takes
+    /// no lock. Its waker (if the caller left it) drops after unlocking.
+    #[inline]
+    fn hand_over(&self, inner: &mut Inner, key: Key, wakes: &mut WakeList) {
+        wakes.discard(inner.waiters.free(key));
+        if inner.waiters.too_large() == 0 {
+            // Release: pairs with the Acquire load in `is_served`. Only
+            // grants write it, under the lock and in ticket order, so it
+            // only grows.
+            self.served.store(key.ticket() + 1, Ordering::Release);
+        }
     }
 
     /// Returns `n` held permits: lock-free unless someone needs them.
@@ -253,6 +288,7 @@ impl RawSemaphore {
             if slot.assigned == slot.needed {
                 inner.assigned -= slot.needed;
                 wakes.push(inner.waiters.unlink(Which::Queue, head, Status::Granted));
+                self.hand_over(inner, head, wakes);
             }
         }
         if n > 0 {
@@ -287,8 +323,8 @@ impl RawSemaphore {
 
     /// Throughput policy: the queue's head takes its permits from
     /// `available` if they are all there. Returns whether it did; the slot
-    /// is then `Granted` (unlinked, its waker kept for the owner to drop).
-    fn claim(&self, inner: &mut Inner, key: Key) -> bool {
+    /// is then freed (its waker goes to `wakes`, to drop after unlocking).
+    fn claim(&self, inner: &mut Inner, key: Key, wakes: &mut WakeList) -> bool {
         let slot = inner.waiters.slot(key);
         let want = slot.needed - slot.assigned;
         let taken = self
@@ -301,10 +337,8 @@ impl RawSemaphore {
             return false;
         }
         inner.assigned -= slot.assigned;
-        let waker = inner.waiters.unlink(Which::Queue, key, Status::Granted);
-        let slot = inner.waiters.slot_mut(key);
-        slot.assigned = slot.needed;
-        slot.waker = waker;
+        wakes.discard(inner.waiters.unlink(Which::Queue, key, Status::Granted));
+        self.hand_over(inner, key, wakes);
         true
     }
 
@@ -524,6 +558,11 @@ impl RawSemaphore {
     #[inline]
     pub(crate) fn poll_queued(&self, key: Key, waker: &Waker) -> Option<Poll<Finished>> {
         self.queue.with(|inner| {
+            if !inner.waiters.owns(key) {
+                // Granted since `is_served` looked (or while a `TooLarge`
+                // slot hid it there): only a grant frees a queued slot.
+                return Some(Poll::Ready((Status::Granted, None)));
+            }
             let slot = inner.waiters.slot(key);
             match slot.status {
                 Status::Queued if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) => {
@@ -556,21 +595,29 @@ impl RawSemaphore {
             // claims or goes back to sleep: nothing else here changes
             // what settling looks at.
             self.queue.with(|inner| {
+                if !inner.waiters.owns(key) {
+                    // Granted, and its slot freed by the grant.
+                    return SlotPoll::Ready(Status::Granted, 0, None);
+                }
                 if inner.waiters.slot(key).status != Status::Notified {
                     // Nothing changes but the slot's own registration (or
                     // its freeing, once finished): no need to settle.
                     return inner.waiters.poll_locked(key, waker, fresh);
                 }
-                if !self.claim(inner, key) && park {
-                    // Back to sleep until a release (through the lock again:
-                    // settling sets `SLOW`) wakes it, or hands it its
-                    // permits if it has been passed over long enough.
-                    let slot = inner.waiters.slot_mut(key);
-                    slot.status = Status::Queued;
-                    slot.patience
-                        .may_pass_over(crate::Semaphore::FAIRNESS_BOUND);
-                }
-                let polled = inner.waiters.poll_locked(key, waker, fresh);
+                let polled = if self.claim(inner, key, wakes) {
+                    SlotPoll::Ready(Status::Granted, 0, None)
+                } else {
+                    if park {
+                        // Back to sleep until a release (through the lock
+                        // again: settling sets `SLOW`) wakes it, or hands it
+                        // its permits if it has been passed over long enough.
+                        let slot = inner.waiters.slot_mut(key);
+                        slot.status = Status::Queued;
+                        slot.patience
+                            .may_pass_over(crate::Semaphore::FAIRNESS_BOUND);
+                    }
+                    inner.waiters.poll_locked(key, waker, fresh)
+                };
                 self.settle(inner, wakes);
                 polled
             })
@@ -579,11 +626,18 @@ impl RawSemaphore {
 
     /// Withdraws a slot whose owner is leaving (cancelled or timed out),
     /// passing on anything assigned to it, and frees it. Returns the
-    /// status it had: `Granted` means the permits had been handed over;
-    /// with `keep` the owner now holds them, without it they are released
-    /// here, in the same locked step.
-    pub(crate) fn withdraw(&self, key: Key, keep: bool, wakes: &mut WakeList) -> Status {
+    /// status it had: `Granted` means the `n` permits the owner asked for
+    /// had been handed over; with `keep` the owner now holds them, without
+    /// it they are released here, in the same locked step.
+    pub(crate) fn withdraw(&self, key: Key, n: usize, keep: bool, wakes: &mut WakeList) -> Status {
         let status = self.locked(wakes, |sem, inner, wakes| {
+            if !inner.waiters.owns(key) {
+                // Granted, and its slot freed by the grant.
+                if !keep {
+                    sem.give(inner, n, wakes);
+                }
+                return Status::Granted;
+            }
             let status = inner.waiters.slot(key).status;
             // The slot's waker is dropped only after unlocking: dropping it
             // may run user code that re-enters the lock.
@@ -680,9 +734,29 @@ impl RawSemaphore {
         self.give(inner, freed, wakes);
     }
 
-    /// Lock-free acquire for the `try_*` methods and the fast paths.
+    /// Lock-free acquire for the fast paths of the waits.
     #[inline]
     pub(crate) fn try_take(&self, n: usize) -> Result<(), TryAcquireError> {
+        self.try_take_with(n, state::try_take)
+    }
+
+    /// Lock-free acquire for the `try_*` methods: as [`try_take`](Self::try_take),
+    /// but "no permits" is confirmed on the latest state
+    /// ([`state::confirm_short`]).
+    #[inline]
+    pub(crate) fn try_take_now(&self, n: usize) -> Result<(), TryAcquireError> {
+        self.try_take_with(n, |word, n| match state::try_take(word, n) {
+            Take::Short => state::confirm_short(word, n),
+            taken_or_closed => taken_or_closed,
+        })
+    }
+
+    #[inline]
+    fn try_take_with(
+        &self,
+        n: usize,
+        take: impl FnOnce(&AtomicU64, usize) -> Take,
+    ) -> Result<(), TryAcquireError> {
         if n == 0 {
             return if self.is_closed() {
                 Err(TryAcquireError::Closed)
@@ -690,7 +764,7 @@ impl RawSemaphore {
                 Ok(())
             };
         }
-        match state::try_take(&self.state, n) {
+        match take(&self.state, n) {
             Take::Taken => Ok(()),
             Take::Closed => Err(TryAcquireError::Closed),
             Take::Short => {

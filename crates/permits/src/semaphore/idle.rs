@@ -78,7 +78,7 @@ impl Wait for WaitIdle<'_> {
             unreachable!("only a queued wait expires");
         };
         let mut wakes = WakeList::new();
-        let status = self.sem.raw.withdraw(key, true, &mut wakes);
+        let status = self.sem.raw.withdraw(key, 0, true, &mut wakes);
         wakes.wake_all();
         // Still waiting at the deadline: timed out.
         (status != Status::Idle).then_some(())
@@ -97,7 +97,7 @@ impl Drop for WaitIdle<'_> {
     fn drop(&mut self) {
         if let Phase::Queued(key) = core::mem::replace(&mut self.phase, Phase::Done) {
             let mut wakes = WakeList::new();
-            self.sem.raw.withdraw(key, false, &mut wakes);
+            self.sem.raw.withdraw(key, 0, false, &mut wakes);
             wakes.wake_all();
         }
     }

@@ -276,6 +276,40 @@ shrink_fails_queued_requests_that_no_longer_fit, |policy| {
 });
 
 both_policies!(
+/// A shrink failing a queued weighted waiter races a release; then the
+/// waiter behind it is granted while the failed one's slot is still
+/// unread. A grant is told without the lock by "every ticket below t is
+/// served": the failed waiter, whose ticket lies below, must still read
+/// `TooLarge`, and the other its permit.
+a_failed_waiter_never_reads_a_later_grant_as_its_own, |policy| {
+        let sem = Arc::new(Semaphore::with_policy(2, 2, policy));
+        let first = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let second = Arc::clone(&sem).try_acquire_owned().unwrap();
+        let mut big = sem.acquire_many(2);
+        assert!(poll_once(&mut big).is_pending());
+        let mut small = sem.acquire();
+        assert!(poll_once(&mut small).is_pending());
+        let s2 = Arc::clone(&sem);
+        let shrink = thread::spawn(move || s2.resize(1));
+        let releaser = thread::spawn(move || drop(first));
+        shrink.join().unwrap();
+        releaser.join().unwrap();
+        drop(second);
+        let Poll::Ready(Ok(got)) = poll_once(&mut small) else {
+            panic!("the waiter behind was not granted");
+        };
+        assert!(matches!(
+            poll_once(&mut big),
+            Poll::Ready(Err(AcquireError::TooLarge {
+                requested: 2,
+                capacity: 1
+            }))
+        ));
+        drop(got);
+        assert_at_rest(&sem, 1);
+});
+
+both_policies!(
 /// Three parties at the head of the queue: a weighted waiter cancelled
 /// while a single acquirer arrives and a holder releases (scenario (c)4
 /// with the arrival concurrent). Everyone finishes; nothing is lost.

@@ -65,6 +65,16 @@ fn existing_count_spans_both_words_and_survives_lock_free_updates() {
 }
 
 #[test]
+fn a_confirmed_shortage_reads_the_latest_state() {
+    let word = AtomicU64::new(state::initial(2, 2, state::Policy::Fifo));
+    assert!(matches!(state::confirm_short(&word, 3), Take::Short));
+    assert!(matches!(state::confirm_short(&word, 2), Take::Taken));
+    assert_eq!(state::available(word.load(Ordering::Relaxed)), 0);
+    word.fetch_or(CLOSED, Ordering::Relaxed);
+    assert!(matches!(state::confirm_short(&word, 1), Take::Closed));
+}
+
+#[test]
 fn try_take_is_exact_at_equality_and_refuses_closed() {
     let word = AtomicU64::new(state::initial(3, 3, state::Policy::Fifo));
     assert!(matches!(state::try_take(&word, 4), Take::Short));
@@ -95,9 +105,12 @@ fn slab_keeps_fifo_order_and_reuses_slots() {
     assert_eq!(w.next(a), Some(c));
     assert_eq!(w.len(Which::Queue), 2);
     assert!(w.free(b).is_none());
-    // The freed slot is reused.
+    // The freed slot is reused, under a new ticket: the old key no longer
+    // owns it.
     let d = w.push_back(Which::Idle, Status::Idle, 0, 0, Waker::noop().clone());
-    assert_eq!(d, b);
+    assert_eq!(d.index(), b.index());
+    assert_eq!(d.ticket(), 3);
+    assert!(w.owns(d) && !w.owns(b));
     assert_eq!(w.front(Which::Idle), Some(d));
     assert_eq!(w.len(Which::Idle), 1);
 }
@@ -121,9 +134,11 @@ fn a_large_empty_slab_is_released() {
         w.free(key);
     }
     assert_eq!(w.len(Which::Queue), 0);
-    // After release, keys start from zero again.
+    // After release, slots start from zero again; tickets go on, so no old
+    // key owns the new slot.
     let k = w.push_back(Which::Queue, Status::Queued, 1, 0, Waker::noop().clone());
-    assert_eq!(k, 0);
+    assert_eq!((k.index(), k.ticket()), (0, 1100));
+    assert!(w.owns(k));
 }
 
 /// A waker that records the order it was woken in, and may panic.
