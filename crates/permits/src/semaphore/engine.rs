@@ -568,7 +568,8 @@ impl RawSemaphore {
                 Status::Queued if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) => {
                     Some(Poll::Pending)
                 }
-                status @ (Status::Granted | Status::Closed | Status::TooLarge { .. }) => {
+                // (A granted slot was freed by its grant: see above.)
+                status @ (Status::Closed | Status::TooLarge { .. }) => {
                     Some(Poll::Ready((status, inner.waiters.free(key))))
                 }
                 _ => None,
@@ -650,11 +651,8 @@ impl RawSemaphore {
                     waker
                 }
                 Status::Idle => inner.waiters.unlink(Which::Idle, key, Status::IdleDone),
-                Status::Granted if !keep => {
-                    let needed = inner.waiters.slot(key).needed;
-                    sem.give(inner, needed, wakes);
-                    None
-                }
+                // Finished (closed, too large, idle): nothing to pass on. A
+                // granted slot is never here: the grant freed it (above).
                 _ => None,
             };
             wakes.discard(waker);
