@@ -66,15 +66,17 @@ enum Slot {
 }
 
 impl Slot {
-    /// Lets the job spawned from `cmd` share a named slot, as `permits
-    /// run` does: if `permits` is killed (SIGKILL), the job keeps the slot
-    /// until it ends, so the limit still holds across processes. Dropping
-    /// the slot when the job ends releases it at once, as before. (Our
-    /// own jobserver's tokens die with us; make's stay make's.)
-    fn lend_to(&self, cmd: &mut Command) -> io::Result<()> {
+    /// Spawns the job. A named slot is shared with it, as `permits run`
+    /// does: if `permits` is killed (SIGKILL), the job keeps the slot until
+    /// it ends, so the limit still holds across processes. Dropping the
+    /// slot when the job ends releases it at once, as before. (Our own
+    /// jobserver's tokens die with us; make's stay make's.) Shared without
+    /// a `pre_exec` hook, which would make every spawn a `fork` of this
+    /// process ([`NamedPermit::spawn_sharing`]).
+    fn spawn(&self, cmd: &mut Command) -> io::Result<std::process::Child> {
         match self {
-            Slot::Named(permit) => permit.inherit_into(cmd),
-            Slot::Jobserver(_) => Ok(()),
+            Slot::Named(permit) => permit.spawn_sharing(cmd),
+            Slot::Jobserver(_) => cmd.spawn(),
         }
     }
 }
@@ -662,15 +664,12 @@ pub fn run(args: BatchArgs) -> Result<i32, Failure> {
             let mut attempts = 0;
             let mut end = loop {
                 attempts += 1;
-                let cmd = match shared.spawner.command(&argv, shared.output) {
-                    Err(e) => Err(format!("cannot pass the jobserver on: {e}")),
-                    Ok(mut cmd) => match slot.lend_to(&mut cmd) {
-                        Err(e) => Err(format!("cannot pass the slot on: {e}")),
-                        Ok(()) => Ok(cmd),
-                    },
-                };
+                let cmd = shared
+                    .spawner
+                    .command(&argv, shared.output)
+                    .map_err(|e| format!("cannot pass the jobserver on: {e}"));
                 let end = match cmd {
-                    Ok(cmd) => run_job(job, &command, cmd, &shared, &tx),
+                    Ok(cmd) => run_job(job, &command, cmd, &slot, &shared, &tx),
                     Err(e) => {
                         let mut end = JobEnd::new(job, &command);
                         end.spawn_error = Some(e);
@@ -875,6 +874,7 @@ fn run_job(
     index: usize,
     command: &str,
     mut cmd: Command,
+    slot: &Slot,
     shared: &Shared,
     events: &mpsc::Sender<Event>,
 ) -> JobEnd {
@@ -885,7 +885,7 @@ fn run_job(
         end.mark_stopped(shared);
         return end;
     }
-    let child = match cmd.spawn() {
+    let child = match slot.spawn(&mut cmd) {
         Ok(child) => child,
         Err(e) => {
             end.spawn_error = Some(e.to_string());

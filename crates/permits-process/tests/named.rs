@@ -800,6 +800,48 @@ fn a_release_wakes_a_waiter_while_an_inheriting_child_runs() {
     child.wait().unwrap();
 }
 
+/// `spawn_sharing` (no `pre_exec` hook, so std may use `posix_spawn`)
+/// hands the slot on as `inherit_into` does: after `detach` the command
+/// alone holds it; a release while the command runs still wakes a
+/// sleeping waiter; a command spawned later from the same `Command`
+/// gets nothing.
+#[test]
+fn spawn_sharing_hands_the_slot_to_the_command_it_spawns() {
+    let dir = TempDir::new("named-spawn-sharing");
+    let sem = open(&dir, "spawned", 1).unwrap();
+    let sharing = |permit: &permits_process::named::NamedPermit| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "read line"])
+            .stdin(std::process::Stdio::piped());
+        let child = permit.spawn_sharing(&mut cmd).unwrap();
+        (cmd, child)
+    };
+    // Detached: the child alone holds the slot, until it exits.
+    let permit = sem.acquire().unwrap();
+    let (mut cmd, mut child) = sharing(&permit);
+    permit.detach();
+    assert!(sem.try_acquire().is_err(), "the child holds the slot");
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    sem.wait_idle_timeout(Duration::from_secs(10)).unwrap();
+    let permit = sem.try_acquire().unwrap();
+    // The same `Command` spawned again, plainly, holds nothing.
+    let mut again = cmd.stdin(std::process::Stdio::piped()).spawn().unwrap();
+    drop(permit);
+    assert!(sem.try_acquire().is_ok(), "a plain spawn got the slot too");
+    drop(again.stdin.take());
+    again.wait().unwrap();
+    // Released while the child runs: the waiter is woken.
+    let permit = sem.acquire().unwrap();
+    let (_, mut child) = sharing(&permit);
+    let waiter = Waiter::blocked(&sem);
+    drop(permit);
+    assert!(waiter.woken(), "woken by the release");
+    assert!(child.try_wait().unwrap().is_none(), "the child still runs");
+    drop(child.stdin.take());
+    child.wait().unwrap();
+}
+
 /// The same when the descriptor was shared by a plain `fork`: the child,
 /// still running, keeps a copy of the slot's descriptor, so the holder's
 /// close is not the last one and raises no event by itself.

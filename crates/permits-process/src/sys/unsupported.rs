@@ -165,6 +165,14 @@ pub(crate) fn poke_file(_file: &File) -> io::Result<()> {
 pub(crate) fn inherit_file(_cmd: &mut Command, _file: &File) -> InheritOnce {
     InheritOnce
 }
+impl InheritOnce {
+    pub(crate) fn spent() -> InheritOnce {
+        InheritOnce
+    }
+}
+pub(crate) fn spawn_sharing(_cmd: &mut Command, _file: &File) -> io::Result<std::process::Child> {
+    unsupported()
+}
 pub(crate) fn link_count(_file: &File) -> io::Result<u64> {
     unsupported()
 }
